@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny random TypedBert configs and an isolated Python subprocess runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from configuration_typed_bert import TypedBertConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+ENTITY_TYPES = ["O", "PER", "ORG", "LOC"]
+
+# Run first in every isolated subprocess: the checkout's own modules must not be importable, so that whatever
+# loads comes from the saved folder through transformers' dynamic-module machinery.
+_BLOCK_CHECKOUT = """
+import importlib.abc, sys
+class _BlockCheckout(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"configuration_typed_bert", "modeling_typed_bert", "encoding_typed_bert",
+                                  "pipeline_typed_bert", "hub", "scripts", "tests"}:
+            raise ImportError(f"{name} must not be importable from the checkout in this test")
+        return None
+sys.meta_path.insert(0, _BlockCheckout())
+sys.path = [p for p in sys.path if p not in ("", ".", %r)]
+"""
+
+
+def tiny_config(**overrides) -> TypedBertConfig:
+    """A 2-layer, 32-wide TypedBert config: builds in milliseconds."""
+    values = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        entity_types=ENTITY_TYPES,
+        num_labels=3,
+    )
+    values.update(overrides)
+    return TypedBertConfig(**values)
+
+
+@pytest.fixture
+def config() -> TypedBertConfig:
+    return tiny_config()
+
+
+@pytest.fixture
+def batch() -> dict[str, torch.Tensor]:
+    """Two rows of 8 tokens, each with a subject span and an object span; the second row is padded."""
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 99, (2, 8), generator=generator)
+    attention_mask = torch.ones(2, 8, dtype=torch.long)
+    attention_mask[1, 6:] = 0
+    entity_role_ids = torch.tensor([[0, 1, 1, 0, 2, 0, 0, 0], [0, 2, 0, 0, 1, 1, 0, 0]])
+    entity_type_ids = torch.tensor([[0, 1, 1, 0, 2, 0, 0, 0], [0, 3, 0, 0, 1, 1, 0, 0]])
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        entity_type_ids=entity_type_ids,
+        entity_role_ids=entity_role_ids,
+    )
+
+
+def run_isolated(script: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300) -> dict:
+    """Run `script` in a fresh interpreter that cannot import the checkout; return the JSON it prints last."""
+    source = _BLOCK_CHECKOUT % str(REPO_ROOT) + textwrap.dedent(script)
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "modules"), **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", source],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"isolated subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
