@@ -39,6 +39,9 @@ class TypedBertConfig(BertConfig):
             Whether the entity type and role tables exist and are added to the input. `False` gives a plain BERT
             encoder that still uses `entity_role_ids` to find the entity start tokens for pooling: the setting of
             the typed entity marker baseline, where the entity information is in the text itself.
+        entity_markers (`bool`, *optional*, defaults to `False`):
+            Whether the model was trained on text with Zhou & Chen's typed entity markers ("@ * peop * Bill @");
+            the relation-classification pipeline then inserts them before encoding.
     """
 
     model_type = "typed_bert"
@@ -49,6 +52,7 @@ class TypedBertConfig(BertConfig):
         entity_fusion: str = "sum",
         classifier_pooling: str = "entity_start",
         use_entity_embeddings: bool = True,
+        entity_markers: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,6 +62,9 @@ class TypedBertConfig(BertConfig):
         if not isinstance(use_entity_embeddings, bool):
             raise ValueError(f"use_entity_embeddings must be a bool, got {use_entity_embeddings!r}.")
         self.use_entity_embeddings = use_entity_embeddings
+        if not isinstance(entity_markers, bool):
+            raise ValueError(f"entity_markers must be a bool, got {entity_markers!r}.")
+        self.entity_markers = entity_markers
 
     @property
     def num_entity_types(self) -> int:

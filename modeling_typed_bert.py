@@ -98,9 +98,14 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         else:
             super()._init_weights(module)
 
+    # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (classifiers only).
+    _custom_pipelines: dict | None = None
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as `PreTrainedModel.save_pretrained` does, with all three Auto classes in config.json's `auto_map`."""
         self.config.auto_map = {**TYPED_BERT_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        if self._custom_pipelines is not None:
+            self.config.custom_pipelines = self._custom_pipelines
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
@@ -200,10 +205,20 @@ def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
     """TypedBert with a relation classifier over the [CLS] vector or the subject and object start tokens."""
 
+    _custom_pipelines = {
+        "relation-classification": {
+            "impl": "pipeline_typed_bert.RelationClassificationPipeline",
+            "pt": ["AutoModelForSequenceClassification"],
+            "tf": [],
+            "type": "text",
+        }
+    }
+
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = TypedBertModel(config, add_pooling_layer=config.classifier_pooling == "cls")
+        # The pooler is kept with entity_start pooling too, so that no BERT weight is lost in a saved checkpoint.
+        self.bert = TypedBertModel(config)
         if config.classifier_pooling == "cls":
             dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
             self.dropout = nn.Dropout(dropout)

@@ -1,0 +1,236 @@
+"""Text + typed entity spans → TypedBert inputs.
+
+This file is uploaded to the Hugging Face Hub with the model (the relation-classification pipeline uses it), so it
+imports only torch and transformers.
+
+A relation example is a `text` with two character spans, `subject` and `object`, each
+`{"start": int, "end": int, "type": str}` (end exclusive). A sub-word token belongs to a span when its character
+offsets overlap it; its `entity_type_ids` entry is the index of the span's type in `entity_types` and its
+`entity_role_ids` entry is 1 (subject) or 2 (object). Every other token gets 0 for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+SUBJECT_ROLE = 1
+OBJECT_ROLE = 2
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
+# Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
+SUBJECT_MARKERS = ("@", "*")
+OBJECT_MARKERS = ("#", "^")
+
+
+def _checked_span(name: str, span: Any, text: str, entity_types: Sequence[str]) -> tuple[int, int, str]:
+    if not isinstance(span, Mapping) or not {"start", "end", "type"} <= set(span):
+        raise ValueError(f"{name} must be a mapping with 'start', 'end' and 'type', got {span!r}.")
+    start, end, entity_type = span["start"], span["end"], span["type"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+        raise ValueError(f"{name} start/end must be integers, got start={start!r}, end={end!r}.")
+    if start >= end:
+        raise ValueError(f"{name} span has start={start} >= end={end}; spans are [start, end) with start < end.")
+    if start < 0 or end > len(text):
+        raise ValueError(f"{name} span [{start}, {end}) lies outside the text of length {len(text)}.")
+    if entity_type not in entity_types[1:]:
+        raise ValueError(
+            f"{name} type {entity_type!r} is not a known entity type; known types: {list(entity_types[1:])}."
+        )
+    return start, end, entity_type
+
+
+def encode_relation(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    subject: Mapping[str, Any],
+    object: Mapping[str, Any],  # noqa: A002 - the RE name of the second entity
+    entity_types: Sequence[str],
+    max_length: int | None = None,
+) -> dict[str, list[int]]:
+    """Encode one relation example.
+
+    Args:
+        tokenizer: a fast tokenizer (offset mappings are needed).
+        text: the sentence.
+        subject, object: `{"start", "end", "type"}`, character offsets into `text`, end exclusive.
+        entity_types: the model's `config.entity_types`; index 0 is the "no entity" type.
+        max_length: at most this many tokens, special tokens included (default: the tokenizer's
+            `model_max_length`). A longer text is cut to a window around the two entities, never through them.
+
+    Returns:
+        `input_ids`, `attention_mask`, `token_type_ids`, `entity_type_ids`, `entity_role_ids`: lists of equal length.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offset mappings need a fast one.")
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}.")
+    subject_start, subject_end, subject_type = _checked_span("subject", subject, text, entity_types)
+    object_start, object_end, object_type = _checked_span("object", object, text, entity_types)
+    if subject_start < object_end and object_start < subject_end:
+        raise ValueError(
+            f"subject [{subject_start}, {subject_end}) and object [{object_start}, {object_end}) overlap; "
+            "they must be disjoint."
+        )
+
+    encoding = tokenizer(
+        text,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_token_type_ids=True,
+        truncation=False,
+        verbose=False,
+    )
+    special = encoding["special_tokens_mask"]
+    offsets = encoding["offset_mapping"]
+    roles = [0] * len(special)
+    types = [0] * len(special)
+    for role, start, end, entity_type in (
+        (SUBJECT_ROLE, subject_start, subject_end, subject_type),
+        (OBJECT_ROLE, object_start, object_end, object_type),
+    ):
+        type_id = list(entity_types).index(entity_type)
+        for position, ((token_start, token_end), is_special) in enumerate(zip(offsets, special, strict=True)):
+            if not is_special and token_start < end and token_end > start:
+                if roles[position]:
+                    raise ValueError(
+                        f"subject and object share the token {encoding.tokens()[position]!r} at characters "
+                        f"[{token_start}, {token_end}); they must fall into different tokens."
+                    )
+                roles[position], types[position] = role, type_id
+        if role not in roles:
+            raise ValueError(
+                f"{'subject' if role == SUBJECT_ROLE else 'object'} span [{start}, {end}) = {text[start:end]!r} "
+                "covers no token (only whitespace or characters the tokenizer drops)."
+            )
+
+    features = {
+        "input_ids": encoding["input_ids"],
+        "attention_mask": encoding["attention_mask"],
+        "token_type_ids": encoding["token_type_ids"],
+        "entity_type_ids": types,
+        "entity_role_ids": roles,
+    }
+    limit = tokenizer.model_max_length if max_length is None else max_length
+    if len(special) <= limit:
+        return features
+    window = _window_around_entities(special, roles, limit)
+    return {name: [values[i] for i in window] for name, values in features.items()}
+
+
+def _window_around_entities(special: list[int], roles: list[int], limit: int) -> list[int]:
+    """Positions to keep: the leading and trailing special tokens and `limit` minus those around both entities."""
+    content = [i for i, is_special in enumerate(special) if not is_special]
+    first_content, last_content = content[0], content[-1]
+    prefix = list(range(first_content))
+    suffix = list(range(last_content + 1, len(special)))
+    budget = limit - len(prefix) - len(suffix)
+    entity_positions = [i for i, role in enumerate(roles) if role]
+    first, last = entity_positions[0], entity_positions[-1]
+    needed = last - first + 1
+    if needed > budget:
+        raise ValueError(
+            f"The subject and object together span {needed} tokens, more than the {budget} that max_length={limit} "
+            "leaves for text; raise max_length or shorten the distance between the entities."
+        )
+    spare = budget - needed
+    left = max(first_content, first - spare // 2)
+    right = min(last_content, left + budget - 1)
+    left = max(first_content, right - budget + 1)
+    return prefix + list(range(left, right + 1)) + suffix
+
+
+def encode_relations(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Mapping[str, Any]],
+    entity_types: Sequence[str],
+    max_length: int | None = None,
+    entity_markers: bool = False,
+) -> dict[str, list[list[int]]]:
+    """Encode a batch of `{"text", "subject", "object"}` examples; returns the five fields as lists of rows.
+
+    With `entity_markers=True` each example first gets typed entity markers (`add_typed_entity_markers`).
+    A `ValueError` names the index of the example that failed.
+    """
+    batch: dict[str, list[list[int]]] = {name: [] for name in MODEL_INPUT_NAMES}
+    for index, example in enumerate(examples):
+        try:
+            text, subject, obj = example["text"], example["subject"], example["object"]
+            if entity_markers:
+                text, subject, obj = add_typed_entity_markers(text, subject, obj)
+            features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"example {index}: {error}") from error
+        for name in MODEL_INPUT_NAMES:
+            batch[name].append(features[name])
+    return batch
+
+
+def add_typed_entity_markers(
+    text: str,
+    subject: Mapping[str, Any],
+    object: Mapping[str, Any],  # noqa: A002
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Insert Zhou & Chen's typed entity markers in punctuation form around both entities.
+
+    "Bill founded Microsoft" → "@ * peop * Bill @ founded # ^ org ^ Microsoft #". Returns the new text and the new
+    spans, which cover the whole marked entity (markers included), so the first subject token is "@" and the first
+    object token is "#".
+    """
+    insertions = []
+    for span, (outer, inner) in ((subject, SUBJECT_MARKERS), (object, OBJECT_MARKERS)):
+        before = f"{outer} {inner} {str(span['type']).lower()} {inner} "
+        insertions.append((span, before, f" {outer}"))
+    pieces, new_spans, cursor = [], {}, 0
+    for span, before, after in sorted(insertions, key=lambda item: item[0]["start"]):
+        pieces.append(text[cursor : span["start"]])
+        start = sum(len(piece) for piece in pieces)
+        pieces.append(before + text[span["start"] : span["end"]] + after)
+        new_spans[id(span)] = {"start": start, "end": start + len(pieces[-1]), "type": span["type"]}
+        cursor = span["end"]
+    pieces.append(text[cursor:])
+    return "".join(pieces), new_spans[id(subject)], new_spans[id(object)]
+
+
+class TypedBertDataCollator:
+    """Pads the five TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
+
+    `input_ids` are padded with the tokenizer's pad id, everything else with 0. A `labels` (or `label`) field is
+    stacked as is. Returns a dict of tensors `(batch, seq)` plus `labels` `(batch,)`.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError(f"{type(tokenizer).__name__} has no pad token; set tokenizer.pad_token first.")
+        self.pad_token_id = tokenizer.pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(feature["input_ids"]) for feature in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = {}
+        for name in MODEL_INPUT_NAMES:
+            if name not in features[0]:
+                continue
+            pad = self.pad_token_id if name == "input_ids" else 0
+            batch[name] = torch.tensor(
+                [list(feature[name]) + [pad] * (length - len(feature[name])) for feature in features],
+                dtype=torch.long,
+            )
+        for name in ("labels", "label"):
+            if name in features[0]:
+                batch["labels"] = torch.tensor([feature[name] for feature in features])
+                break
+        return batch
+
+
+__all__ = [
+    "MODEL_INPUT_NAMES",
+    "TypedBertDataCollator",
+    "add_typed_entity_markers",
+    "encode_relation",
+    "encode_relations",
+]

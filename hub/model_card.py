@@ -1,0 +1,95 @@
+"""Render the model card (README.md) of a TypedBert checkpoint folder from `templates/model_card.md`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+EXAMPLE = {
+    "text": "Bill Gates founded Microsoft.",
+    "subject": {"start": 0, "end": 10, "type": "Peop"},
+    "object": {"start": 19, "end": 28, "type": "Org"},
+}
+
+
+def render_model_card(
+    folder: str | Path,
+    repo_id: str = "org/typed-bert",
+    revision: str = "main",
+    base_model: str | None = None,
+    train_file: str | None = None,
+    confusion_matrix: str | None = None,
+) -> ModelCard:
+    """Build the card from the folder's config.json and eval_results.json (both written by scripts/train.py)."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    results_file = folder / "eval_results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    entity_types = config["entity_types"]
+    hub_base = base_model if base_model and not Path(base_model).exists() else None
+    dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Relation Extraction",
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split="validation",
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(results[name], 4),
+        )
+        for name in ("micro_f1", "auprc", "accuracy")
+        if name in results
+    ]
+    card_data = ModelCardData(
+        language="en",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["custom_code", "relation-extraction", "typed-bert", "bert"],
+        base_model=hub_base,
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+        license="apache-2.0",
+    )
+    example_subject_type = entity_types[1] if len(entity_types) > 1 else "PER"
+    example_object_type = entity_types[2] if len(entity_types) > 2 else example_subject_type
+    summary = [
+        (name, f"{results[name]:.4f}")
+        for name in ("micro_f1", "micro_precision", "micro_recall", "auprc", "accuracy")
+        if name in results
+    ]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=repo_id,
+        repo_id=repo_id,
+        revision=revision,
+        base_model=base_model or "a BERT checkpoint",
+        input_mode=results.get("input_mode", "typed-embeddings"),
+        classifier_pooling=config.get("classifier_pooling"),
+        entity_fusion=config.get("entity_fusion"),
+        example_text=EXAMPLE["text"],
+        example_subject=json.dumps({**EXAMPLE["subject"], "type": example_subject_type}),
+        example_object=json.dumps({**EXAMPLE["object"], "type": example_object_type}),
+        entity_types=entity_types,
+        labels=labels,
+        train_file=train_file or results.get("args", {}).get("train_file", "not recorded"),
+        train_description=f"{len(labels)} labels, entity types {entity_types[1:]}.",
+        validation_file=results.get("validation_file", "not recorded"),
+        num_examples=results.get("num_examples", "?"),
+        summary=summary,
+        per_label=sorted(results.get("per_label", {}).items()),
+        confusion_matrix=confusion_matrix,
+    )
+
+
+def write_model_card(folder: str | Path, **kwargs) -> Path:
+    """Render the card and write it to `folder/README.md`."""
+    path = Path(folder) / "README.md"
+    render_model_card(folder, **kwargs).save(path)
+    return path

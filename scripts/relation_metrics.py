@@ -1,0 +1,98 @@
+"""Relation-extraction metrics: micro-F1 without `no_relation` (TACRED/KLUE), KLUE's AUPRC, accuracy, per label."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import auc, precision_recall_curve
+
+NO_RELATION = "no_relation"
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def relation_metrics(
+    gold: Sequence[int], probabilities: np.ndarray, labels: Sequence[str], no_relation: str = NO_RELATION
+) -> dict:
+    """Score predictions (the argmax of `probabilities`, shape `(n, len(labels))`) against `gold` label ids.
+
+    micro_f1: precision = correct related predictions / related predictions, recall = correct related predictions /
+    related gold examples, where "related" means any label but `no_relation`: predicting `no_relation` is neither a
+    true nor a false positive, and a wrong related label counts against both precision and recall.
+    auprc: KLUE-RE's, the mean over all labels of the area under each one-vs-rest precision-recall curve.
+    """
+    gold = np.asarray(gold)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape != (len(gold), len(labels)):
+        raise ValueError(f"probabilities have shape {probabilities.shape}, expected ({len(gold)}, {len(labels)}).")
+    predicted = probabilities.argmax(axis=1)
+    none_id = list(labels).index(no_relation) if no_relation in labels else -1
+    related_predicted = predicted != none_id
+    related_gold = gold != none_id
+    correct = int(((predicted == gold) & related_gold).sum())
+    precision = correct / related_predicted.sum() if related_predicted.sum() else 0.0
+    recall = correct / related_gold.sum() if related_gold.sum() else 0.0
+
+    per_label = {}
+    areas = []
+    for index, label in enumerate(labels):
+        true_positive = int(((predicted == index) & (gold == index)).sum())
+        label_precision = true_positive / (predicted == index).sum() if (predicted == index).sum() else 0.0
+        label_recall = true_positive / (gold == index).sum() if (gold == index).sum() else 0.0
+        per_label[label] = {
+            "precision": float(label_precision),
+            "recall": float(label_recall),
+            "f1": _f1(label_precision, label_recall),
+            "support": int((gold == index).sum()),
+        }
+        if (gold == index).any():
+            curve_precision, curve_recall, _ = precision_recall_curve(gold == index, probabilities[:, index])
+            areas.append(auc(curve_recall, curve_precision))
+    return {
+        "micro_f1": _f1(precision, recall),
+        "micro_precision": float(precision),
+        "micro_recall": float(recall),
+        "auprc": float(np.mean(areas)) if areas else 0.0,
+        "accuracy": float((predicted == gold).mean()) if len(gold) else 0.0,
+        "num_examples": len(gold),
+        "per_label": per_label,
+    }
+
+
+def confusion_matrix(gold: Sequence[int], predicted: Sequence[int], num_labels: int) -> np.ndarray:
+    """`matrix[g, p]` = number of examples of gold label g predicted as p."""
+    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(gold), np.asarray(predicted)), 1)
+    return matrix
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Write the confusion matrix as a PNG heat map with counts; rows gold, columns predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(5.0, 0.7 * len(labels) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    shown = np.log1p(matrix)
+    axes.imshow(shown, cmap="Blues")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    axes.set_title(title or "confusion matrix")
+    for g in range(len(labels)):
+        for p in range(len(labels)):
+            color = "white" if shown[g, p] > shown.max() / 2 else "black"
+            axes.text(p, g, str(matrix[g, p]), ha="center", va="center", color=color, fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,253 @@
+"""Fine-tune TypedBert (or a baseline) for relation extraction with the transformers Trainer.
+
+    python scripts/train.py --base-model PATH --train-file F --validation-file F --output-dir OUT
+
+`--base-model` is a plain BERT (converted on the fly, entity types and labels read from the training data) or a
+TypedBert checkpoint. Works under `torchrun --nproc_per_node N` (DDP; gloo on CPU). OUT is a complete Hub-ready
+folder: safetensors weights, config (id2label, entity_types, auto_map, custom_pipelines), tokenizer, code files,
+eval_results.json, training_log.json and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+from encoding_typed_bert import TypedBertDataCollator
+from hub.export import copy_code_files, load_typed_from_bert, typed_config_from_bert
+from hub.model_card import write_model_card
+from modeling_typed_bert import TypedBertForSequenceClassification
+from scripts.relation_data import (
+    NO_RELATION,
+    NegativeSubsamplingSampler,
+    encode_dataset,
+    entity_type_names,
+    label_names,
+    load_relations,
+)
+from scripts.relation_metrics import relation_metrics
+
+INPUT_MODES = {
+    # input mode: (use_entity_embeddings, entity_markers, default pooling)
+    "typed-embeddings": (True, False, "entity_start"),
+    "typed-markers": (False, True, "entity_start"),
+    "plain": (False, False, "cls"),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", required=True, help="BERT or TypedBert checkpoint folder or Hub id")
+    parser.add_argument("--train-file", required=True)
+    parser.add_argument("--validation-file", required=True)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--input-mode", choices=sorted(INPUT_MODES), default="typed-embeddings")
+    parser.add_argument("--entity-fusion", choices=["sum", "mean"], default="sum")
+    parser.add_argument("--pooling", choices=["cls", "entity_start"], default=None, help="default: by input mode")
+    parser.add_argument("--epochs", type=float, default=5.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--entity-learning-rate", type=float, default=1e-3, help="for the two entity tables")
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument(
+        "--negative-ratio", type=float, default=3.0, help="no_relation per related example per epoch; -1 = all"
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (smoke tests)")
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument("--base-model-id", default=None, help="Hub id of a local --base-model, for the model card")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    return parser.parse_args(argv)
+
+
+def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[str]):
+    """A TypedBertForSequenceClassification for the data: from a plain BERT (converted) or a TypedBert checkpoint."""
+    use_entity_embeddings, entity_markers, default_pooling = INPUT_MODES[args.input_mode]
+    typed_fields = dict(
+        entity_fusion=args.entity_fusion,
+        classifier_pooling=args.pooling or default_pooling,
+        use_entity_embeddings=use_entity_embeddings,
+        entity_markers=entity_markers,
+    )
+    model_type = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True).model_type
+    if model_type == "bert":
+        config = typed_config_from_bert(args.base_model, entity_types, labels, **typed_fields)
+        model, _ = load_typed_from_bert(TypedBertForSequenceClassification, args.base_model, config)
+        return model
+    if model_type != "typed_bert":
+        raise ValueError(
+            f"--base-model {args.base_model!r} has model_type {model_type!r}; expected bert or typed_bert."
+        )
+    config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
+    unknown = sorted(set(entity_types) - set(config.entity_types))
+    if unknown:
+        raise ValueError(f"entity types {unknown} of the data are not in the checkpoint's {config.entity_types}.")
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    for key, value in typed_fields.items():
+        setattr(config, key, value)
+    return TypedBertForSequenceClassification.from_pretrained(
+        args.base_model, config=config, ignore_mismatched_sizes=True
+    )
+
+
+class RelationTrainer(Trainer):
+    """Trainer with per-epoch `no_relation` subsampling and length-bucketed batches, and a larger rate for the
+    entity tables (they start at zero and are the only new part of the encoder)."""
+
+    def __init__(self, *args, negative_ratio: float, no_relation_id: int | None, entity_learning_rate: float, **kw):
+        super().__init__(*args, **kw)
+        self.negative_ratio = negative_ratio
+        self.no_relation_id = no_relation_id
+        self.entity_learning_rate = entity_learning_rate
+
+    def _get_train_sampler(self, *args, **kwargs):
+        dataset = self.train_dataset
+        return NegativeSubsamplingSampler(
+            labels=dataset["labels"],
+            lengths=[len(ids) for ids in dataset["input_ids"]],
+            batch_size=self.args.per_device_train_batch_size * max(1, self.args.world_size),
+            negative_ratio=self.negative_ratio,
+            no_relation_id=self.no_relation_id,
+            seed=self.args.seed,
+        )
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is None:
+            entity, decay, no_decay = [], [], []
+            for name, parameter in self.model.named_parameters():
+                if not parameter.requires_grad:
+                    continue
+                if "entity_embeddings." in name:
+                    entity.append(parameter)
+                elif name.endswith("bias") or "LayerNorm" in name:
+                    no_decay.append(parameter)
+                else:
+                    decay.append(parameter)
+            groups = [
+                {"params": decay, "weight_decay": self.args.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+                {"params": entity, "weight_decay": 0.0, "lr": self.entity_learning_rate},
+            ]
+            self.optimizer = torch.optim.AdamW(
+                [group for group in groups if group["params"]], lr=self.args.learning_rate
+            )
+        return self.optimizer
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
+        raise SystemExit(f"--output-dir {str(output_dir)!r} exists and is not empty; pass --overwrite.")
+    set_seed(args.seed)
+
+    train_raw = load_relations(args.train_file)
+    validation_raw = load_relations(args.validation_file)
+    labels = label_names(train_raw)
+    entity_types = entity_type_names(train_raw)
+    model = build_model(args, entity_types, labels)
+    config = model.config
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model)
+    max_length = min(args.max_length, config.max_position_embeddings)
+
+    def encode(dataset):
+        return encode_dataset(
+            dataset, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers
+        )
+
+    train_set, validation_set = encode(train_raw), encode(validation_raw)
+    label_list = [config.id2label[i] for i in range(config.num_labels)]
+
+    def full_metrics(prediction) -> dict:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        probabilities = torch.tensor(logits).float().softmax(-1).numpy()
+        return relation_metrics(prediction.label_ids, probabilities, label_list)
+
+    def compute_metrics(prediction) -> dict:
+        return {key: value for key, value in full_metrics(prediction).items() if isinstance(value, float)}
+
+    no_relation_id = config.label2id.get(NO_RELATION)
+    negative_ratio = args.negative_ratio if no_relation_id is not None else -1
+    num_related = sum(label != no_relation_id for label in train_set["labels"])
+    per_epoch = len(train_set) if negative_ratio < 0 else min(len(train_set), round(num_related * (1 + negative_ratio)))
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(per_epoch / args.batch_size * args.epochs)
+    work_dir = Path(tempfile.mkdtemp(prefix="typed-bert-train-"))
+    training_args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=int(args.warmup_ratio * total_steps),  # an int: transformers 4.x has no float warmup_steps
+        weight_decay=args.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if args.max_steps < 0 else "steps",
+        eval_steps=None if args.max_steps < 0 else args.max_steps,
+        save_strategy="epoch" if args.max_steps < 0 else "steps",
+        save_steps=None if args.max_steps < 0 else args.max_steps,
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="micro_f1",
+        greater_is_better=True,
+        logging_steps=20,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=config.classifier_pooling == "entity_start",
+    )
+    trainer = RelationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=TypedBertDataCollator(tokenizer),
+        compute_metrics=compute_metrics,
+        negative_ratio=negative_ratio,
+        no_relation_id=no_relation_id,
+        entity_learning_rate=args.entity_learning_rate,
+    )
+    train_result = trainer.train()
+    metrics = full_metrics(trainer.predict(validation_set))
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if args.overwrite:
+            for child in output_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        trainer.model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        copy_code_files(output_dir)
+        results = {
+            "validation_file": str(args.validation_file),
+            **metrics,
+            "train_runtime_s": round(time.perf_counter() - started, 1),
+            "train_steps": train_result.global_step,
+            "input_mode": args.input_mode,
+            "args": vars(args),
+        }
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (output_dir / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
+        write_model_card(output_dir, base_model=args.base_model_id or args.base_model, train_file=args.train_file)
+        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
