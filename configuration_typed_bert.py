@@ -66,6 +66,15 @@ class TypedBertConfig(BertConfig):
             raise ValueError(f"entity_markers must be a bool, got {entity_markers!r}.")
         self.entity_markers = entity_markers
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """Read config.json; a plain BERT's is read as a TypedBert one (BERT's fields, no entity types yet), so that
+        loading a BERT checkpoint into a TypedBert class gives one warning, the load report of the new weights."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == "bert":
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
+
     @property
     def num_entity_types(self) -> int:
         """Rows of the entity type table: the "no entity" type plus the data set's types."""

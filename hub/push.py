@@ -1,0 +1,132 @@
+"""Publish a TypedBert checkpoint folder to the Hub in one commit, tag it, and verify it by loading it back.
+
+`huggingface_hub` reads `HF_ENDPOINT` and `HF_TOKEN` as usual (set them before importing it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi
+
+from encoding_typed_bert import TypedBertDataCollator, encode_relations
+from hub.export import check_publishable
+from hub.model_card import EXAMPLE, write_model_card
+
+IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
+
+
+class PublishError(ValueError):
+    """The folder cannot be published as it is; the message says what to do."""
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    commit: str
+    tag: str | None
+    url: str
+    max_abs_logit_difference: float | None = None
+    files: list[str] | None = None
+
+
+def next_version_tag(api: HfApi, repo_id: str) -> str:
+    """`v1`, or one more than the highest `vN` tag of the repo."""
+    tags = [ref.name for ref in api.list_repo_refs(repo_id).tags]
+    numbers = [int(match.group(1)) for tag in tags if (match := re.fullmatch(r"v(\d+)", tag))]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
+    """A two-example batch built from the folder's own entity types, for comparing logits."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    types = config["entity_types"]
+    first, second = (types[1], types[2]) if len(types) > 2 else (types[-1], types[-1])
+    examples = [
+        {**EXAMPLE, "subject": {**EXAMPLE["subject"], "type": first}, "object": {**EXAMPLE["object"], "type": second}},
+        {
+            "text": "Microsoft hired Bill Gates in Redmond.",
+            "subject": {"start": 16, "end": 26, "type": first},
+            "object": {"start": 0, "end": 9, "type": second},
+        },
+    ]
+    encoded = encode_relations(tokenizer, examples, types, entity_markers=config.get("entity_markers", False))
+    return TypedBertDataCollator(tokenizer)([{k: v[i] for k, v in encoded.items()} for i in range(len(examples))])
+
+
+def logits_of(model_source: str | Path, inputs: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **kwargs)
+    with torch.no_grad():
+        return model.eval()(**inputs).logits
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str = "main",
+    commit_message: str | None = None,
+    tag: str | None = None,
+    verify: bool = True,
+    token: str | None = None,
+) -> PushResult:
+    """Create `repo_id` if needed, upload `folder` as one commit on `revision`, tag it, then verify the upload.
+
+    The model card (README.md) is rendered first with the tag as the pinned revision of its loading snippet.
+    Verification downloads the commit into a fresh cache and checks that `AutoModelForSequenceClassification`
+    with `trust_remote_code=True` gives the same logits as the local folder.
+    """
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: no such folder.")
+    problems = check_publishable(folder)
+    if problems:
+        raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    tag = tag or next_version_tag(api, repo_id)
+    results = json.loads((folder / "eval_results.json").read_text()) if (folder / "eval_results.json").is_file() else {}
+    train_args = results.get("args", {})
+    write_model_card(
+        folder,
+        repo_id=repo_id,
+        revision=tag,
+        base_model=train_args.get("base_model_id") or train_args.get("base_model"),
+        train_file=train_args.get("train_file"),
+        confusion_matrix="confusion_matrix.png" if (folder / "confusion_matrix.png").is_file() else None,
+    )
+    commit = api.upload_folder(
+        folder_path=folder,
+        repo_id=repo_id,
+        revision=revision,
+        commit_message=commit_message or f"Upload TypedBert checkpoint ({tag})",
+        ignore_patterns=IGNORE_PATTERNS,
+    )
+    api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=f"TypedBert checkpoint {tag}")
+    files = sorted(api.list_repo_files(repo_id, revision=commit.oid))
+    result = PushResult(repo_id=repo_id, commit=commit.oid, tag=tag, url=commit.commit_url, files=files)
+    if verify:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        inputs = sample_inputs(folder, tokenizer)
+        with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
+            remote = logits_of(repo_id, inputs, revision=commit.oid, cache_dir=cache_dir)
+        local = logits_of(folder, inputs)
+        result.max_abs_logit_difference = float((remote - local).abs().max())
+        if not torch.equal(remote, local):
+            raise PublishError(
+                f"Verification failed: logits of {repo_id}@{commit.oid} differ from {folder} by "
+                f"{result.max_abs_logit_difference}."
+            )
+    return result

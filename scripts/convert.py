@@ -1,0 +1,57 @@
+"""Turn a BERT checkpoint into a TypedBert checkpoint folder without losing any of its weights.
+
+    python scripts/convert.py --base-model PATH_OR_HUB_ID --entity-types Peop,Org,Loc,Other --output-dir OUT \
+        [--labels L1,L2,...] [--overwrite]
+
+Ends by loading OUT through AutoModel.from_pretrained(OUT, trust_remote_code=True) and printing the max abs
+difference of its hidden states from the base BertModel's on a few sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hub.export import ConversionError, convert_bert_checkpoint, max_difference_from_base
+
+
+def split_names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", required=True, help="BERT checkpoint folder or Hub id")
+    parser.add_argument("--entity-types", required=True, type=split_names, help="comma-separated, e.g. PER,ORG")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--labels", type=split_names, default=None, help="comma-separated relation labels")
+    parser.add_argument("--entity-fusion", choices=["sum", "mean"], default="sum")
+    parser.add_argument("--pooling", choices=["cls", "entity_start"], default="entity_start")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    args = parser.parse_args(argv)
+    try:
+        report = convert_bert_checkpoint(
+            args.base_model,
+            args.entity_types,
+            args.output_dir,
+            labels=args.labels,
+            overwrite=args.overwrite,
+            entity_fusion=args.entity_fusion,
+            classifier_pooling=args.pooling,
+        )
+    except ConversionError as error:
+        sys.exit(f"error: {error}")
+    print(f"converted {args.base_model} -> {args.output_dir} in {report['seconds']} s")
+    print(f"weights of the base not used by TypedBert: {report['unused_weights'] or 'none'}")
+    print(f"weights new in TypedBert (initialised): {report['new_weights']}")
+    difference, module = max_difference_from_base(args.output_dir, args.base_model)
+    report["max_abs_difference"] = difference
+    print(f"verification: AutoModel.from_pretrained(OUT, trust_remote_code=True) loaded {module}")
+    print(f"max abs difference of hidden states from the base model: {difference:.3g}")
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

