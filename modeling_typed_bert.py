@@ -98,6 +98,22 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         else:
             super()._init_weights(module)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with a clear error when a weight's shape disagrees with the config."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except RuntimeError as error:
+            if "mismatch" not in str(error):
+                raise
+            raise ValueError(
+                f"Cannot load {pretrained_model_name_or_path}: a weight's shape disagrees with its config ({error}). "
+                "In a TypedBert checkpoint this is usually entity_embeddings.type_embeddings, which has one row per "
+                "entry of config.entity_types: a config.json whose entity_types is missing or was edited cannot "
+                "load the trained table. Restore entity_types as saved with the model (or pass "
+                "ignore_mismatched_sizes=True to re-initialise the mismatched weights)."
+            ) from error
+
     # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (classifiers only).
     _custom_pipelines: dict | None = None
 

@@ -201,6 +201,7 @@ class HubHandler(BaseHTTPRequestHandler):
         self._route(
             [
                 (r"/api/repos/create", self.create_repo),
+                (r"/api/validate-yaml", self.validate_yaml),
                 (rf"/api/models/{REPO}/preupload/{REV}", self.preupload),
                 (rf"/api/models/{REPO}/commit/{REV}", self.commit),
                 (rf"/api/models/{REPO}/tag/{REV}", self.create_tag),
@@ -228,9 +229,29 @@ class HubHandler(BaseHTTPRequestHandler):
         namespace = request.get("organization") or "local-user"
         repo_id = f"{namespace}/{request['name']}"
         if not self.state.create_repo(repo_id, bool(request.get("private"))):
-            self._error(409, f"You already created this model repo: {repo_id}")
+            message = f"You already created this model repo: {repo_id}"
+            self._json({"error": message, "url": f"{self.endpoint}/{repo_id}"}, 409, {"X-Error-Message": message})
             return
         self._json({"url": f"{self.endpoint}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def validate_yaml(self) -> None:
+        """Check a README.md's front matter as the Hub does before an upload: it must be a YAML mapping."""
+        import yaml
+
+        content = json.loads(self._body() or b"{}").get("content", "")
+        match = re.match(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", content, re.DOTALL)
+        if match is None:
+            self._json({"errors": [], "warnings": [{"message": "empty or missing yaml metadata in repo card"}]})
+            return
+        try:
+            metadata = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as error:
+            self._json({"errors": [{"message": f"invalid YAML: {error}"}], "warnings": []}, status=400)
+            return
+        if not isinstance(metadata, dict):
+            self._json({"errors": [{"message": "the metadata must be a YAML mapping"}], "warnings": []}, status=400)
+            return
+        self._json({"errors": [], "warnings": []})
 
     def model_info(self, repo: str, rev: str) -> None:
         commit = self._commit_or_404(repo, rev)

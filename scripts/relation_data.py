@@ -67,7 +67,8 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         return "'text' must be a non-empty string"
     for name in ("subject", "object"):
         span = row.get(name)
-        if not isinstance(span, dict) or not {"start", "end", "type"} <= set(span):
+        # datasets fills a field missing on one line with None, so None counts as missing.
+        if not isinstance(span, dict) or any(span.get(key) is None for key in ("start", "end", "type")):
             return f"'{name}' must be an object with start, end and type"
         start, end = span["start"], span["end"]
         if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):

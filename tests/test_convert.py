@@ -69,10 +69,10 @@ def test_converted_minilm_reproduces_bert_hidden_states(converted_minilm, tmp_pa
     inputs.pop("token_type_ids")
     inputs["entity_type_ids"] = torch.zeros_like(inputs["input_ids"])
     inputs["entity_role_ids"] = torch.zeros_like(inputs["input_ids"])
-    inputs["entity_type_ids"][0, 1:4] = 1
-    inputs["entity_role_ids"][0, 1:4] = 1
-    inputs["entity_type_ids"][0, 8:10] = 1
-    inputs["entity_role_ids"][0, 8:10] = 2
+    inputs["entity_type_ids"][:, 1:4] = 1
+    inputs["entity_role_ids"][:, 1:4] = 1
+    inputs["entity_type_ids"][:, 8:10] = 2
+    inputs["entity_role_ids"][:, 8:10] = 2
     save_file(inputs, tmp_path / "inputs.safetensors")
     report = run_isolated(
         COMPARE.format(folder=str(out), inputs=str(tmp_path / "inputs.safetensors"), outputs=str(tmp_path / "o.st")),

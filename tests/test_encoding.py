@@ -145,8 +145,10 @@ def test_collator_pads_all_fields(tokenizer):
     ]
     encoded = encode_relations(tokenizer, examples, TYPES)
     features = [{**{k: v[i] for k, v in encoded.items()}, "labels": i} for i in range(2)]
-    batch = TypedBertDataCollator(tokenizer, pad_to_multiple_of=8)(features)
-    assert batch["input_ids"].shape == (2, 16)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    assert lengths == [5, 8]
+    batch = TypedBertDataCollator(tokenizer, pad_to_multiple_of=6)(features)
+    assert batch["input_ids"].shape == (2, 12)
     assert batch["labels"].tolist() == [0, 1]
     short = len(encoded["input_ids"][0])
     assert batch["input_ids"][0, short:].eq(tokenizer.pad_token_id).all()

@@ -153,7 +153,7 @@ def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, loca
     ("damage", "message"),
     [
         (lambda f: (f / "modeling_typed_bert.py").unlink(), "code files missing"),
-        (lambda f: (f / "pytorch_model.bin").write_bytes(b"x"), r"pickle files \['pytorch_model.bin'\]"),
+        (lambda f: (f / "pytorch_model.bin").write_bytes(b"x"), "pickle files ['pytorch_model.bin']"),
         (
             lambda f: (f / "config.json").write_text(
                 json.dumps({k: v for k, v in json.loads((f / "config.json").read_text()).items() if k != "auto_map"})
