@@ -100,7 +100,10 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with a clear error when a weight's shape disagrees with the config."""
+        """`PreTrainedModel.from_pretrained`, with two differences: only safetensors weights load unless the caller
+        opts in to pickle files with `use_safetensors=False`, and a weight whose shape disagrees with the config gives
+        a clear error."""
+        kwargs.setdefault("use_safetensors", True)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except RuntimeError as error:

@@ -106,7 +106,8 @@ def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, loca
     result = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
     assert result["max_abs_logit_difference"] == 0.0
     assert result["tag"] == "v1"
-    assert set(result["files"]) == {
+    # transformers 4.x also saves vocab.txt and special_tokens_map.json with the tokenizer.
+    assert set(result["files"]) - {"vocab.txt", "special_tokens_map.json"} == {
         "README.md",
         "config.json",
         "model.safetensors",
@@ -185,3 +186,50 @@ def test_interrupted_push_leaves_previous_commit_and_retry_succeeds(local_hub, c
     retried = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
     assert retried["commit"] != first["commit"] and head_commit(local_hub) == retried["commit"]
     assert retried["max_abs_logit_difference"] == 0.0
+
+
+@pytest.mark.slow
+def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_dir, small_data):
+    import os
+
+    from transformers import AutoTokenizer
+
+    from hub.push import sample_inputs
+    from tests.conftest import run_script
+
+    out = tmp_path / "trained"
+    run_script([sys.executable, "scripts/train.py", "--base-model", str(tiny_bert_dir), "--train-file",
+                str(small_data["train"]), "--validation-file", str(small_data["dev"]), "--output-dir", str(out),
+                "--max-steps", "3", "--batch-size", "8"])
+    result = json.loads(push(out, local_hub).stdout.strip().splitlines()[-1])
+    assert result["max_abs_logit_difference"] == 0.0
+    assert not [name for name in result["files"] if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert "eval_results.json" in result["files"]
+
+    inputs = sample_inputs(out, AutoTokenizer.from_pretrained(out))
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+    run_isolated(
+        RELOAD.replace('"PER"', '"Peop"').replace('"ORG"', '"Org"').format(
+            repo="org/typed-bert", revision=result["commit"], inputs=str(tmp_path / "inputs.safetensors"),
+            outputs=str(tmp_path / "out.safetensors")),
+        cwd=tmp_path,
+        env=env,
+    )
+    local = TypedBertForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(load_file(tmp_path / "out.safetensors")["logits"], local(**inputs).logits)
+
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text(json.dumps({"id": "a", "text": "John Smith works for Acme Corp.",
+                                    "subject": {"start": 0, "end": 10, "type": "Peop"},
+                                    "object": {"start": 21, "end": 31, "type": "Org"}}) + "\n")
+    predicted = subprocess.run(
+        [sys.executable, "scripts/predict.py", "--model", "org/typed-bert", "--input", str(examples), "--top-k", "2"],
+        cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    row = json.loads(predicted.stdout.strip().splitlines()[-1])
+    assert row["id"] == "a" and len(row["prediction"]) == 2
+    labels = json.loads((out / "config.json").read_text())["label2id"]
+    assert all(p["label"] in labels for p in row["prediction"])

@@ -276,7 +276,7 @@ def test_plain_bert_checkpoint_loads_with_one_clear_warning(tmp_path, config, ba
 
 def test_checkpoint_whose_table_disagrees_with_config_fails_clearly(tmp_path, config):
     TypedBertModel(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"weight's shape disagrees with its config.*entity_types"):
+    with pytest.raises(ValueError, match=r"(?s)weight's shape disagrees with its config.*entity_types"):
         TypedBertModel.from_pretrained(tmp_path, entity_types=["O", "PER"])
 
 
@@ -289,3 +289,14 @@ def test_config_without_entity_types_cannot_load_trained_tables(tmp_path, config
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"entity_types is missing or was edited cannot load the trained table"):
         TypedBertModel.from_pretrained(tmp_path)
+
+
+def test_pickle_weights_are_refused_unless_opted_in(tmp_path, config, batch):
+    model = TypedBertModel(config).eval()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    model.config.save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="safetensors|model.safetensors"):
+        TypedBertModel.from_pretrained(tmp_path)
+    loaded = TypedBertModel.from_pretrained(tmp_path, use_safetensors=False).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).last_hidden_state, model(**batch).last_hidden_state)

@@ -1,0 +1,69 @@
+"""Fuzzing with hypothesis: random unicode text and spans through the encoder, random id tensors through the model.
+Nothing but the documented ValueErrors may escape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from encoding_typed_bert import encode_relation
+from modeling_typed_bert import TypedBertForSequenceClassification
+from tests.conftest import minilm_path, tiny_config
+
+TYPES = ["O", "PER", "ORG"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TypedBertForSequenceClassification(tiny_config(entity_types=TYPES)).eval()
+
+
+span_values = st.one_of(st.integers(-5, 80), st.just(0))
+spans = st.fixed_dictionaries(
+    {"start": span_values, "end": span_values, "type": st.sampled_from(["PER", "ORG", "O", "CITY", ""])}
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=0, max_size=60), subject=spans, obj=spans, max_length=st.sampled_from([None, 4, 8, 64]))
+def test_encoder_raises_only_value_errors(tokenizer, text, subject, obj, max_length):
+    try:
+        features = encode_relation(tokenizer, text, subject, obj, TYPES, max_length)
+    except ValueError:
+        return
+    assert len({len(v) for v in features.values()}) == 1
+    assert 1 in features["entity_role_ids"] and 2 in features["entity_role_ids"]
+    if max_length is not None:
+        assert len(features["input_ids"]) <= max_length
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=st.integers(1, 3),
+    length=st.integers(1, 10),
+    type_low=st.integers(-3, 3),
+    type_high=st.integers(0, 6),
+    role_high=st.integers(0, 5),
+    shape_delta=st.sampled_from([0, 0, 0, 1, -1]),
+    seed=st.integers(0, 2**16),
+)
+def test_model_raises_only_value_errors(model, batch, length, type_low, type_high, role_high, shape_delta, seed):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(0, 99, (batch, length), generator=generator)
+    type_ids = torch.randint(min(type_low, type_high), max(type_low, type_high) + 1, (batch, length), generator=generator)
+    role_ids = torch.randint(0, role_high + 1, (batch, max(1, length + shape_delta)), generator=generator)
+    try:
+        logits = model(input_ids=input_ids, entity_type_ids=type_ids, entity_role_ids=role_ids).logits
+    except ValueError:
+        return
+    assert logits.shape == (batch, 3) and torch.isfinite(logits).all()
