@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, BertModel
+from transformers import AutoConfig, AutoTokenizer, BertModel
 
 from configuration_typed_bert import TypedBertConfig
+from hub.verify import run_in_clean_process
 from modeling_typed_bert import TYPED_BERT_AUTO_MAP, TypedBertForSequenceClassification, TypedBertModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -152,16 +153,16 @@ def convert_bert_checkpoint(
 
 
 def max_difference_from_base(output_dir: str | Path, base_model: str, sentences: Sequence[str] = VERIFY_SENTENCES):
-    """Max abs difference of the last hidden states: `AutoModel(output_dir, trust_remote_code=True)` vs BERT."""
+    """Max abs difference of the last hidden states of `AutoModel.from_pretrained(output_dir, trust_remote_code=True)`
+    (run in a clean interpreter, so the folder's own code runs) from the base `BertModel`'s, and that code's module."""
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    inputs = tokenizer(list(sentences), padding=True, return_tensors="pt")
-    typed = AutoModel.from_pretrained(output_dir, trust_remote_code=True).eval()
+    inputs = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
+    got, module = run_in_clean_process(output_dir, inputs, "AutoModel")
     bert = BertModel.from_pretrained(base_model).eval()
     with torch.no_grad():
         expected = bert(**inputs).last_hidden_state
-        got = typed(**inputs).last_hidden_state
     mask = inputs["attention_mask"].bool()
-    return float((got - expected)[mask].abs().max()), type(typed).__module__
+    return float((got - expected)[mask].abs().max()), module
 
 
 def check_publishable(folder: str | Path) -> list[str]:

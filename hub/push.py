@@ -17,6 +17,7 @@ from huggingface_hub import HfApi
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
 from hub.export import check_publishable
 from hub.model_card import EXAMPLE, write_model_card
+from hub.verify import run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 
@@ -32,6 +33,7 @@ class PushResult:
     tag: str | None
     url: str
     max_abs_logit_difference: float | None = None
+    loaded_from: str | None = None
     files: list[str] | None = None
 
 
@@ -57,14 +59,6 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
     ]
     encoded = encode_relations(tokenizer, examples, types, entity_markers=config.get("entity_markers", False))
     return TypedBertDataCollator(tokenizer)([{k: v[i] for k, v in encoded.items()} for i in range(len(examples))])
-
-
-def logits_of(model_source: str | Path, inputs: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **kwargs)
-    with torch.no_grad():
-        return model.eval()(**inputs).logits
 
 
 def push_folder(
@@ -121,8 +115,11 @@ def push_folder(
         tokenizer = AutoTokenizer.from_pretrained(folder)
         inputs = sample_inputs(folder, tokenizer)
         with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
-            remote = logits_of(repo_id, inputs, revision=commit.oid, cache_dir=cache_dir)
-        local = logits_of(folder, inputs)
+            remote, module = run_in_clean_process(
+                repo_id, inputs, "AutoModelForSequenceClassification", revision=commit.oid, cache_dir=cache_dir
+            )
+        local, _ = run_in_clean_process(folder, inputs, "AutoModelForSequenceClassification")
+        result.loaded_from = module
         result.max_abs_logit_difference = float((remote - local).abs().max())
         if not torch.equal(remote, local):
             raise PublishError(

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"weights new in TypedBert (initialised): {report['new_weights']}")
     difference, module = max_difference_from_base(args.output_dir, args.base_model)
     report["max_abs_difference"] = difference
+    report["verified_with"] = module
     print(f"verification: AutoModel.from_pretrained(OUT, trust_remote_code=True) loaded {module}")
     print(f"max abs difference of hidden states from the base model: {difference:.3g}")
     print(json.dumps(report))

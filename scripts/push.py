@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None):
         sys.exit(f"error: {error}")
     print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
     if result.max_abs_logit_difference is not None:
-        print(f"verified: reloaded from the Hub, max abs logit difference {result.max_abs_logit_difference}")
+        print(
+            f"verified: reloaded from the Hub in a clean interpreter ({result.loaded_from}), "
+            f"max abs logit difference from the local folder {result.max_abs_logit_difference}"
+        )
     print(json.dumps(result.__dict__))
     return result
 

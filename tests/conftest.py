@@ -129,3 +129,26 @@ def run_script(args: list[str], env: dict[str, str] | None = None, timeout: int 
     if result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def train_tiny(base: Path, data: dict[str, Path], out: Path, *extra: str, launcher=(sys.executable,)):
+    """scripts/train.py for 3 steps of batch 8 on `data` (the small_data fixture), writing `out`."""
+    return run_script(
+        [
+            *launcher,
+            "scripts/train.py",
+            "--base-model",
+            str(base),
+            "--train-file",
+            str(data["train"]),
+            "--validation-file",
+            str(data["dev"]),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            *extra,
+        ]
+    )

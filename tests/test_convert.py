@@ -156,3 +156,9 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     )
     assert result.returncode != 0
     assert "error: --base-model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_verification_runs_the_folders_own_code(converted_minilm):
+    _, report = converted_minilm
+    assert report["verified_with"].startswith("transformers_modules.")
+    assert report["max_abs_difference"] == 0.0

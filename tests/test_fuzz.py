@@ -60,7 +60,9 @@ def test_encoder_raises_only_value_errors(tokenizer, text, subject, obj, max_len
 def test_model_raises_only_value_errors(model, batch, length, type_low, type_high, role_high, shape_delta, seed):
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(0, 99, (batch, length), generator=generator)
-    type_ids = torch.randint(min(type_low, type_high), max(type_low, type_high) + 1, (batch, length), generator=generator)
+    type_ids = torch.randint(
+        min(type_low, type_high), max(type_low, type_high) + 1, (batch, length), generator=generator
+    )
     role_ids = torch.randint(0, role_high + 1, (batch, max(1, length + shape_delta)), generator=generator)
     try:
         logits = model(input_ids=input_ids, entity_type_ids=type_ids, entity_role_ids=role_ids).logits

@@ -105,6 +105,7 @@ def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, loca
 
     result = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
     assert result["max_abs_logit_difference"] == 0.0
+    assert result["loaded_from"].startswith("transformers_modules.org.typed")
     assert result["tag"] == "v1"
     # transformers 4.x also saves vocab.txt and special_tokens_map.json with the tokenizer.
     assert set(result["files"]) - {"vocab.txt", "special_tokens_map.json"} == {
@@ -195,12 +196,10 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
     from transformers import AutoTokenizer
 
     from hub.push import sample_inputs
-    from tests.conftest import run_script
+    from tests.conftest import train_tiny
 
     out = tmp_path / "trained"
-    run_script([sys.executable, "scripts/train.py", "--base-model", str(tiny_bert_dir), "--train-file",
-                str(small_data["train"]), "--validation-file", str(small_data["dev"]), "--output-dir", str(out),
-                "--max-steps", "3", "--batch-size", "8"])
+    train_tiny(tiny_bert_dir, small_data, out)
     result = json.loads(push(out, local_hub).stdout.strip().splitlines()[-1])
     assert result["max_abs_logit_difference"] == 0.0
     assert not [name for name in result["files"] if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
@@ -210,9 +209,14 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
     save_file(inputs, tmp_path / "inputs.safetensors")
     env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
     run_isolated(
-        RELOAD.replace('"PER"', '"Peop"').replace('"ORG"', '"Org"').format(
-            repo="org/typed-bert", revision=result["commit"], inputs=str(tmp_path / "inputs.safetensors"),
-            outputs=str(tmp_path / "out.safetensors")),
+        RELOAD.replace('"PER"', '"Peop"')
+        .replace('"ORG"', '"Org"')
+        .format(
+            repo="org/typed-bert",
+            revision=result["commit"],
+            inputs=str(tmp_path / "inputs.safetensors"),
+            outputs=str(tmp_path / "out.safetensors"),
+        ),
         cwd=tmp_path,
         env=env,
     )
@@ -221,12 +225,24 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
         assert torch.equal(load_file(tmp_path / "out.safetensors")["logits"], local(**inputs).logits)
 
     examples = tmp_path / "examples.jsonl"
-    examples.write_text(json.dumps({"id": "a", "text": "John Smith works for Acme Corp.",
-                                    "subject": {"start": 0, "end": 10, "type": "Peop"},
-                                    "object": {"start": 21, "end": 31, "type": "Org"}}) + "\n")
+    examples.write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "text": "John Smith works for Acme Corp.",
+                "subject": {"start": 0, "end": 10, "type": "Peop"},
+                "object": {"start": 21, "end": 31, "type": "Org"},
+            }
+        )
+        + "\n"
+    )
     predicted = subprocess.run(
         [sys.executable, "scripts/predict.py", "--model", "org/typed-bert", "--input", str(examples), "--top-k", "2"],
-        cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     row = json.loads(predicted.stdout.strip().splitlines()[-1])

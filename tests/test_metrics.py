@@ -71,25 +71,10 @@ def test_confusion_matrix_png(tmp_path):
 
 
 def test_evaluate_cli_prints_json_last(tmp_path, tiny_bert_dir, small_data):
-    from tests.conftest import run_script
+    from tests.conftest import run_script, train_tiny
 
     out = tmp_path / "model"
-    run_script(
-        [
-            sys.executable,
-            "scripts/train.py",
-            "--base-model",
-            str(tiny_bert_dir),
-            "--train-file",
-            str(small_data["train"]),
-            "--validation-file",
-            str(small_data["dev"]),
-            "--output-dir",
-            str(out),
-            "--max-steps",
-            "2",
-        ]
-    )
+    train_tiny(tiny_bert_dir, small_data, out)
     result = run_script(
         [
             sys.executable,

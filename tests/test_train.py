@@ -10,31 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from hub.export import CODE_FILES
-from tests.conftest import run_script
+from tests.conftest import train_tiny as train
 
 pytestmark = pytest.mark.slow
-
-
-def train(base, data, out, *extra, launcher=(sys.executable,)):
-    return run_script(
-        [
-            *launcher,
-            "scripts/train.py",
-            "--base-model",
-            str(base),
-            "--train-file",
-            str(data["train"]),
-            "--validation-file",
-            str(data["dev"]),
-            "--output-dir",
-            str(out),
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "8",
-            *extra,
-        ]
-    )
 
 
 def test_output_folder_is_hub_ready(tmp_path, tiny_bert_dir, small_data):

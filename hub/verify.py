@@ -1,0 +1,60 @@
+"""Run a checkpoint the way a user would: in a fresh interpreter that has not imported this package, through the
+Auto classes with `trust_remote_code=True`, so the code that runs is the code in the folder or Hub repo.
+
+(In a process that imported `modeling_typed_bert`, transformers prefers that explicitly registered local class over
+the checkpoint's own code, so an in-process check would prove nothing about the published files.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_SCRIPT = """
+import json, sys
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+request = json.loads(sys.argv[1])
+auto_class = getattr(transformers, request["auto_class"])
+model = auto_class.from_pretrained(request["source"], trust_remote_code=True, **request["load_kwargs"]).eval()
+with torch.no_grad():
+    output = model(**load_file(request["inputs"]))
+tensor = output.logits if hasattr(output, "logits") else output.last_hidden_state
+save_file({"output": tensor.contiguous()}, request["outputs"])
+print(json.dumps({"module": type(model).__module__, "class": type(model).__name__}))
+"""
+
+
+class VerificationError(RuntimeError):
+    """The checkpoint could not be loaded and run in a clean interpreter; the message has its stderr."""
+
+
+def run_in_clean_process(
+    source: str | Path, inputs: dict[str, torch.Tensor], auto_class: str = "AutoModel", **load_kwargs
+) -> tuple[torch.Tensor, str]:
+    """Load `source` with `auto_class.from_pretrained(..., trust_remote_code=True)` in a fresh interpreter and run
+    `inputs`. Returns the logits (classifiers) or last hidden states, and the module the class came from."""
+    with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as work:
+        work = Path(work)
+        save_file({name: tensor.contiguous() for name, tensor in inputs.items()}, work / "inputs.safetensors")
+        request = {
+            "source": str(source),
+            "auto_class": auto_class,
+            "inputs": str(work / "inputs.safetensors"),
+            "outputs": str(work / "outputs.safetensors"),
+            "load_kwargs": load_kwargs,
+        }
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", _SCRIPT, json.dumps(request)], cwd=work, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise VerificationError(f"loading {source} in a clean interpreter failed:\n{result.stderr[-4000:]}")
+        module = json.loads(result.stdout.strip().splitlines()[-1])["module"]
+        return load_file(work / "outputs.safetensors")["output"], module
