@@ -169,14 +169,17 @@ def check_publishable(folder: str | Path) -> list[str]:
     """Problems that stop `folder` from being published: missing code files, no auto_map, pickle files."""
     folder = Path(folder)
     problems = []
-    missing = [name for name in CODE_FILES[:2] if not (folder / name).is_file()]
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    # The model code always; the encoder and pipeline files too when config.json announces the pipeline.
+    needed = CODE_FILES if config.get("custom_pipelines") else CODE_FILES[:2]
+    missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         problems.append(f"code files missing: {missing}; re-export the folder with scripts/convert.py or train.py.")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
+    if not config:
         problems.append("config.json is missing.")
     else:
-        auto_map = json.loads(config_file.read_text()).get("auto_map") or {}
+        auto_map = config.get("auto_map") or {}
         absent = sorted(set(TYPED_BERT_AUTO_MAP) - set(auto_map))
         if absent:
             problems.append(f"config.json's auto_map lacks {absent}; save the model with TypedBert's save_pretrained.")

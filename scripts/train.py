@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     negative_ratio = args.negative_ratio if no_relation_id is not None else -1
     num_related = sum(label != no_relation_id for label in train_set["labels"])
     if args.negative_weight == "auto":
+        # Sampled ratio / available ratio: 1 when every no_relation example is used anyway.
         available_ratio = (len(train_set) - num_related) / max(1, num_related)
-        negative_weight = available_ratio / negative_ratio if negative_ratio > 0 else 1.0
+        negative_weight = max(1.0, available_ratio / negative_ratio) if negative_ratio > 0 else 1.0
     else:
         negative_weight = float(args.negative_weight)
     per_epoch = len(train_set) if negative_ratio < 0 else min(len(train_set), round(num_related * (1 + negative_ratio)))
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         negative_ratio=negative_ratio,
         no_relation_id=no_relation_id,
-        negative_weight=max(1.0, negative_weight) if args.negative_weight == "auto" else negative_weight,
+        negative_weight=negative_weight,
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()

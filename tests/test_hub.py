@@ -155,6 +155,7 @@ def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, loca
     ("damage", "message"),
     [
         (lambda f: (f / "modeling_typed_bert.py").unlink(), "code files missing"),
+        (lambda f: (f / "pipeline_typed_bert.py").unlink(), "code files missing: ['pipeline_typed_bert.py']"),
         (lambda f: (f / "pytorch_model.bin").write_bytes(b"x"), "pickle files ['pytorch_model.bin']"),
         (
             lambda f: (f / "config.json").write_text(
