@@ -28,6 +28,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_LABELS = 6
+ENTITY_TYPES = ["Peop", "Org", "Loc", "Other"]
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -77,7 +78,14 @@ def interleaved(functions: dict[str, Callable[[], None]], repeats: int, device: 
             functions[name]()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return medians | {f"{name}_iqr": _iqr(values) for name, values in times.items()}
+
+
+def _iqr(values: list[float]) -> float:
+    """Interquartile range: the run-to-run noise of one measurement."""
+    quartiles = statistics.quantiles(values, n=4)
+    return quartiles[2] - quartiles[0]
 
 
 def load_typed(converted: str, device: str, dtype: torch.dtype):
@@ -122,7 +130,7 @@ def memory_probe(which: str, converted: str) -> None:
     import resource
 
     model = load_typed(converted, "cpu", torch.float32) if which == "typed" else load_bert("cpu", torch.float32)
-    inputs = make_inputs(32, 128, model.config.num_labels, "cpu")
+    inputs = make_inputs(32, 128, len(ENTITY_TYPES) + 1, "cpu")
     inputs = inputs if which == "typed" else bert_inputs(inputs)
     step = train_step_function(model, inputs, torch.zeros(32, dtype=torch.long))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -188,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
             "typed_s": result["typed"],
             "bert_s": result["bert"],
             "ratio": result["typed"] / result["bert"],
+            "typed_iqr_s": result["typed_iqr"],
+            "bert_iqr_s": result["bert_iqr"],
         }
         if tokens:
             row["typed_tokens_per_s"] = tokens / result["typed"]
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         print(
             f"{name:<34} TypedBert {result['typed'] * 1e3:9.2f} ms   BERT {result['bert'] * 1e3:9.2f} ms   "
-            f"ratio {row['ratio']:.3f}",
+            f"ratio {row['ratio']:.3f}   IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms",
             flush=True,
         )
 
