@@ -10,8 +10,11 @@ protocol, spoken to by the real huggingface_hub and transformers clients) on 127
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,24 @@ EXAMPLES = [
         "object": {"start": 24, "end": 30, "type": "Loc"},
     },
 ]
+
+
+# What a user runs: nothing of this package is imported, so the model's code comes from the Hub repo.
+USER_SCRIPT = """
+import json, sys
+from transformers import AutoModelForSequenceClassification, pipeline
+repo_id, tag, examples = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f'AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)')
+model = AutoModelForSequenceClassification.from_pretrained(repo_id, trust_remote_code=True)
+labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+print(f"loaded {type(model).__module__}.{type(model).__name__}; labels {labels}")
+classify = pipeline("relation-classification", model=repo_id, trust_remote_code=True, revision=tag)
+for example, prediction in zip(examples, classify(examples, top_k=2)):
+    subject = example["text"][example["subject"]["start"] : example["subject"]["end"]]
+    obj = example["text"][example["object"]["start"] : example["object"]["end"]]
+    best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in prediction)
+    print(f"{example['text']!r}\\n    {subject} -> {obj}: {best}")
+"""
 
 
 def free_port() -> int:
@@ -73,8 +94,6 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     server = LocalHubServer(work / "hub-storage", port=port).start()
     print(f"local Hub endpoint at {server.endpoint}")
-
-    from transformers import AutoModelForSequenceClassification, pipeline
 
     from scripts import convert, evaluate, push, train
 
@@ -125,16 +144,16 @@ def main(argv: list[str] | None = None) -> None:
     step(f"4/5 push to {REPO_ID} on the local Hub endpoint")
     result = push.main(["--model", str(model_dir), "--repo-id", REPO_ID])
 
-    step("5/5 load it back from the Hub with one line, and predict")
-    print(f'AutoModelForSequenceClassification.from_pretrained("{REPO_ID}", trust_remote_code=True)')
-    model = AutoModelForSequenceClassification.from_pretrained(REPO_ID, trust_remote_code=True)
-    print(f"loaded {type(model).__module__}.{type(model).__name__}, labels {list(model.config.label2id)}")
-    classify = pipeline("relation-classification", model=REPO_ID, trust_remote_code=True, revision=result.tag)
-    for example, prediction in zip(EXAMPLES, classify(EXAMPLES, top_k=2), strict=True):
-        subject = example["text"][example["subject"]["start"] : example["subject"]["end"]]
-        obj = example["text"][example["object"]["start"] : example["object"]["end"]]
-        best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in prediction)
-        print(f"{example['text']!r}\n    {subject} -> {obj}: {best}")
+    step("5/5 load it back from the Hub with one line, and predict (a fresh Python process, as a user would)")
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", USER_SCRIPT, REPO_ID, result.tag, json.dumps(EXAMPLES)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    print(completed.stdout, end="")
+    if completed.returncode != 0:
+        raise SystemExit(f"loading {REPO_ID} back failed:\n{completed.stderr[-4000:]}")
     server.stop()
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
 
