@@ -13,6 +13,8 @@ CLASSIFIER_POOLINGS = ("cls", "entity_start")
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
 ENTITY_ROLES = ("none", "subject", "object")
+SUBJECT_ROLE = ENTITY_ROLES.index("subject")
+OBJECT_ROLE = ENTITY_ROLES.index("object")
 
 
 class TypedBertConfig(BertConfig):

@@ -1,7 +1,7 @@
 """Text + typed entity spans → TypedBert inputs.
 
 This file is uploaded to the Hugging Face Hub with the model (the relation-classification pipeline uses it), so it
-imports only torch and transformers.
+imports only torch, transformers and `configuration_typed_bert`.
 
 A relation example is a `text` with two character spans, `subject` and `object`, each
 `{"start": int, "end": int, "type": str}` (end exclusive). A sub-word token belongs to a span when its character
@@ -17,8 +17,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-SUBJECT_ROLE = 1
-OBJECT_ROLE = 2
+try:
+    from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
+except ImportError:  # imported as a top-level module from a checkout, not as part of a package
+    from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
+
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
 # Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
 SUBJECT_MARKERS = ("@", "*")

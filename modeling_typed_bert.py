@@ -24,12 +24,9 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions, SequenceClassifierOutput
 
 try:
-    from .configuration_typed_bert import TypedBertConfig
+    from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
-    from configuration_typed_bert import TypedBertConfig
-
-SUBJECT_ROLE = 1
-OBJECT_ROLE = 2
+    from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
 
 # Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
 TYPED_BERT_AUTO_MAP = {

@@ -19,8 +19,7 @@ import datasets
 from torch.utils.data import Sampler
 
 from encoding_typed_bert import encode_relations
-
-NO_RELATION = "no_relation"
+from scripts.relation_metrics import NO_RELATION
 
 
 class DataFileError(ValueError):

@@ -28,14 +28,13 @@ from hub.export import copy_code_files, load_typed_from_bert, typed_config_from_
 from hub.model_card import write_model_card
 from modeling_typed_bert import TypedBertForSequenceClassification
 from scripts.relation_data import (
-    NO_RELATION,
     NegativeSubsamplingSampler,
     encode_dataset,
     entity_type_names,
     label_names,
     load_relations,
 )
-from scripts.relation_metrics import relation_metrics
+from scripts.relation_metrics import NO_RELATION, relation_metrics
 
 INPUT_MODES = {
     # input mode: (use_entity_embeddings, entity_markers, default pooling)
