@@ -86,7 +86,8 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
         use_entity_embeddings=use_entity_embeddings,
         entity_markers=entity_markers,
     )
-    model_type = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True).model_type
+    config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
+    model_type = config.model_type
     if model_type == "bert":
         config = typed_config_from_bert(args.base_model, entity_types, labels, **typed_fields)
         model, _ = load_typed_from_bert(TypedBertForSequenceClassification, args.base_model, config)
@@ -95,7 +96,6 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
         raise ValueError(
             f"--base-model {args.base_model!r} has model_type {model_type!r}; expected bert or typed_bert."
         )
-    config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
     unknown = sorted(set(entity_types) - set(config.entity_types))
     if unknown:
         raise ValueError(f"entity types {unknown} of the data are not in the checkpoint's {config.entity_types}.")
