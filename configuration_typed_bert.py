@@ -6,7 +6,7 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs on th
 
 from __future__ import annotations
 
-from transformers import AutoConfig, BertConfig
+from transformers import BertConfig
 
 ENTITY_FUSIONS = ("sum", "mean")
 CLASSIFIER_POOLINGS = ("cls", "entity_start")
@@ -31,12 +31,16 @@ class TypedBertConfig(BertConfig):
             so a published model says which types it knows.
         entity_fusion (`str`, *optional*, defaults to `"sum"`):
             How the entity vectors join the token's word vector before BERT adds the segment and position
-            embeddings. `"sum"`: word + type + role (a converted BERT computes exactly what it did before, as both
-            tables start at zero). `"mean"`: (word + type + role) / 3, the averaged alternative.
+            embeddings. `"sum"`: word + type + role. `"mean"`: word + (type + role) / 2, the entity vector being the
+            mean of the type and role vectors. Both leave the word vector itself unscaled, so with zero tables (a
+            converted BERT) both compute exactly what BERT computes; with trained tables `"mean"` is `"sum"` with
+            the entity tables at half scale (a reparametrisation, not a different model family). Averaging all of
+            BERT's embeddings would change nothing at all: the LayerNorm after the sum ignores a common scale.
         classifier_pooling (`str`, *optional*, defaults to `"entity_start"`):
             What [`TypedBertForSequenceClassification`] classifies. `"cls"`: BERT's pooled [CLS] vector.
             `"entity_start"`: the concatenated hidden states of the first subject token and the first object token
-            (Baldini Soares et al. 2019; Zhou & Chen 2021), found from `entity_role_ids`.
+            (Baldini Soares et al. 2019; Zhou & Chen 2021), found from `entity_role_ids`. BERT's pooler is built
+            only for `"cls"`: a layer that no loss reaches would break DDP and gradient checkpointing.
         use_entity_embeddings (`bool`, *optional*, defaults to `True`):
             Whether the entity type and role tables exist and are added to the input. `False` gives a plain BERT
             encoder that still uses `entity_role_ids` to find the entity start tokens for pooling: the setting of
@@ -112,6 +116,5 @@ def _checked_entity_types(entity_types: object) -> list[str]:
 
 
 TypedBertConfig.register_for_auto_class()
-AutoConfig.register(TypedBertConfig.model_type, TypedBertConfig, exist_ok=True)
 
 __all__ = ["TypedBertConfig"]

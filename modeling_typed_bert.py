@@ -1,32 +1,38 @@
 """PyTorch TypedBert: BERT with entity type and entity role embeddings, for relation extraction.
 
 This file is uploaded to the Hugging Face Hub next to the weights and runs on the user's machine under
-`trust_remote_code=True`: it imports only torch, transformers and `configuration_typed_bert`, makes no network
-calls and evaluates no code.
+`trust_remote_code=True`: it imports only torch, transformers and the other uploaded files, makes no network calls,
+evaluates no code and registers nothing at import (`register_typed_bert()` does, when a local user asks).
 
 BERT's embedding layer sums word, segment (token type) and position embeddings. TypedBert adds, per token, the
 vector of the entity type the token belongs to (`entity_type_ids`, 0 = no entity) and the vector of its role
-(`entity_role_ids`: 0 = none, 1 = subject, 2 = object). Both tables start at zero, so a TypedBert built from BERT
-weights computes exactly what BERT computes until it is trained.
+(`entity_role_ids`: 0 = none, 1 = subject, 2 = object). Both tables live in `bert.embeddings` next to BERT's own,
+start at zero and keep row 0 at zero, so a TypedBert built from BERT weights computes exactly what BERT computes
+until it is trained, and only entity tokens need a vector.
 """
-
-from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoModelForSequenceClassification,
     BertModel,
     BertPreTrainedModel,
 )
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions, SequenceClassifierOutput
+from transformers.models.bert.modeling_bert import BertEmbeddings
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
+    from .pipeline_typed_bert import RelationClassificationPipeline
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
+    from pipeline_typed_bert import RelationClassificationPipeline
 
 # Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
 TYPED_BERT_AUTO_MAP = {
@@ -34,10 +40,17 @@ TYPED_BERT_AUTO_MAP = {
     "AutoModel": "modeling_typed_bert.TypedBertModel",
     "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
 }
+RELATION_TASK = "relation-classification"
+# Weight names of version 1 checkpoints (tables on a sibling module, head named entity_head), renamed on load.
+LEGACY_KEY_MAPPING = {
+    r"entity_embeddings\.type_embeddings$": "embeddings.entity_type_embeddings.weight",
+    r"entity_embeddings\.role_embeddings$": "embeddings.entity_role_embeddings.weight",
+    r"^entity_head\.": "classifier.",
+}
 
 
 def _is_tracing() -> bool:
-    """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent checks break."""
+    """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent code breaks."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
@@ -55,32 +68,54 @@ def _check_entity_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.S
         raise ValueError(f"{name} holds id {bad}, outside the valid range [0, {num_ids - 1}].")
 
 
-class TypedBertEntityEmbeddings(nn.Module):
-    """The entity type table and the entity role table, both zero at initialisation.
+class TypedBertEntityEmbedding(nn.Embedding):
+    """An entity table (types or roles): zero at initialisation, row 0 ("no entity" / "no role") fixed at zero."""
 
-    The tables are parameters of this module itself (not `nn.Embedding` children), so that `_init_weights` zeroes
-    them when a checkpoint lacks them and leaves them alone when it has them.
-    """
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx=0)
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+
+
+class TypedBertEmbeddings(BertEmbeddings):
+    """BERT's embeddings plus the entity type table and the entity role table."""
 
     def __init__(self, config: TypedBertConfig) -> None:
-        super().__init__()
-        self.type_embeddings = nn.Parameter(torch.zeros(config.num_entity_types, config.hidden_size))
-        self.role_embeddings = nn.Parameter(torch.zeros(config.num_entity_roles, config.hidden_size))
+        super().__init__(config)
+        self.entity_type_embeddings = TypedBertEntityEmbedding(config.num_entity_types, config.hidden_size)
+        self.entity_role_embeddings = TypedBertEntityEmbedding(config.num_entity_roles, config.hidden_size)
+        self.entity_scale = 0.5 if config.entity_fusion == "mean" else 1.0
+
+    def add_entity_embeddings(
+        self, inputs_embeds: torch.Tensor, entity_type_ids: torch.LongTensor, entity_role_ids: torch.LongTensor
+    ) -> torch.Tensor:
+        """Word vectors `(batch, seq, hidden)` plus the entity vectors of the entity tokens (ids `(batch, seq)`).
+
+        Row 0 of both tables is zero, so only tokens with a non-zero id are looked up and added (a few percent of a
+        batch). Under tracing, which needs static shapes, every token is looked up instead; the result is the same.
+        """
+        is_entity = (entity_type_ids != 0) | (entity_role_ids != 0)
+        if _is_tracing():
+            entity = self.entity_type_embeddings(entity_type_ids) + self.entity_role_embeddings(entity_role_ids)
+            return inputs_embeds + entity * (is_entity.unsqueeze(-1) * self.entity_scale)
+        positions = is_entity.nonzero(as_tuple=True)
+        entity = self.entity_type_embeddings(entity_type_ids[positions])
+        entity = entity + self.entity_role_embeddings(entity_role_ids[positions])
+        return inputs_embeds.index_put(positions, entity * self.entity_scale, accumulate=True)
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Zero both tables, except those already loaded from a checkpoint (transformers flags those)."""
-        for table in (self.type_embeddings, self.role_embeddings):
-            if not getattr(table, "_is_hf_initialized", False):
-                table.zero_()
+    def fold_no_entity_rows(self) -> None:
+        """Move non-zero row-0 vectors (version 1 checkpoints trained them) into the token-type table.
 
-    def forward(
-        self, entity_type_ids: torch.LongTensor | None, entity_role_ids: torch.LongTensor | None
-    ) -> torch.Tensor:
-        """Return the entity vectors, `(batch, seq, hidden)`, or `(hidden,)` for the all-zero ids when both are None."""
-        type_vectors = self.type_embeddings[0] if entity_type_ids is None else self.type_embeddings[entity_type_ids]
-        role_vectors = self.role_embeddings[0] if entity_role_ids is None else self.role_embeddings[entity_role_ids]
-        return type_vectors + role_vectors
+        Every token gets exactly one token-type vector and, before this, exactly one row-0 or entity vector of each
+        table, so subtracting row 0 from every row and adding it to every token-type vector computes the same sums.
+        """
+        for table in (self.entity_type_embeddings, self.entity_role_embeddings):
+            row = table.weight[0].clone()
+            if torch.count_nonzero(row):
+                table.weight.sub_(row)
+                self.token_type_embeddings.weight.add_(row * self.entity_scale)
 
 
 class TypedBertPreTrainedModel(BertPreTrainedModel):
@@ -88,37 +123,64 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
 
     config_class = TypedBertConfig
     base_model_prefix = "bert"
+    # An entity_start checkpoint has no pooler; one converted from BERT may still carry BERT's, unused.
+    _keys_to_ignore_on_load_unexpected = [r"pooler\."]
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, TypedBertEntityEmbeddings):
-            module.reset_parameters()
+        if isinstance(module, TypedBertEntityEmbedding):
+            if not getattr(module.weight, "_is_hf_initialized", False):  # transformers 5 flags loaded weights
+                module.reset_parameters()
         else:
             super()._init_weights(module)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with two differences: only safetensors weights load unless the caller
-        opts in to pickle files with `use_safetensors=False`, and a weight whose shape disagrees with the config gives
-        a clear error."""
+        """`PreTrainedModel.from_pretrained`, with three differences: only safetensors weights load unless the caller
+        opts in to pickle files with `use_safetensors=False`; version 1 checkpoints load (their weight names are
+        mapped, their row-0 vectors folded); a mismatched entity table names `entity_types` as the likely cause."""
         kwargs.setdefault("use_safetensors", True)
+        kwargs.setdefault("key_mapping", LEGACY_KEY_MAPPING)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except RuntimeError as error:
-            if "mismatch" not in str(error):
+            if not cls._entity_table_mismatched(error, pretrained_model_name_or_path, *model_args, **kwargs):
                 raise
-            raise ValueError(
-                f"Cannot load {pretrained_model_name_or_path}: a weight's shape disagrees with its config ({error}). "
-                "In a TypedBert checkpoint this is usually entity_embeddings.type_embeddings, which has one row per "
-                "entry of config.entity_types: a config.json whose entity_types is missing or was edited cannot "
-                "load the trained table. Restore entity_types as saved with the model (or pass "
-                "ignore_mismatched_sizes=True to re-initialise the mismatched weights)."
+            raise RuntimeError(
+                f"{error}\nThe mismatched weight is the entity type table (embeddings.entity_type_embeddings), which "
+                "has one row per entry of "
+                "config.entity_types: a config.json whose entity_types is missing or was edited cannot load the "
+                "trained table. Restore entity_types as saved with the model, or pass ignore_mismatched_sizes=True "
+                "to start the table afresh."
             ) from error
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # transformers 5 reverses load-time renamings on save; a legacy name must not be written back.
+        conversions = getattr(model, "_weight_conversions", None)
+        if conversions:
+            model._weight_conversions = [c for c in conversions if c.source_patterns[0] not in LEGACY_KEY_MAPPING]
+        embeddings = model.base_model.embeddings
+        if isinstance(embeddings, TypedBertEmbeddings):
+            embeddings.fold_no_entity_rows()
+        return loaded
+
+    @classmethod
+    def _entity_table_mismatched(cls, error: RuntimeError, *args, **kwargs) -> bool:
+        """Whether the entity type table is among the weights whose size mismatch raised `error`. transformers 4
+        names them in the message; transformers 5 only logs them, so the load is repeated to read its report."""
+        if "entity_type_embeddings" in str(error) or TypedBertEntityEmbedding.__name__ in str(error):
+            return True
+        if "ignore_mismatched_sizes" not in str(error) or kwargs.get("ignore_mismatched_sizes"):
+            return False
+        kwargs.update(ignore_mismatched_sizes=True, output_loading_info=True)
+        _, info = super().from_pretrained(*args, **kwargs)
+        return any("entity_type_embeddings" in str(item) for item in info.get("mismatched_keys", []))
 
     # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (classifiers only).
     _custom_pipelines: dict | None = None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as `PreTrainedModel.save_pretrained` does, with all three Auto classes in config.json's `auto_map`."""
+        """`PreTrainedModel.save_pretrained` (and so `push_to_hub` and `Trainer`), with all three Auto classes in
+        config.json's `auto_map`. transformers copies this file and everything it imports relatively: the
+        configuration, encoding and pipeline files, so every saved folder is a complete Hub repo."""
         self.config.auto_map = {**TYPED_BERT_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         if self._custom_pipelines is not None:
             self.config.custom_pipelines = self._custom_pipelines
@@ -128,9 +190,14 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
 class TypedBertModel(TypedBertPreTrainedModel, BertModel):
     """BERT encoder whose input embeddings also carry each token's entity type and entity role."""
 
-    def __init__(self, config: TypedBertConfig, add_pooling_layer: bool = True) -> None:
+    def __init__(self, config: TypedBertConfig, add_pooling_layer: bool | None = None) -> None:
+        """`add_pooling_layer` defaults to `config.classifier_pooling == "cls"`: only that pooling uses the pooler."""
+        if add_pooling_layer is None:
+            add_pooling_layer = config.classifier_pooling == "cls"
         super().__init__(config, add_pooling_layer=add_pooling_layer)
-        self.entity_embeddings = TypedBertEntityEmbeddings(config) if config.use_entity_embeddings else None
+        if config.use_entity_embeddings:
+            self.embeddings = TypedBertEmbeddings(config)
+            self.post_init()
 
     def forward(
         self,
@@ -141,7 +208,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple[torch.Tensor, ...]:
         r"""
         Args:
@@ -171,11 +238,15 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             if ids is not None:
                 _check_entity_ids(ids, name, num_ids, shape)
 
-        if self.entity_embeddings is not None:
-            inputs_embeds = inputs_embeds + self.entity_embeddings(entity_type_ids, entity_role_ids)
-            if self.config.entity_fusion == "mean":
-                inputs_embeds = inputs_embeds / 3
-
+        if isinstance(self.embeddings, TypedBertEmbeddings) and (
+            entity_type_ids is not None or entity_role_ids is not None
+        ):
+            zeros = torch.zeros(shape, dtype=torch.long, device=inputs_embeds.device)
+            inputs_embeds = self.embeddings.add_entity_embeddings(
+                inputs_embeds,
+                zeros if entity_type_ids is None else entity_type_ids,
+                zeros if entity_role_ids is None else entity_role_ids,
+            )
         return super().forward(
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -219,10 +290,14 @@ def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str
 
 
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
-    """TypedBert with a relation classifier over the [CLS] vector or the subject and object start tokens."""
+    """TypedBert with a relation classifier over the [CLS] vector or the subject and object start tokens.
+
+    The head is named `classifier` for both poolings, as in `BertForSequenceClassification`: a fine-tuned BERT
+    classifier converts without loss, and PEFT's `task_type="SEQ_CLS"` trains and saves it.
+    """
 
     _custom_pipelines = {
-        "relation-classification": {
+        RELATION_TASK: {
             "impl": "pipeline_typed_bert.RelationClassificationPipeline",
             "pt": ["AutoModelForSequenceClassification"],
             "tf": [],
@@ -233,15 +308,13 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        # The pooler is kept with entity_start pooling too, so that no BERT weight is lost in a saved checkpoint.
         self.bert = TypedBertModel(config)
         if config.classifier_pooling == "cls":
             dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
             self.dropout = nn.Dropout(dropout)
-            # Named as in BertForSequenceClassification, so a fine-tuned BERT classifier converts without loss.
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         else:
-            self.entity_head = TypedBertEntityStartHead(config)
+            self.classifier = TypedBertEntityStartHead(config)
         self.post_init()
 
     def forward(
@@ -254,7 +327,7 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
@@ -287,7 +360,7 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         if self.config.classifier_pooling == "cls":
             logits = self.classifier(self.dropout(outputs.pooler_output))
         else:
-            logits = self.entity_head(outputs.last_hidden_state, entity_role_ids)
+            logits = self.classifier(outputs.last_hidden_state, entity_role_ids)
         loss = None if labels is None else self._loss(logits, labels)
 
         if not return_dict:
@@ -316,14 +389,29 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         return BCEWithLogitsLoss()(logits, labels)
 
 
+def register_typed_bert() -> None:
+    """Register TypedBert with `AutoConfig`, `AutoModel`, `AutoModelForSequenceClassification` and the
+    `relation-classification` pipeline, so that this process loads TypedBert folders without `trust_remote_code`.
+
+    For code run from a checkout or the installed package. Nothing calls it at import: a process that loads
+    TypedBert checkpoints with `trust_remote_code=True` then runs each checkpoint's own code.
+    """
+    AutoConfig.register(TypedBertConfig.model_type, TypedBertConfig, exist_ok=True)
+    AutoModel.register(TypedBertConfig, TypedBertModel, exist_ok=True)
+    AutoModelForSequenceClassification.register(TypedBertConfig, TypedBertForSequenceClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        RELATION_TASK, pipeline_class=RelationClassificationPipeline, pt_model=AutoModelForSequenceClassification
+    )
+
+
 TypedBertModel.register_for_auto_class("AutoModel")
 TypedBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-AutoModel.register(TypedBertConfig, TypedBertModel, exist_ok=True)
-AutoModelForSequenceClassification.register(TypedBertConfig, TypedBertForSequenceClassification, exist_ok=True)
 
 __all__ = [
-    "TypedBertEntityEmbeddings",
+    "TypedBertEmbeddings",
+    "TypedBertEntityEmbedding",
     "TypedBertForSequenceClassification",
     "TypedBertModel",
     "TypedBertPreTrainedModel",
+    "register_typed_bert",
 ]

@@ -530,12 +530,12 @@ class LocalHubServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", required=True, help="folder for the uploaded files")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     server = LocalHubServer(args.storage, args.port, args.verbose)
     print(f"local Hub at {server.endpoint}  (export HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1)", flush=True)
     try:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi
+from typed_bert.hub.export import check_publishable
+from typed_bert.hub.model_card import EXAMPLE, write_model_card
+from typed_bert.hub.verify import run_in_clean_process
 
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
-from hub.export import check_publishable
-from hub.model_card import EXAMPLE, write_model_card
-from hub.verify import run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         memory_probe(args.memory_probe, args.converted)
         return {}
 
-    from hub.export import convert_bert_checkpoint
+    from typed_bert.hub.export import convert_bert_checkpoint
 
     device, dtype = args.device, (torch.bfloat16 if args.device == "cuda" else torch.float32)
     work = Path(tempfile.mkdtemp(prefix="typed-bert-bench-"))
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     bert.load_state_dict(typed.state_dict(), strict=False)  # the same encoder weights in both
     torch.manual_seed(0)
     with torch.no_grad():  # trained-looking entity tables: the lookups do real work
-        typed.bert.entity_embeddings.type_embeddings.normal_(0, 0.02)
-        typed.bert.entity_embeddings.role_embeddings.normal_(0, 0.02)
+        typed.bert.embeddings.entity_type_embeddings.weight[1:].normal_(0, 0.02)
+        typed.bert.embeddings.entity_role_embeddings.weight[1:].normal_(0, 0.02)
 
     machine = {
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),

@@ -89,13 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work_dir)
     os.environ["HF_HOME"] = str(work / "hf-home")  # a fresh cache: the reload really comes from the endpoint
 
-    from hub.local_hub import LocalHubServer
+    from typed_bert.hub.local_hub import LocalHubServer
 
     started = time.perf_counter()
     server = LocalHubServer(work / "hub-storage", port=port).start()
     print(f"local Hub endpoint at {server.endpoint}")
 
-    from scripts import convert, evaluate, push, train
+    from typed_bert.scripts import convert, evaluate, push, train
 
     base = args.base_model
     base_id = None

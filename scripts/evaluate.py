@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from typed_bert.scripts.relation_data import encode_dataset, load_relations
+from typed_bert.scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
 
 from encoding_typed_bert import MODEL_INPUT_NAMES, TypedBertDataCollator
-from scripts.relation_data import encode_dataset, load_relations
-from scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
 
 
 def predict_probabilities(model, tokenizer, dataset, batch_size: int = 128) -> np.ndarray:

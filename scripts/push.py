@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from hub.push import PublishError, push_folder
+from typed_bert.hub.push import PublishError, push_folder
 
 
 def main(argv: list[str] | None = None):

@@ -17,9 +17,9 @@ from typing import Any
 
 import datasets
 from torch.utils.data import Sampler
+from typed_bert.scripts.relation_metrics import NO_RELATION
 
 from encoding_typed_bert import encode_relations
-from scripts.relation_metrics import NO_RELATION
 
 
 class DataFileError(ValueError):

@@ -22,19 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
-
-from encoding_typed_bert import TypedBertDataCollator
-from hub.export import copy_code_files, load_typed_from_bert, typed_config_from_bert
-from hub.model_card import write_model_card
-from modeling_typed_bert import TypedBertForSequenceClassification
-from scripts.relation_data import (
+from typed_bert.hub.export import load_typed_from_bert, typed_config_from_bert
+from typed_bert.hub.model_card import write_model_card
+from typed_bert.scripts.relation_data import (
     NegativeSubsamplingSampler,
     encode_dataset,
     entity_type_names,
     label_names,
     load_relations,
 )
-from scripts.relation_metrics import NO_RELATION, relation_metrics
+from typed_bert.scripts.relation_metrics import NO_RELATION, relation_metrics
+
+from encoding_typed_bert import TypedBertDataCollator
+from modeling_typed_bert import TypedBertForSequenceClassification
 
 INPUT_MODES = {
     # input mode: (use_entity_embeddings, entity_markers, default pooling)
@@ -272,7 +272,6 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         trainer.model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
-        copy_code_files(output_dir)
         results = {
             "validation_file": str(args.validation_file),
             **metrics,

@@ -9,10 +9,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-import torch
+# huggingface_hub reads this when it is imported: the local Hub endpoint speaks plain HTTP uploads, not Xet.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
-from configuration_typed_bert import TypedBertConfig
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from configuration_typed_bert import TypedBertConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -31,6 +34,24 @@ class _BlockCheckout(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _BlockCheckout())
 sys.path = [p for p in sys.path if p not in ("", ".", %r)]
 """
+
+
+HUB_TOKEN = "hf_local_test_token"
+
+
+@pytest.fixture
+def local_hub(tmp_path):
+    """The local Hub endpoint on a free port, with its storage in the test's folder."""
+    from typed_bert.hub.local_hub import LocalHubServer
+
+    server = LocalHubServer(tmp_path / "hub-storage").start()
+    yield server
+    server.stop()
+
+
+def hub_env(server) -> dict[str, str]:
+    """Environment variables that point huggingface_hub (in a subprocess) at `server`."""
+    return {"HF_ENDPOINT": server.endpoint, "HF_TOKEN": HUB_TOKEN, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
 
 
 def tiny_config(**overrides) -> TypedBertConfig:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
+from typed_bert.hub.export import CODE_FILES, ConversionError, convert_bert_checkpoint
 
-from hub.export import CODE_FILES, ConversionError, convert_bert_checkpoint
 from tests.conftest import REPO_ROOT, minilm_path, run_isolated, run_script
 
 pytestmark = pytest.mark.remote_code
@@ -57,7 +57,11 @@ def test_converted_minilm_reproduces_bert_hidden_states(converted_minilm, tmp_pa
 
     out, report = converted_minilm
     assert report["max_abs_difference"] <= 1e-5
-    assert sorted(report["new_weights"]) == ["entity_embeddings.role_embeddings", "entity_embeddings.type_embeddings"]
+    assert sorted(report["new_weights"]) == [
+        "embeddings.entity_role_embeddings.weight",
+        "embeddings.entity_type_embeddings.weight",
+    ]
+    assert not [key for key in load_file(out / "model.safetensors") if "pooler" in key]  # entity_start: no pooler
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", *CODE_FILES}
     assert not [p for p in out.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
     config = json.loads((out / "config.json").read_text())
@@ -96,7 +100,7 @@ def test_labels_add_a_classifier_head(tmp_path):
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["id2label"] == {"0": "no_relation", "1": "founded_by"}
     assert config["architectures"] == ["TypedBertForSequenceClassification"]
-    assert any(key.startswith("entity_head.") for key in report["new_weights"])
+    assert any(key.startswith("classifier.") for key in report["new_weights"])
     assert "relation-classification" in config["custom_pipelines"]
 
 
@@ -162,3 +166,68 @@ def test_cli_verification_runs_the_folders_own_code(converted_minilm):
     _, report = converted_minilm
     assert report["verified_with"].startswith("transformers_modules.")
     assert report["max_abs_difference"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer_dir(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    return BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, **overrides
+    )
+
+
+@pytest.mark.parametrize("head", ["BertForMaskedLM", "BertForPreTraining", "BertForTokenClassification"])
+def test_bert_saved_without_pooler_converts(tmp_path, tiny_tokenizer_dir, head):
+    import shutil
+
+    import transformers
+
+    torch.manual_seed(0)
+    getattr(transformers, head)(tiny_bert_config()).save_pretrained(tmp_path / "base")
+    for file in tiny_tokenizer_dir.iterdir():
+        shutil.copy(file, tmp_path / "base")
+    assert not [key for key in load_file(tmp_path / "base" / "model.safetensors") if "pooler" in key] or head != (
+        "BertForMaskedLM"
+    )
+    report = convert_bert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
+    assert report["max_abs_difference"] <= 1e-5
+    assert not [key for key in report["new_weights"] if not key.startswith("embeddings.entity_")]
+
+
+def test_fine_tuned_bert_classifier_keeps_its_classifier(tmp_path, tiny_tokenizer_dir):
+    import shutil
+
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    labels = {0: "no_relation", 1: "founded_by", 2: "works_for"}
+    BertForSequenceClassification(tiny_bert_config(id2label=labels)).save_pretrained(tmp_path / "base")
+    for file in tiny_tokenizer_dir.iterdir():
+        shutil.copy(file, tmp_path / "base")
+    report = convert_bert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
+    assert report["classifier_kept"] is True
+    assert report["max_abs_difference"] <= 1e-5 and report["max_abs_logit_difference"] <= 1e-5
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["classifier_pooling"] == "cls" and config["id2label"]["1"] == "founded_by"
+    assert config["architectures"] == ["TypedBertForSequenceClassification"]
+
+
+def test_mean_fusion_conversion_preserves_bert(tmp_path):
+    report = convert_bert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", entity_fusion="mean")
+    assert report["max_abs_difference"] <= 1e-5
+
+
+def test_failed_check_writes_nothing_and_keeps_the_old_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(ConversionError, match=r"differs from .* \(tolerance -1.0\); nothing was written"):
+        convert_bert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", overwrite=True, tolerance=-1.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"

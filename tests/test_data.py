@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from scripts.relation_data import (
+from typed_bert.scripts.relation_data import (
     DataFileError,
     NegativeSubsamplingSampler,
     entity_type_names,
     label_names,
     load_relations,
 )
+
 from tests.conftest import SHARED
 
 GOOD = {

@@ -17,8 +17,8 @@ def trained_looking_model() -> TypedBertForSequenceClassification:
     torch.manual_seed(0)
     model = TypedBertForSequenceClassification(tiny_config()).eval()
     with torch.no_grad():
-        model.bert.entity_embeddings.type_embeddings.normal_()
-        model.bert.entity_embeddings.role_embeddings.normal_()
+        model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
+        model.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
     return model
 
 

@@ -12,14 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hub.export import copy_code_files
-from hub.local_hub import LocalHubServer
 from modeling_typed_bert import TypedBertForSequenceClassification
-from tests.conftest import REPO_ROOT, minilm_path, run_isolated, tiny_config
+from tests.conftest import REPO_ROOT, hub_env, minilm_path, run_isolated, tiny_config
 
 pytestmark = pytest.mark.remote_code
 
-TOKEN = "hf_local_test_token"
 
 RELOAD = """
 import json, torch
@@ -42,17 +39,6 @@ print(json.dumps({{"module": type(model).__module__, "pipeline": type(classify).
 
 
 @pytest.fixture
-def local_hub(tmp_path):
-    server = LocalHubServer(tmp_path / "hub-storage").start()
-    yield server
-    server.stop()
-
-
-def hub_env(server: LocalHubServer) -> dict[str, str]:
-    return {"HF_ENDPOINT": server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
-
-
-@pytest.fixture
 def checkpoint(tmp_path):
     """A tiny trained-looking TypedBert classifier folder with MiniLM's tokenizer, code files and no eval results."""
     from transformers import AutoTokenizer
@@ -68,11 +54,10 @@ def checkpoint(tmp_path):
     )
     model = TypedBertForSequenceClassification(config).eval()
     with torch.no_grad():
-        model.bert.entity_embeddings.type_embeddings.normal_()
-        model.bert.entity_embeddings.role_embeddings.normal_()
+        model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
+        model.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
-    copy_code_files(folder)
     return folder
 
 
@@ -100,8 +85,7 @@ def head_commit(server, revision="main") -> str:
 
 def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, local_hub, checkpoint):
     from transformers import AutoTokenizer
-
-    from hub.push import sample_inputs
+    from typed_bert.hub.push import sample_inputs
 
     result = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
     assert result["max_abs_logit_difference"] == 0.0
@@ -176,7 +160,7 @@ def test_interrupted_push_leaves_previous_commit_and_retry_succeeds(local_hub, c
     first = json.loads(push(checkpoint, local_hub, "--no-verify").stdout.strip().splitlines()[-1])
     model = TypedBertForSequenceClassification.from_pretrained(checkpoint)
     with torch.no_grad():
-        model.bert.entity_embeddings.type_embeddings.add_(1.0)
+        model.bert.embeddings.entity_type_embeddings.weight[1:].add_(1.0)
     model.save_pretrained(checkpoint)
 
     local_hub.state.drop_lfs_uploads = 1000  # every attempt of the client's retries dies mid-upload
@@ -195,8 +179,8 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
     import os
 
     from transformers import AutoTokenizer
+    from typed_bert.hub.push import sample_inputs
 
-    from hub.push import sample_inputs
     from tests.conftest import train_tiny
 
     out = tmp_path / "trained"

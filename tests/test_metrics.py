@@ -7,8 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
+from typed_bert.scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
 
 LABELS = ["no_relation", "A", "B"]
 

@@ -13,26 +13,34 @@ from tests.conftest import tiny_config
 def bert_twin(typed: TypedBertModel) -> BertModel:
     """A BertModel holding exactly the BERT weights of `typed`."""
     bert_config = BertConfig(**{k: v for k, v in typed.config.to_dict().items() if k in BertConfig().to_dict()})
-    bert = BertModel(bert_config).eval()
+    bert = BertModel(bert_config, add_pooling_layer=typed.pooler is not None).eval()
     missing, unexpected = bert.load_state_dict(typed.state_dict(), strict=False)
     assert not missing
-    assert set(unexpected) == {"entity_embeddings.type_embeddings", "entity_embeddings.role_embeddings"}
+    assert set(unexpected) == {"embeddings.entity_type_embeddings.weight", "embeddings.entity_role_embeddings.weight"}
     return bert
 
 
 def fill_tables(model: TypedBertModel, seed: int = 1) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for table in (model.entity_embeddings.type_embeddings, model.entity_embeddings.role_embeddings):
+        for table in tables(model):
             table.copy_(torch.randn(table.shape, generator=generator))
+            table[0] = 0  # row 0 ("no entity") is fixed at zero
 
 
-def test_fresh_tables_are_zero(config):
+def tables(model: TypedBertModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entity type and role tables, `(num_entity_types, hidden)` and `(3, hidden)`."""
+    embeddings = model.embeddings
+    return embeddings.entity_type_embeddings.weight, embeddings.entity_role_embeddings.weight
+
+
+def test_fresh_tables_are_zero_embeddings_inside_bert_embeddings(config):
     model = TypedBertModel(config)
-    assert torch.count_nonzero(model.entity_embeddings.type_embeddings) == 0
-    assert torch.count_nonzero(model.entity_embeddings.role_embeddings) == 0
-    assert model.entity_embeddings.type_embeddings.shape == (4, 32)
-    assert model.entity_embeddings.role_embeddings.shape == (3, 32)
+    type_table, role_table = tables(model)
+    assert torch.count_nonzero(type_table) == 0 and torch.count_nonzero(role_table) == 0
+    assert type_table.shape == (4, 32) and role_table.shape == (3, 32)
+    assert isinstance(model.embeddings.entity_type_embeddings, torch.nn.Embedding)
+    assert model.embeddings.entity_type_embeddings.padding_idx == 0
 
 
 def test_zero_tables_give_bert_outputs_exactly(config, batch):
@@ -43,7 +51,7 @@ def test_zero_tables_give_bert_outputs_exactly(config, batch):
         got = typed(**batch)
         got_without_ids = typed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     assert torch.equal(got.last_hidden_state, expected.last_hidden_state)
-    assert torch.equal(got.pooler_output, expected.pooler_output)
+    assert got.pooler_output is None and expected.pooler_output is None  # entity_start pooling: no pooler
     assert torch.equal(got_without_ids.last_hidden_state, expected.last_hidden_state)
 
 
@@ -51,11 +59,9 @@ def test_sum_fusion_adds_type_and_role_vectors(config, batch):
     typed = TypedBertModel(config).eval()
     fill_tables(typed)
     bert = bert_twin(typed)
-    tables = typed.entity_embeddings
+    type_table, role_table = tables(typed)
     words = typed.embeddings.word_embeddings(batch["input_ids"])
-    expected_embeds = (
-        words + tables.type_embeddings[batch["entity_type_ids"]] + tables.role_embeddings[batch["entity_role_ids"]]
-    )
+    expected_embeds = words + type_table[batch["entity_type_ids"]] + role_table[batch["entity_role_ids"]]
     with torch.no_grad():
         expected = bert(inputs_embeds=expected_embeds, attention_mask=batch["attention_mask"]).last_hidden_state
         got = typed(**batch).last_hidden_state
@@ -86,15 +92,22 @@ def test_absent_ids_mean_all_zero_ids(config, batch):
     torch.testing.assert_close(absent, explicit, rtol=0, atol=1e-6)
 
 
-def test_mean_fusion_averages_word_type_and_role(batch):
+@pytest.mark.parametrize("fusion", ["sum", "mean"])
+def test_every_fusion_preserves_bert_at_zero_tables(batch, fusion):
+    typed = TypedBertModel(tiny_config(entity_fusion=fusion)).eval()
+    bert = bert_twin(typed)
+    with torch.no_grad():
+        expected = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        assert torch.equal(typed(**batch).last_hidden_state, expected)
+
+
+def test_mean_fusion_adds_the_mean_of_type_and_role(batch):
     typed = TypedBertModel(tiny_config(entity_fusion="mean")).eval()
     fill_tables(typed)
     bert = bert_twin(typed)
-    tables = typed.entity_embeddings
+    type_table, role_table = tables(typed)
     words = typed.embeddings.word_embeddings(batch["input_ids"])
-    mean = (
-        words + tables.type_embeddings[batch["entity_type_ids"]] + tables.role_embeddings[batch["entity_role_ids"]]
-    ) / 3
+    mean = words + (type_table[batch["entity_type_ids"]] + role_table[batch["entity_role_ids"]]) / 2
     with torch.no_grad():
         expected = bert(inputs_embeds=mean, attention_mask=batch["attention_mask"]).last_hidden_state
         got = typed(**batch).last_hidden_state
@@ -118,9 +131,9 @@ def test_inputs_embeds_path_matches_input_ids(config, batch):
 
 def test_without_entity_embeddings_is_plain_bert(batch):
     typed = TypedBertModel(tiny_config(use_entity_embeddings=False)).eval()
-    assert typed.entity_embeddings is None
+    assert type(typed.embeddings).__name__ == "BertEmbeddings"
     bert_config = BertConfig(**{k: v for k, v in typed.config.to_dict().items() if k in BertConfig().to_dict()})
-    bert = BertModel(bert_config).eval()
+    bert = BertModel(bert_config, add_pooling_layer=False).eval()
     bert.load_state_dict(typed.state_dict())
     with torch.no_grad():
         assert torch.equal(
@@ -135,7 +148,10 @@ def test_cls_classifier_matches_bert_classifier(batch):
     bert_config = BertConfig(**{k: v for k, v in config.to_dict().items() if k in BertConfig().to_dict()})
     bert = BertForSequenceClassification(bert_config).eval()
     missing, _ = typed.load_state_dict(bert.state_dict(), strict=False)
-    assert set(missing) == {"bert.entity_embeddings.type_embeddings", "bert.entity_embeddings.role_embeddings"}
+    assert set(missing) == {
+        "bert.embeddings.entity_type_embeddings.weight",
+        "bert.embeddings.entity_role_embeddings.weight",
+    }
     with torch.no_grad():
         assert torch.equal(
             typed(**batch).logits,
@@ -147,7 +163,7 @@ def test_entity_start_pooling_reads_first_subject_and_object_tokens(config, batc
     model = TypedBertForSequenceClassification(config).eval()
     with torch.no_grad():
         hidden = model.bert(**batch).last_hidden_state
-        head = model.entity_head
+        head = model.classifier
         # Row 0: subject starts at 1, object at 4. Row 1: subject starts at 4, object at 1.
         pair = torch.stack([torch.cat([hidden[0, 1], hidden[0, 4]]), torch.cat([hidden[1, 4], hidden[1, 1]])])
         expected = head.out_proj(head.activation(head.dense(pair)))
@@ -175,7 +191,7 @@ def test_losses_follow_bert_rules(batch, num_labels, problem_type, labels, loss_
         expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
     torch.testing.assert_close(output.loss, expected)
     output.loss.backward()
-    assert model.bert.entity_embeddings.type_embeddings.grad is not None
+    assert model.bert.embeddings.entity_type_embeddings.weight.grad is not None
 
 
 def test_tuple_output(config, batch):
@@ -233,8 +249,7 @@ def test_checkpoint_without_tables_loads_with_zero_tables(tmp_path, config, batc
     bert = bert_twin(typed)
     bert.save_pretrained(tmp_path)
     loaded = TypedBertModel.from_pretrained(tmp_path, entity_types=config.entity_types).eval()
-    assert torch.count_nonzero(loaded.entity_embeddings.type_embeddings) == 0
-    assert torch.count_nonzero(loaded.entity_embeddings.role_embeddings) == 0
+    assert all(torch.count_nonzero(table) == 0 for table in tables(loaded))
     with torch.no_grad():
         expected = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         assert torch.equal(loaded(**batch).last_hidden_state, expected)
@@ -245,7 +260,7 @@ def test_trained_tables_survive_save_and_load(tmp_path, config, batch):
     fill_tables(model.bert)
     model.save_pretrained(tmp_path)
     loaded = TypedBertForSequenceClassification.from_pretrained(tmp_path).eval()
-    assert torch.equal(loaded.bert.entity_embeddings.type_embeddings, model.bert.entity_embeddings.type_embeddings)
+    assert torch.equal(tables(loaded.bert)[0], tables(model.bert)[0])
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
 
@@ -268,16 +283,22 @@ def test_plain_bert_checkpoint_loads_with_one_clear_warning(tmp_path, config, ba
         logger.removeHandler(handler)
     warnings = [record.getMessage() for record in records if record.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
-    assert "entity_embeddings.type_embeddings" in warnings[0] and "entity_head" in warnings[0]
-    assert torch.count_nonzero(model.bert.entity_embeddings.type_embeddings) == 0
-    assert torch.count_nonzero(model.bert.entity_embeddings.role_embeddings) == 0
+    assert "entity_type_embeddings" in warnings[0] and "classifier" in warnings[0]
+    assert all(torch.count_nonzero(table) == 0 for table in tables(model.bert))
     assert model.config.entity_types == config.entity_types
 
 
 def test_checkpoint_whose_table_disagrees_with_config_fails_clearly(tmp_path, config):
     TypedBertModel(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"(?s)weight's shape disagrees with its config.*entity_types"):
+    with pytest.raises(RuntimeError, match=r"(?s)entity_type_embeddings.*one row per entry of config.entity_types"):
         TypedBertModel.from_pretrained(tmp_path, entity_types=["O", "PER"])
+
+
+def test_other_mismatches_raise_transformers_error_without_entity_advice(tmp_path, config):
+    TypedBertModel(config).save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError) as raised:
+        TypedBertModel.from_pretrained(tmp_path, intermediate_size=41)
+    assert "entity_types" not in str(raised.value)
 
 
 def test_config_without_entity_types_cannot_load_trained_tables(tmp_path, config):
@@ -287,7 +308,7 @@ def test_config_without_entity_types_cannot_load_trained_tables(tmp_path, config
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["entity_types"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match=r"entity_types is missing or was edited cannot load the trained table"):
+    with pytest.raises(RuntimeError, match=r"entity_types is missing or was edited cannot load the trained table"):
         TypedBertModel.from_pretrained(tmp_path)
 
 
@@ -300,3 +321,87 @@ def test_pickle_weights_are_refused_unless_opted_in(tmp_path, config, batch):
     loaded = TypedBertModel.from_pretrained(tmp_path, use_safetensors=False).eval()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).last_hidden_state, model(**batch).last_hidden_state)
+
+
+def legacy_checkpoint(model: TypedBertForSequenceClassification, folder) -> None:
+    """Save `model` as version 1 did: tables on `bert.entity_embeddings`, the head as `entity_head`, with a pooler."""
+    from safetensors.torch import save_file
+
+    names = {
+        "bert.embeddings.entity_type_embeddings.weight": "bert.entity_embeddings.type_embeddings",
+        "bert.embeddings.entity_role_embeddings.weight": "bert.entity_embeddings.role_embeddings",
+    }
+    state = {}
+    for key, value in model.state_dict().items():
+        key = names.get(key, key)
+        state[key.replace("classifier.", "entity_head.", 1) if key.startswith("classifier.") else key] = value
+    hidden = model.config.hidden_size
+    state.update(
+        {"bert.pooler.dense.weight": torch.randn(hidden, hidden), "bert.pooler.dense.bias": torch.zeros(hidden)}
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+    model.config.save_pretrained(folder)
+
+
+def test_version_1_checkpoint_loads_renamed_and_folded_and_saves_in_new_layout(tmp_path, config, batch):
+    from safetensors.torch import load_file
+
+    model = TypedBertForSequenceClassification(config).eval()
+    with torch.no_grad():  # version 1 trained row 0 as well
+        for table in tables(model.bert):
+            table.normal_()
+        expected_embeds = model.bert.embeddings.word_embeddings(batch["input_ids"])
+        type_table, role_table = tables(model.bert)
+        expected_embeds = expected_embeds + type_table[batch["entity_type_ids"]] + role_table[batch["entity_role_ids"]]
+        hidden = BertModel.forward(model.bert, inputs_embeds=expected_embeds, attention_mask=batch["attention_mask"])
+        expected = model.classifier(hidden.last_hidden_state, batch["entity_role_ids"])
+    legacy_checkpoint(model, tmp_path / "v1")
+
+    loaded, info = TypedBertForSequenceClassification.from_pretrained(tmp_path / "v1", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert all(torch.count_nonzero(table[0]) == 0 for table in tables(loaded.bert))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(**batch).logits, expected, rtol=0, atol=1e-5)
+    loaded.save_pretrained(tmp_path / "v2")
+    keys = set(load_file(tmp_path / "v2" / "model.safetensors"))
+    assert "bert.embeddings.entity_type_embeddings.weight" in keys and "classifier.dense.weight" in keys
+    assert not [key for key in keys if "entity_embeddings." in key or "entity_head" in key or "pooler" in key]
+
+
+def test_sparse_entity_path_equals_dense_lookup(config, batch):
+    model = TypedBertModel(config).eval()
+    fill_tables(model)
+    embeddings = model.embeddings
+    words = embeddings.word_embeddings(batch["input_ids"])
+    with torch.no_grad():
+        sparse = embeddings.add_entity_embeddings(words, batch["entity_type_ids"], batch["entity_role_ids"])
+        entity = embeddings.entity_type_embeddings(batch["entity_type_ids"])
+        dense = words + (entity + embeddings.entity_role_embeddings(batch["entity_role_ids"]))
+    assert torch.equal(sparse, dense)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "entity_start"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_every_parameter_gets_a_gradient(batch, pooling, checkpointing):
+    model = TypedBertForSequenceClassification(tiny_config(classifier_pooling=pooling)).train()
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    model(**batch, labels=torch.tensor([0, 2])).loss.backward()
+    without = [name for name, parameter in model.named_parameters() if parameter.grad is None]
+    assert not without
+    assert (pooling == "cls") == any("pooler" in name for name, _ in model.named_parameters())
+
+
+def test_forward_kwargs_carry_transformers_annotation():
+    import inspect
+
+    from transformers import BertModel as Bert
+    from transformers.processing_utils import Unpack
+    from transformers.utils import TransformersKwargs
+
+    bert_kwargs = inspect.signature(Bert.forward).parameters.get("kwargs")  # transformers 4.57's has none
+    for model_class in (TypedBertModel, TypedBertForSequenceClassification):
+        annotation = inspect.signature(model_class.forward).parameters["kwargs"].annotation
+        assert annotation == Unpack[TransformersKwargs]
+        assert bert_kwargs is None or annotation == bert_kwargs.annotation

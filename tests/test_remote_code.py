@@ -31,7 +31,7 @@ print(json.dumps({{
     "classes": [type(config).__module__, type(base).__module__, type(classifier).__module__],
     "names": [type(config).__name__, type(base).__name__, type(classifier).__name__],
     "entity_types": config.entity_types,
-    "base_table_nonzero": int(torch.count_nonzero(base.entity_embeddings.type_embeddings)),
+    "base_table_nonzero": int(torch.count_nonzero(base.embeddings.entity_type_embeddings.weight)),
 }}))
 """
 
@@ -41,8 +41,8 @@ def test_auto_classes_load_saved_folder_in_clean_process(tmp_path, config, batch
     torch.manual_seed(0)
     classifier = TypedBertForSequenceClassification(config).eval()
     with torch.no_grad():
-        classifier.bert.entity_embeddings.type_embeddings.normal_()
-        classifier.bert.entity_embeddings.role_embeddings.normal_()
+        classifier.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
+        classifier.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
     folder = tmp_path / "checkpoint"
     model_to_save = classifier if saved_by == "classifier" else classifier.bert
     model_to_save.save_pretrained(folder)
@@ -56,8 +56,10 @@ def test_auto_classes_load_saved_folder_in_clean_process(tmp_path, config, batch
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.json",
         "configuration_typed_bert.py",
+        "encoding_typed_bert.py",
         "model.safetensors",
         "modeling_typed_bert.py",
+        "pipeline_typed_bert.py",
     ]
 
     save_file(batch, tmp_path / "inputs.safetensors")
@@ -84,6 +86,9 @@ def test_auto_classes_load_saved_folder_in_clean_process(tmp_path, config, batch
 def test_local_auto_classes_resolve_without_remote_code(tmp_path, config):
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+    from modeling_typed_bert import register_typed_bert
+
+    register_typed_bert()
     TypedBertModel(config).save_pretrained(tmp_path)
     assert type(AutoConfig.from_pretrained(tmp_path)).__name__ == "TypedBertConfig"
     assert type(AutoModel.from_pretrained(tmp_path)) is TypedBertModel

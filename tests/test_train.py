@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from typed_bert.hub.export import CODE_FILES
 
-from hub.export import CODE_FILES
 from tests.conftest import train_tiny as train
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_same_seed_same_weights(tmp_path, tiny_bert_dir, small_data):
     train(tiny_bert_dir, small_data, tmp_path / "b", "--seed", "3")
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.count_nonzero(a["bert.entity_embeddings.type_embeddings"]) > 0  # the tables were trained
+    assert torch.count_nonzero(a["bert.embeddings.entity_type_embeddings.weight"]) > 0  # the tables were trained
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_baseline_input_modes(tmp_path, tiny_bert_dir, small_data, mode, expecte
     config = json.loads((out / "config.json").read_text())
     assert {key: config[key] for key in expected} == expected
     weights = load_file(out / "model.safetensors")
-    assert not [key for key in weights if "entity_embeddings" in key]
+    assert not [key for key in weights if "entity_" in key]
 
 
 def test_continue_from_typed_bert_checkpoint(tmp_path, tiny_bert_dir, small_data):
@@ -73,7 +73,9 @@ def test_continue_from_typed_bert_checkpoint(tmp_path, tiny_bert_dir, small_data
     second = tmp_path / "second"
     train(first, small_data, second, "--learning-rate", "1e-3")
     a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
-    assert not torch.equal(a["bert.entity_embeddings.type_embeddings"], b["bert.entity_embeddings.type_embeddings"])
+    assert not torch.equal(
+        a["bert.embeddings.entity_type_embeddings.weight"], b["bert.embeddings.entity_type_embeddings.weight"]
+    )
 
 
 def test_refuses_non_empty_output_dir(tmp_path, tiny_bert_dir, small_data):

@@ -1,0 +1,259 @@
+"""The standard Hugging Face calls a user makes, each walked as the user walks it: several checkpoints in one process,
+`model.push_to_hub` / `tokenizer.push_to_hub` / `save_pretrained`, `Trainer(push_to_hub=True)`, then loading the
+repo back in a clean process through the Auto classes and the pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from modeling_typed_bert import TypedBertForSequenceClassification
+from tests.conftest import HUB_TOKEN, REPO_ROOT, hub_env, minilm_path, run_isolated, tiny_config
+
+pytestmark = pytest.mark.remote_code
+
+CODE_FILES = {
+    "configuration_typed_bert.py",
+    "modeling_typed_bert.py",
+    "encoding_typed_bert.py",
+    "pipeline_typed_bert.py",
+}
+LABELS = {0: "no_relation", 1: "founded_by", 2: "works_for"}
+EXAMPLE = {
+    "text": "Bill Gates founded Microsoft.",
+    "subject": {"start": 0, "end": 10, "type": "PER"},
+    "object": {"start": 19, "end": 28, "type": "ORG"},
+}
+
+# Loads `source` through every Auto class and the pipeline, and reports which module each class came from and the
+# marker (TYPED_BERT_TEST_MARK) that the test appended to that module's file, if any.
+LOAD_EACH = """
+import json, sys, torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+def mark(obj):
+    return getattr(sys.modules[type(obj).__module__], "TYPED_BERT_TEST_MARK", None)
+
+report = []
+for source, revision in {sources!r}:
+    config = AutoConfig.from_pretrained(source, trust_remote_code=True, revision=revision)
+    encoder = AutoModel.from_pretrained(source, trust_remote_code=True, revision=revision)
+    classifier = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=True, revision=revision)
+    entry = {{"marks": [mark(config), mark(encoder), mark(classifier)],
+              "modules": [type(config).__module__, type(encoder).__module__, type(classifier).__module__]}}
+    if {with_pipeline!r}:
+        classify = pipeline("relation-classification", model=source, trust_remote_code=True, revision=revision)
+        entry["prediction"] = classify({example!r})
+        entry["pipeline_mark"] = mark(classify)
+    report.append(entry)
+print(json.dumps(report))
+"""
+
+
+def write_checkpoint(folder, mark: str | None = None) -> None:
+    """A tiny TypedBert classifier with trained-looking tables and MiniLM's tokenizer; `mark` is appended to the code
+    files of the folder, so that a test can tell which folder's code ran."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    config = tiny_config(
+        vocab_size=30522,
+        entity_types=["O", "PER", "ORG"],
+        num_labels=3,
+        id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+    )
+    model = TypedBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    if mark is not None:
+        for name in CODE_FILES:
+            with open(folder / name, "a") as file:
+                file.write(f"\nTYPED_BERT_TEST_MARK = {mark!r}\n")
+
+
+def load_each(tmp_path, sources, env=None, with_pipeline=True) -> list[dict]:
+    script = LOAD_EACH.format(sources=sources, with_pipeline=with_pipeline, example=EXAMPLE)
+    return run_isolated(script, cwd=tmp_path, env=env)
+
+
+def test_save_pretrained_writes_all_four_code_files(tmp_path):
+    write_checkpoint(tmp_path / "folder")
+    assert {p.name for p in (tmp_path / "folder").iterdir()} >= CODE_FILES
+    config = json.loads((tmp_path / "folder" / "config.json").read_text())
+    assert config["custom_pipelines"]["relation-classification"]["impl"].startswith("pipeline_typed_bert.")
+
+
+def test_two_folders_in_one_process_each_run_their_own_code(tmp_path):
+    write_checkpoint(tmp_path / "a" / "checkpoint-a", mark="a")
+    write_checkpoint(tmp_path / "b" / "checkpoint-b", mark="b")
+    report = load_each(
+        tmp_path, [(str(tmp_path / "a" / "checkpoint-a"), None), (str(tmp_path / "b" / "checkpoint-b"), None)]
+    )
+    assert [entry["marks"] for entry in report] == [["a", "a", "a"], ["b", "b", "b"]]
+    assert [entry["pipeline_mark"] for entry in report] == ["a", "b"]
+    assert all(module.startswith("transformers_modules.") for entry in report for module in entry["modules"])
+
+
+def test_two_tagged_revisions_of_one_repo_each_run_their_own_code(tmp_path, local_hub):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN)
+    api.create_repo("org/typed-bert")
+    for mark in ("a", "b"):
+        write_checkpoint(tmp_path / mark, mark=mark)
+        commit = api.upload_folder(repo_id="org/typed-bert", folder_path=tmp_path / mark)
+        api.create_tag("org/typed-bert", tag=f"v-{mark}", revision=commit.oid)
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+    report = load_each(tmp_path, [("org/typed-bert", "v-a"), ("org/typed-bert", "v-b")], env=env)
+    assert [entry["marks"] for entry in report] == [["a", "a", "a"], ["b", "b", "b"]]
+    assert [entry["pipeline_mark"] for entry in report] == ["a", "b"]
+
+
+def test_local_registration_is_explicit(tmp_path):
+    """Importing the uploaded modules registers nothing; `register_typed_bert()` (or `import typed_bert`) does."""
+    write_checkpoint(tmp_path / "folder")
+    script = f"""
+    import json, sys
+    sys.path.insert(0, {str(REPO_ROOT)!r})
+    import modeling_typed_bert
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    try:
+        AutoConfig.from_pretrained({str(tmp_path / "folder")!r}, trust_remote_code=False)
+        before = "loaded"
+    except ValueError as error:
+        before = str(error)[:200]
+    modeling_typed_bert.register_typed_bert()
+    model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "folder")!r})
+    tokenizer = AutoTokenizer.from_pretrained({str(tmp_path / "folder")!r}, trust_remote_code=True)
+    classify = pipeline("relation-classification", model=model, tokenizer=tokenizer)
+    print(json.dumps({{"before": before, "after": type(model).__module__, "prediction": classify({EXAMPLE!r})}}))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["before"] != "loaded" and "custom code" in report["before"]
+    assert report["after"] == "modeling_typed_bert"
+    assert report["prediction"]["label"] in LABELS.values()
+
+
+PUSH_TO_HUB = """
+import json, sys
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+source, repo = {source!r}, {repo!r}
+if {from_package!r}:
+    from typed_bert import TypedBertForSequenceClassification as model_class
+else:
+    model_class = AutoModelForSequenceClassification
+model = model_class.from_pretrained(source, trust_remote_code=True)
+model.push_to_hub(repo)
+AutoTokenizer.from_pretrained(source, trust_remote_code=True).push_to_hub(repo)
+print(json.dumps({{"module": type(model).__module__}}))
+"""
+
+
+@pytest.mark.parametrize("from_package", [True, False], ids=["installed-class", "remote-code-class"])
+def test_model_and_tokenizer_push_to_hub_publish_a_complete_repo(tmp_path, local_hub, from_package):
+    from huggingface_hub import HfApi
+
+    write_checkpoint(tmp_path / "folder")
+    env = {**os.environ, **hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+    script = PUSH_TO_HUB.format(source=str(tmp_path / "folder"), repo="org/pushed", from_package=from_package)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pushed_by = json.loads(result.stdout.strip().splitlines()[-1])["module"]
+    assert pushed_by.startswith("transformers_modules.") != from_package
+
+    files = set(HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN).list_repo_files("org/pushed"))
+    assert CODE_FILES | {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    report = load_each(tmp_path, [("org/pushed", None)], env={**hub_env(local_hub), "HF_HOME": str(tmp_path / "h2")})
+    assert report[0]["prediction"]["label"] in LABELS.values()
+    assert all(module.startswith("transformers_modules.org.pushed") for module in report[0]["modules"])
+
+
+TRAINER_PUSH = """
+import json, sys
+import torch
+from transformers import AutoTokenizer, Trainer, TrainingArguments
+from typed_bert import TypedBertDataCollator, TypedBertForSequenceClassification, TypedBertTrainer, encode_relations
+
+source, repo, trainer_name, output_dir = {source!r}, {repo!r}, {trainer!r}, {output_dir!r}
+tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True)
+model = TypedBertForSequenceClassification.from_pretrained(source)
+example = {example!r}
+encoded = encode_relations(tokenizer, [example] * 8, model.config.entity_types)
+rows = [{{**{{k: v[i] for k, v in encoded.items()}}, "labels": i % 3}} for i in range(8)]
+args = TrainingArguments(output_dir=output_dir, max_steps=2, per_device_train_batch_size=4, save_strategy="steps",
+                         save_steps=1, report_to="none", use_cpu=True, push_to_hub=True, hub_model_id=repo,
+                         hub_token={token!r})
+trainer_class = TypedBertTrainer if trainer_name == "TypedBertTrainer" else Trainer
+trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=TypedBertDataCollator(tokenizer),
+                        processing_class=tokenizer)
+trainer.train()
+trainer.push_to_hub()
+print(json.dumps({{"steps": trainer.state.global_step}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["Trainer", "TypedBertTrainer"])
+def test_trainer_push_to_hub_publishes_a_loadable_repo(tmp_path, local_hub, trainer):
+    from huggingface_hub import HfApi
+
+    write_checkpoint(tmp_path / "folder")
+    repo = f"org/{trainer.lower()}-push"
+    env = {**os.environ, **hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home"), "TOKENIZERS_PARALLELISM": "false"}
+    script = TRAINER_PUSH.format(
+        source=str(tmp_path / "folder"),
+        repo=repo,
+        trainer=trainer,
+        output_dir=str(tmp_path / "out"),
+        example=EXAMPLE,
+        token=HUB_TOKEN,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    files = set(HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN).list_repo_files(repo))
+    assert CODE_FILES | {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    pickles = {name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))}
+    # transformers' own Trainer uploads its TrainingArguments pickle; TypedBertTrainer never writes one.
+    assert pickles == ({"training_args.bin"} if trainer == "Trainer" else set())
+    if trainer == "TypedBertTrainer":
+        assert "training_args.json" in files
+        assert not [p for p in (tmp_path / "out").rglob("training_args.bin")]
+    report = load_each(tmp_path, [(repo, None)], env={**hub_env(local_hub), "HF_HOME": str(tmp_path / "h2")})
+    assert report[0]["prediction"]["label"] in LABELS.values()
+
+
+def test_typed_bert_trainer_refuses_checkpoint_hub_strategies(tmp_path):
+    from transformers import TrainingArguments
+
+    from typed_bert import TypedBertTrainer
+
+    write_checkpoint(tmp_path / "folder")
+    model = TypedBertForSequenceClassification.from_pretrained(tmp_path / "folder")
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), push_to_hub=True, hub_strategy="checkpoint", report_to="none", use_cpu=True
+    )
+    with pytest.raises(ValueError, match="hub_strategy='checkpoint' uploads optimizer"):
+        TypedBertTrainer(model=model, args=args)
