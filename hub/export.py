@@ -187,7 +187,7 @@ def differences_from_base(
     interpreter (so the folder's own code runs), from the base BERT checkpoint: last hidden states on real tokens
     (entity ids given, tables at zero) and, with `compare_logits`, a fine-tuned classifier's logits. Returns them
     and the module the folder's model class came from."""
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     inputs = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
     entity_ids = torch.zeros_like(inputs["input_ids"])
     entity_ids[:, 1:3] = 1

@@ -28,7 +28,9 @@ def render_model_card(
     config = json.loads((folder / "config.json").read_text())
     results_file = folder / "eval_results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    is_classifier = config.get("architectures") != ["TypedBertModel"]
+    id2label = config.get("id2label") or {}
+    labels = [id2label[str(i)] for i in range(len(id2label))] if is_classifier else []
     entity_types = config["entity_types"]
     hub_base = base_model if base_model and not Path(base_model).exists() else None
     dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
@@ -49,7 +51,7 @@ def render_model_card(
     card_data = ModelCardData(
         language="en",
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag="text-classification" if is_classifier else "feature-extraction",
         tags=["custom_code", "relation-extraction", "typed-bert", "bert"],
         base_model=hub_base,
         model_name=repo_id.split("/")[-1],

@@ -32,7 +32,8 @@ class PushResult:
     commit: str
     tag: str | None
     url: str
-    max_abs_logit_difference: float | None = None
+    max_abs_difference: float | None = None
+    verified_with: str | None = None
     loaded_from: str | None = None
     files: list[str] | None = None
 
@@ -75,7 +76,8 @@ def push_folder(
 
     The model card (README.md) is rendered first with the tag as the pinned revision of its loading snippet.
     Verification downloads the commit into a fresh cache and checks that `AutoModelForSequenceClassification`
-    with `trust_remote_code=True` gives the same logits as the local folder.
+    (for an encoder: `AutoModel`) with `trust_remote_code=True` gives the same logits (hidden states) as the local
+    folder.
     """
     from transformers import AutoTokenizer
 
@@ -112,18 +114,21 @@ def push_folder(
     files = sorted(api.list_repo_files(repo_id, revision=commit.oid))
     result = PushResult(repo_id=repo_id, commit=commit.oid, tag=tag, url=commit.commit_url, files=files)
     if verify:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        # A classifier is compared by its logits; an encoder (no head) by its hidden states through AutoModel.
+        config = json.loads((folder / "config.json").read_text())
+        is_encoder = config.get("architectures") == ["TypedBertModel"]
+        auto_class = "AutoModel" if is_encoder else "AutoModelForSequenceClassification"
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
         inputs = sample_inputs(folder, tokenizer)
         with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
-            remote, module = run_in_clean_process(
-                repo_id, inputs, "AutoModelForSequenceClassification", revision=commit.oid, cache_dir=cache_dir
-            )
-        local, _ = run_in_clean_process(folder, inputs, "AutoModelForSequenceClassification")
+            remote, module = run_in_clean_process(repo_id, inputs, auto_class, revision=commit.oid, cache_dir=cache_dir)
+        local, _ = run_in_clean_process(folder, inputs, auto_class)
         result.loaded_from = module
-        result.max_abs_logit_difference = float((remote - local).abs().max())
+        result.verified_with = auto_class
+        result.max_abs_difference = float((remote - local).abs().max())
         if not torch.equal(remote, local):
             raise PublishError(
-                f"Verification failed: logits of {repo_id}@{commit.oid} differ from {folder} by "
-                f"{result.max_abs_logit_difference}."
+                f"Verification failed: outputs of {repo_id}@{commit.oid} through {auto_class} differ from {folder} "
+                f"by {result.max_abs_difference}."
             )
     return result

@@ -41,7 +41,7 @@ def predict_probabilities(model, tokenizer, dataset, batch_size: int = 128) -> n
 
 
 def evaluate(model_source: str, data_file: str, batch_size: int = 128, plot: str | None = None, **load_kwargs) -> dict:
-    tokenizer = AutoTokenizer.from_pretrained(model_source, **load_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     config = model.config
     max_length = min(tokenizer.model_max_length, config.max_position_embeddings)

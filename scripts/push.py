@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None):
     except PublishError as error:
         sys.exit(f"error: {error}")
     print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
-    if result.max_abs_logit_difference is not None:
+    if result.max_abs_difference is not None:
         print(
-            f"verified: reloaded from the Hub in a clean interpreter ({result.loaded_from}), "
-            f"max abs logit difference from the local folder {result.max_abs_logit_difference}"
+            f"verified: reloaded from the Hub through {result.verified_with} in a clean interpreter "
+            f"({result.loaded_from}), max abs difference from the local folder {result.max_abs_difference}"
         )
     print(json.dumps(result.__dict__))
     return result

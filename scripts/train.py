@@ -3,8 +3,11 @@
     python scripts/train.py --base-model PATH --train-file F --validation-file F --output-dir OUT
 
 `--base-model` is a plain BERT (converted on the fly, entity types and labels read from the training data) or a
-TypedBert checkpoint. Works under `torchrun --nproc_per_node N` (DDP; gloo on CPU). OUT is a complete Hub-ready
-folder: safetensors weights, config (id2label, entity_types, auto_map, custom_pipelines), tokenizer, code files,
+TypedBert checkpoint, whose input mode, fusion, pooling, entity types and (when the data's labels are among its
+labels) trained head are kept unless the command line says otherwise. Works under `torchrun --nproc_per_node N`
+(DDP; gloo on CPU): all ranks share one checkpoint folder and end with the same, best, model. `--lora-rank R` trains
+LoRA adapters (plus the entity tables and the head) and writes the merged model. OUT is a complete Hub-ready folder:
+safetensors weights, config (id2label, entity_types, auto_map, custom_pipelines), tokenizer, code files,
 eval_results.json, training_log.json and a model card.
 """
 
@@ -15,13 +18,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoTokenizer, TrainingArguments, set_seed
 from typed_bert.hub.export import load_typed_from_bert, typed_config_from_bert
 from typed_bert.hub.model_card import write_model_card
 from typed_bert.scripts.relation_data import (
@@ -33,9 +35,12 @@ from typed_bert.scripts.relation_data import (
 )
 from typed_bert.scripts.relation_metrics import NO_RELATION, relation_metrics
 
+from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator
 from modeling_typed_bert import TypedBertForSequenceClassification
+from typed_bert.trainer import TypedBertTrainer
 
+ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
 INPUT_MODES = {
     # input mode: (use_entity_embeddings, entity_markers, default pooling)
     "typed-embeddings": (True, False, "entity_start"),
@@ -50,9 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-file", required=True)
     parser.add_argument("--validation-file", required=True)
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--input-mode", choices=sorted(INPUT_MODES), default="typed-embeddings")
-    parser.add_argument("--entity-fusion", choices=["sum", "mean"], default="sum")
-    parser.add_argument("--pooling", choices=["cls", "entity_start"], default=None, help="default: by input mode")
+    checkpoints = "default: a TypedBert --base-model's own setting, else"
+    parser.add_argument("--input-mode", choices=sorted(INPUT_MODES), help=f"{checkpoints} typed-embeddings")
+    parser.add_argument("--entity-fusion", choices=["sum", "mean"], help=f"{checkpoints} sum")
+    parser.add_argument("--pooling", choices=["cls", "entity_start"], help=f"{checkpoints} by input mode")
+    parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
+    parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -77,19 +85,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[str]):
-    """A TypedBertForSequenceClassification for the data: from a plain BERT (converted) or a TypedBert checkpoint."""
+def typed_fields(args: argparse.Namespace, checkpoint: TypedBertConfig | None) -> dict:
+    """The TypedBert settings of the run: the command line's where given, else the checkpoint's, else the defaults."""
+    if args.input_mode is None:
+        args.input_mode = "typed-embeddings" if checkpoint is None else input_mode_of(checkpoint)
     use_entity_embeddings, entity_markers, default_pooling = INPUT_MODES[args.input_mode]
-    typed_fields = dict(
-        entity_fusion=args.entity_fusion,
-        classifier_pooling=args.pooling or default_pooling,
+    same_mode = checkpoint is not None and input_mode_of(checkpoint) == args.input_mode
+    return dict(
+        entity_fusion=args.entity_fusion or (checkpoint.entity_fusion if checkpoint is not None else "sum"),
+        classifier_pooling=args.pooling or (checkpoint.classifier_pooling if same_mode else default_pooling),
         use_entity_embeddings=use_entity_embeddings,
         entity_markers=entity_markers,
     )
+
+
+def input_mode_of(config: TypedBertConfig) -> str:
+    """The `--input-mode` a TypedBert config was trained with."""
+    for mode, (use_entity_embeddings, entity_markers, _) in INPUT_MODES.items():
+        if (config.use_entity_embeddings, config.entity_markers) == (use_entity_embeddings, entity_markers):
+            return mode
+    raise ValueError(f"no input mode uses entity embeddings={config.use_entity_embeddings} and markers=True.")
+
+
+def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[str]):
+    """A TypedBertForSequenceClassification for the data: from a plain BERT (converted) or a TypedBert checkpoint.
+
+    A TypedBert checkpoint keeps its settings (see `typed_fields`) and its label order and trained head when the
+    data's labels are among its labels; otherwise the head starts afresh.
+    """
     config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
     model_type = config.model_type
     if model_type == "bert":
-        config = typed_config_from_bert(args.base_model, entity_types, labels, **typed_fields)
+        config = typed_config_from_bert(args.base_model, entity_types, labels, **typed_fields(args, None))
         model, _ = load_typed_from_bert(TypedBertForSequenceClassification, args.base_model, config)
         return model
     if model_type != "typed_bert":
@@ -99,16 +126,38 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
     unknown = sorted(set(entity_types) - set(config.entity_types))
     if unknown:
         raise ValueError(f"entity types {unknown} of the data are not in the checkpoint's {config.entity_types}.")
-    config.id2label = dict(enumerate(labels))
-    config.label2id = {label: i for i, label in enumerate(labels)}
-    for key, value in typed_fields.items():
+    checkpoint = TypedBertConfig.from_dict(config.to_dict())
+    fields = typed_fields(args, checkpoint)
+    known_labels = [config.id2label[i] for i in range(config.num_labels)]
+    keeps_head = set(labels) <= set(known_labels) and all(
+        fields[key] == getattr(checkpoint, key) for key in ("classifier_pooling", "entity_fusion")
+    )
+    if not keeps_head:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+    for key, value in fields.items():
         setattr(config, key, value)
     return TypedBertForSequenceClassification.from_pretrained(
-        args.base_model, config=config, ignore_mismatched_sizes=True
+        args.base_model, config=config, ignore_mismatched_sizes=not keeps_head
     )
 
 
-class RelationTrainer(Trainer):
+def with_lora(model, args: argparse.Namespace):
+    """Wrap `model` with LoRA adapters on the attention projections (PEFT), training the entity tables and the head
+    in full: the recipe of the README's LoRA section."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=args.lora_rank,
+        lora_alpha=args.lora_alpha or 2 * args.lora_rank,
+        target_modules=["query", "key", "value"],
+        modules_to_save=ENTITY_TABLES if model.config.use_entity_embeddings else None,
+    )
+    return get_peft_model(model, lora)
+
+
+class RelationTrainer(TypedBertTrainer):
     """Trainer with per-epoch `no_relation` subsampling and length-bucketed batches, and a larger rate for the
     entity tables (they start at zero and are the only new part of the encoder)."""
 
@@ -157,7 +206,7 @@ class RelationTrainer(Trainer):
             for name, parameter in self.model.named_parameters():
                 if not parameter.requires_grad:
                     continue
-                if "entity_embeddings." in name:
+                if any(table in name for table in ENTITY_TABLES):
                     entity.append(parameter)
                 elif name.endswith("bias") or "LayerNorm" in name:
                     no_decay.append(parameter)
@@ -188,7 +237,9 @@ def main(argv: list[str] | None = None) -> dict:
     entity_types = entity_type_names(train_raw)
     model = build_model(args, entity_types, labels)
     config = model.config
-    tokenizer = AutoTokenizer.from_pretrained(args.base_model)
+    if args.lora_rank > 0:
+        model = with_lora(model, args)
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
     max_length = min(args.max_length, config.max_position_embeddings)
 
     def encode(dataset):
@@ -222,7 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = math.ceil(per_epoch / (args.batch_size * world_size))
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.epochs)
-    work_dir = Path(tempfile.mkdtemp(prefix="typed-bert-train-"))
+    # One checkpoint folder for all DDP ranks (beside OUT, so on the same file system), so that every rank loads the
+    # same best checkpoint at the end; removed when training ends.
+    work_dir = output_dir.parent / f".{output_dir.name}.checkpoints"
+    if int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(work_dir, ignore_errors=True)
     training_args = TrainingArguments(
         output_dir=str(work_dir),
         num_train_epochs=args.epochs,
@@ -249,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataloader_num_workers=0,
         remove_unused_columns=True,
         use_cpu=not torch.cuda.is_available(),
-        ddp_find_unused_parameters=config.classifier_pooling == "entity_start",
+        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
     )
     trainer = RelationTrainer(
         model=model,
@@ -264,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()
+    if args.lora_rank > 0:  # every rank merges the same best adapter; the metrics are those of the merged model
+        trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
     metrics = full_metrics(trainer.predict(validation_set))
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -286,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
         (output_dir / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
         write_model_card(output_dir, base_model=args.base_model_id or args.base_model, train_file=args.train_file)
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
-    shutil.rmtree(work_dir, ignore_errors=True)
+    if trainer.is_world_process_zero():  # after predict(), whose gather every rank reaches after loading the best model
+        shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
 
 

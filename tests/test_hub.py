@@ -88,7 +88,7 @@ def test_push_then_reload_in_clean_process_gives_identical_logits(tmp_path, loca
     from typed_bert.hub.push import sample_inputs
 
     result = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
-    assert result["max_abs_logit_difference"] == 0.0
+    assert result["max_abs_difference"] == 0.0
     assert result["loaded_from"].startswith("transformers_modules.org.typed")
     assert result["tag"] == "v1"
     # transformers 4.x also saves vocab.txt and special_tokens_map.json with the tokenizer.
@@ -171,7 +171,7 @@ def test_interrupted_push_leaves_previous_commit_and_retry_succeeds(local_hub, c
     local_hub.state.drop_lfs_uploads = 0
     retried = json.loads(push(checkpoint, local_hub).stdout.strip().splitlines()[-1])
     assert retried["commit"] != first["commit"] and head_commit(local_hub) == retried["commit"]
-    assert retried["max_abs_logit_difference"] == 0.0
+    assert retried["max_abs_difference"] == 0.0
 
 
 @pytest.mark.slow
@@ -186,7 +186,7 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
     out = tmp_path / "trained"
     train_tiny(tiny_bert_dir, small_data, out)
     result = json.loads(push(out, local_hub).stdout.strip().splitlines()[-1])
-    assert result["max_abs_logit_difference"] == 0.0
+    assert result["max_abs_difference"] == 0.0
     assert not [name for name in result["files"] if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
     assert "eval_results.json" in result["files"]
 
@@ -234,3 +234,15 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
     assert row["id"] == "a" and len(row["prediction"]) == 2
     labels = json.loads((out / "config.json").read_text())["label2id"]
     assert all(p["label"] in labels for p in row["prediction"])
+
+
+def test_push_of_a_base_encoder_publishes_card_tag_and_verifies_hidden_states(tmp_path, local_hub):
+    from typed_bert.hub.export import convert_bert_checkpoint
+
+    convert_bert_checkpoint(str(minilm_path()), ["PER", "ORG"], tmp_path / "encoder")
+    result = json.loads(push(tmp_path / "encoder", local_hub).stdout.strip().splitlines()[-1])
+    assert result["tag"] == "v1" and result["verified_with"] == "AutoModel"
+    assert result["max_abs_difference"] == 0.0
+    card = (tmp_path / "encoder" / "README.md").read_text()
+    assert "pipeline_tag: feature-extraction" in card and "AutoModel.from_pretrained" in card
+    assert "## Labels" not in card and "github.com" not in card
