@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from typed_bert.hub.export import CODE_FILES
 
+from tests.conftest import run_script
 from tests.conftest import train_tiny as train
 
 pytestmark = pytest.mark.slow
@@ -87,16 +88,61 @@ def test_refuses_non_empty_output_dir(tmp_path, tiny_bert_dir, small_data):
     assert (out / "mine.txt").read_text() == "keep"
 
 
-def test_ddp_two_cpu_processes(tmp_path, tiny_bert_dir, small_data):
+def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_bert_dir, small_data):
     out = tmp_path / "ddp"
-    train(
-        tiny_bert_dir,
-        small_data,
-        out,
-        launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731"),
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731")
+    # Three epochs, so that the best epoch is loaded back at the end from the checkpoint folder all ranks share.
+    run_script(
+        [
+            *launcher,
+            "scripts/train.py",
+            "--base-model",
+            str(tiny_bert_dir),
+            "--train-file",
+            str(small_data["train"]),
+            "--validation-file",
+            str(small_data["dev"]),
+            "--output-dir",
+            str(out),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "1e-3",
+        ]
     )
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["train_steps"] == 3
     assert results["world_size"] == 2
     log = json.loads((out / "training_log.json").read_text())
-    assert any("eval_micro_f1" in entry for entry in log)
+    assert len([entry for entry in log if "eval_micro_f1" in entry]) == 3
+    assert not (tmp_path / ".ddp.checkpoints").exists()
+    evaluated = run_script(
+        [sys.executable, "scripts/evaluate.py", "--model", str(out), "--data-file", str(small_data["dev"])]
+    )
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    for name in ("micro_f1", "auprc", "accuracy"):
+        assert abs(metrics[name] - results[name]) < 1e-6, (name, metrics[name], results[name])
+
+
+def test_lora_trains_the_entity_tables_and_writes_a_merged_folder(tmp_path, tiny_bert_dir, small_data):
+    out = tmp_path / "lora"
+    train(tiny_bert_dir, small_data, out, "--lora-rank", "4")
+    weights = load_file(out / "model.safetensors")
+    assert torch.count_nonzero(weights["bert.embeddings.entity_type_embeddings.weight"]) > 0
+    assert not [key for key in weights if "lora" in key or "modules_to_save" in key or "base_model" in key]
+    assert not (out / "adapter_config.json").exists()
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["TypedBertForSequenceClassification"]
+
+
+def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp_path, tiny_bert_dir, small_data):
+    first = tmp_path / "first"
+    train(tiny_bert_dir, small_data, first, "--input-mode", "typed-markers", "--entity-fusion", "mean")
+    second = tmp_path / "second"
+    train(first, small_data, second, "--learning-rate", "0", "--entity-learning-rate", "0")
+    a, b = (json.loads((folder / "config.json").read_text()) for folder in (first, second))
+    for key in ("entity_markers", "use_entity_embeddings", "entity_fusion", "classifier_pooling", "id2label"):
+        assert a[key] == b[key], key
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a if key.startswith("classifier."))
+    assert json.loads((second / "eval_results.json").read_text())["input_mode"] == "typed-markers"
