@@ -27,11 +27,15 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
+# Every uploaded file is imported here, directly: transformers copies a model file's relative imports into each
+# saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones for a folder.
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
+    from .encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401 - for the copy above; the pipeline uses it
     from .pipeline_typed_bert import RelationClassificationPipeline
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
+    from encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
     from pipeline_typed_bert import RelationClassificationPipeline
 
 # Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
@@ -197,7 +201,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         super().__init__(config, add_pooling_layer=add_pooling_layer)
         if config.use_entity_embeddings:
             self.embeddings = TypedBertEmbeddings(config)
-            self.post_init()
+            self.embeddings.apply(self._init_weights)
 
     def forward(
         self,
@@ -247,13 +251,17 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 zeros if entity_type_ids is None else entity_type_ids,
                 zeros if entity_role_ids is None else entity_role_ids,
             )
-        return super().forward(
+        return_dict = kwargs.pop("return_dict", None)
+        outputs = super().forward(
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
+        # The tuple form without the absent pooler output, on every transformers version (4.57's keeps a None).
+        return outputs if (return_dict if return_dict is not None else self.config.return_dict) else outputs.to_tuple()
 
 
 class TypedBertEntityStartHead(nn.Module):

@@ -104,15 +104,25 @@ def test_two_folders_in_one_process_each_run_their_own_code(tmp_path):
 
 
 def test_two_tagged_revisions_of_one_repo_each_run_their_own_code(tmp_path, local_hub):
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN)
-    api.create_repo("org/typed-bert")
+    upload = """
+import sys
+from huggingface_hub import HfApi
+api = HfApi()
+api.create_repo("org/typed-bert", exist_ok=True)
+commit = api.upload_folder(repo_id="org/typed-bert", folder_path=sys.argv[1])
+api.create_tag("org/typed-bert", tag=sys.argv[2], revision=commit.oid)
+"""
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
     for mark in ("a", "b"):
         write_checkpoint(tmp_path / mark, mark=mark)
-        commit = api.upload_folder(repo_id="org/typed-bert", folder_path=tmp_path / mark)
-        api.create_tag("org/typed-bert", tag=f"v-{mark}", revision=commit.oid)
-    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+        result = subprocess.run(
+            [sys.executable, "-c", upload, str(tmp_path / mark), f"v-{mark}"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
     report = load_each(tmp_path, [("org/typed-bert", "v-a"), ("org/typed-bert", "v-b")], env=env)
     assert [entry["marks"] for entry in report] == [["a", "a", "a"], ["b", "b", "b"]]
     assert [entry["pipeline_mark"] for entry in report] == ["a", "b"]
