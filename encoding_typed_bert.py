@@ -28,6 +28,11 @@ SUBJECT_MARKERS = ("@", "*")
 OBJECT_MARKERS = ("#", "^")
 
 
+class EntityOverlapError(ValueError):
+    """The subject and object overlap (nested mentions such as "the [[BERT] encoder]") or share a token: the pair
+    cannot be encoded, since every token has one role."""
+
+
 def _checked_span(name: str, span: Any, text: str, entity_types: Sequence[str]) -> tuple[int, int, str]:
     if not isinstance(span, Mapping) or not {"start", "end", "type"} <= set(span):
         raise ValueError(f"{name} must be a mapping with 'start', 'end' and 'type', got {span!r}.")
@@ -72,11 +77,7 @@ def encode_relation(
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     subject_start, subject_end, subject_type = _checked_span("subject", subject, text, entity_types)
     object_start, object_end, object_type = _checked_span("object", object, text, entity_types)
-    if subject_start < object_end and object_start < subject_end:
-        raise ValueError(
-            f"subject [{subject_start}, {subject_end}) and object [{object_start}, {object_end}) overlap; "
-            "they must be disjoint."
-        )
+    _check_disjoint(subject, object)
 
     encoding = tokenizer(
         text,
@@ -98,7 +99,7 @@ def encode_relation(
         for position, ((token_start, token_end), is_special) in enumerate(zip(offsets, special, strict=True)):
             if not is_special and token_start < end and token_end > start:
                 if roles[position]:
-                    raise ValueError(
+                    raise EntityOverlapError(
                         f"subject and object share the token {encoding.tokens()[position]!r} at characters "
                         f"[{token_start}, {token_end}); they must fall into different tokens."
                     )
@@ -121,6 +122,14 @@ def encode_relation(
         return features
     window = _window_around_entities(special, roles, limit)
     return {name: [values[i] for i in window] for name, values in features.items()}
+
+
+def _check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> None:  # noqa: A002
+    if subject["start"] < object["end"] and object["start"] < subject["end"]:
+        raise EntityOverlapError(
+            f"subject [{subject['start']}, {subject['end']}) and object [{object['start']}, {object['end']}) overlap; "
+            "they must be disjoint."
+        )
 
 
 def _window_around_entities(special: list[int], roles: list[int], limit: int) -> list[int]:
@@ -162,10 +171,12 @@ def encode_relations(
         try:
             text, subject, obj = example["text"], example["subject"], example["object"]
             if entity_markers:
+                _check_disjoint(subject, obj)
                 text, subject, obj = add_typed_entity_markers(text, subject, obj)
             features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length)
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"example {index}: {error}") from error
+            error_class = EntityOverlapError if isinstance(error, EntityOverlapError) else ValueError
+            raise error_class(f"example {index}: {error}") from error
         for name in MODEL_INPUT_NAMES:
             batch[name].append(features[name])
     return batch
@@ -232,6 +243,7 @@ class TypedBertDataCollator:
 
 __all__ = [
     "MODEL_INPUT_NAMES",
+    "EntityOverlapError",
     "TypedBertDataCollator",
     "add_typed_entity_markers",
     "encode_relation",

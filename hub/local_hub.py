@@ -11,7 +11,6 @@ the server drop the connection in the middle of the next N LFS uploads, to test 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
@@ -23,6 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+from typed_bert.scripts.command_line import command_parser, run
+
+EXAMPLE = "typed-bert hub --storage ~/typed-bert-hub --port 8765"
 LFS_THRESHOLD = 1_000_000  # bytes; larger files, and all weights, go through LFS as on the real Hub
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".png")
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
@@ -531,7 +533,7 @@ class LocalHubServer(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--storage", required=True, help="folder for the uploaded files")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--verbose", action="store_true")
@@ -545,4 +547,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from typed_bert.scripts.command_line import command_parser, run
 
+EXAMPLE = "typed-bert benchmark --repeats 30 --threads 2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_LABELS = 6
 ENTITY_TYPES = ["Peop", "Org", "Loc", "Other"]
@@ -65,7 +67,9 @@ def synchronize(device: str) -> None:
 
 
 def interleaved(functions: dict[str, Callable[[], None]], repeats: int, device: str, warmup: int = 2) -> dict:
-    """Median seconds of each function; every repetition runs all of them, in alternating order."""
+    """Median seconds of each function, and the median of the paired ratios typed / bert (the two timings of one
+    repetition ran back to back, so slow phases of a shared machine hit both); every repetition runs all the
+    functions, in alternating order."""
     for function in functions.values():
         for _ in range(warmup):
             function()
@@ -79,7 +83,9 @@ def interleaved(functions: dict[str, Callable[[], None]], repeats: int, device: 
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    return medians | {f"{name}_iqr": _iqr(values) for name, values in times.items()}
+    ratios = [typed / bert for typed, bert in zip(times["typed"], times["bert"], strict=True)]
+    paired = {"paired_ratio": statistics.median(ratios), "paired_ratio_iqr": _iqr(ratios)}
+    return medians | paired | {f"{name}_iqr": _iqr(values) for name, values in times.items()}
 
 
 def _iqr(values: list[float]) -> float:
@@ -148,7 +154,7 @@ def model_flops_per_token(config, length: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -196,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
             "typed_s": result["typed"],
             "bert_s": result["bert"],
             "ratio": result["typed"] / result["bert"],
+            "paired_ratio": result["paired_ratio"],
+            "paired_ratio_iqr": result["paired_ratio_iqr"],
             "typed_iqr_s": result["typed_iqr"],
             "bert_iqr_s": result["bert_iqr"],
         }
@@ -210,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         print(
             f"{name:<34} TypedBert {result['typed'] * 1e3:9.2f} ms   BERT {result['bert'] * 1e3:9.2f} ms   "
-            f"ratio {row['ratio']:.3f}   IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms",
+            f"ratio {row['ratio']:.3f}   paired ratio {row['paired_ratio']:.3f} (IQR {row['paired_ratio_iqr']:.3f})   "
+            f"IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms",
             flush=True,
         )
 
@@ -285,4 +294,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,11 +12,12 @@ hidden states (or a kept classifier's logits) differ by more than 1e-5, the comm
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
-from typed_bert.hub.export import ConversionError, convert_bert_checkpoint
+from typed_bert.hub.export import convert_bert_checkpoint
+from typed_bert.scripts.command_line import command_parser, run
+
+EXAMPLE = "typed-bert convert --base-model bert-base-cased --entity-types PER,ORG,LOC --output-dir typed-bert-base"
 
 
 def split_names(value: str) -> list[str]:
@@ -24,7 +25,7 @@ def split_names(value: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--base-model", required=True, help="BERT checkpoint folder or Hub id")
     parser.add_argument("--entity-types", required=True, type=split_names, help="comma-separated, e.g. PER,ORG")
     parser.add_argument("--output-dir", required=True)
@@ -41,17 +42,14 @@ def main(argv: list[str] | None = None) -> dict:
     typed_fields = {"entity_fusion": args.entity_fusion}
     if args.pooling is not None:
         typed_fields["classifier_pooling"] = args.pooling
-    try:
-        report = convert_bert_checkpoint(
-            args.base_model,
-            args.entity_types,
-            args.output_dir,
-            labels=args.labels,
-            overwrite=args.overwrite,
-            **typed_fields,
-        )
-    except ConversionError as error:
-        sys.exit(f"error: {error}")
+    report = convert_bert_checkpoint(
+        args.base_model,
+        args.entity_types,
+        args.output_dir,
+        labels=args.labels,
+        overwrite=args.overwrite,
+        **typed_fields,
+    )
     print(f"converted {args.base_model} -> {args.output_dir} in {report['seconds']} s")
     print(f"weights of the base not used by TypedBert: {report['unused_weights'] or 'none'}")
     print(f"weights new in TypedBert (initialised): {report['new_weights']}")
@@ -65,4 +63,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

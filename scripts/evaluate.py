@@ -1,6 +1,7 @@
 """Evaluate a TypedBert relation classifier on a data file.
 
     python scripts/evaluate.py --model OUT_OR_HUB_ID --data-file F [--plot confusion.png] [--batch-size 128]
+        [--device auto] [--dtype bf16] [--quiet] [--strict]
 
 Prints per-label scores, then, as its last line, one JSON object: micro_f1 (no_relation excluded), auprc (KLUE-RE),
 accuracy, micro precision/recall and per-label precision/recall/F1/support.
@@ -8,22 +9,36 @@ accuracy, micro precision/recall and per-label precision/recall/F1/support.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from typed_bert.scripts.relation_data import encode_dataset, load_relations
-from typed_bert.scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from typed_bert.scripts.command_line import command_parser, pick_device, run
+from typed_bert.scripts.relation_data import check_vocabulary, encode_dataset, load_relations
+from typed_bert.scripts.relation_metrics import (
+    NO_RELATION,
+    confusion_matrix,
+    plot_confusion_matrix,
+    relation_metrics,
+    with_no_relation_rows,
+)
 
 from encoding_typed_bert import MODEL_INPUT_NAMES, TypedBertDataCollator
 
+EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
 
-def predict_probabilities(model, tokenizer, dataset, batch_size: int = 128) -> np.ndarray:
-    """Softmax probabilities `(len(dataset), num_labels)` of an encoded dataset, in dataset order."""
+
+def predict_probabilities(
+    model, tokenizer, dataset, batch_size: int = 128, quiet: bool = False, dtype: torch.dtype | None = None
+) -> np.ndarray:
+    """Softmax probabilities `(len(dataset), num_labels)` of an encoded dataset, in dataset order, batched by
+    similar length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given."""
     collator = TypedBertDataCollator(tokenizer)
     rows = dataset.select_columns([name for name in MODEL_INPUT_NAMES if name in dataset.column_names])
     order = np.argsort([len(ids) for ids in rows["input_ids"]])  # similar lengths together: less padding
@@ -31,31 +46,62 @@ def predict_probabilities(model, tokenizer, dataset, batch_size: int = 128) -> n
     loader = DataLoader(rows.select(order), batch_size=batch_size, collate_fn=collator)
     model.eval()
     done = 0
-    with torch.inference_mode():
+    autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast, tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
         for batch in loader:
             batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
             probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
             probabilities[order[done : done + len(probs)]] = probs
             done += len(probs)
+            progress.update(len(probs))
     return probabilities
 
 
-def evaluate(model_source: str, data_file: str, batch_size: int = 128, plot: str | None = None, **load_kwargs) -> dict:
+def evaluate(
+    model_source: str,
+    data_file: str,
+    batch_size: int = 128,
+    plot: str | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    quiet: bool = False,
+    strict: bool = False,
+    **load_kwargs,
+) -> dict:
+    data = load_relations(data_file)
+    config = AutoConfig.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    # Checked before the weights load: every type and label of the file must be known to the model.
+    check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
     tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    device = pick_device(device)
     model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
-    config = model.config
+    model.to(device)
     max_length = min(tokenizer.model_max_length, config.max_position_embeddings)
     dataset = encode_dataset(
-        load_relations(data_file), tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers
+        data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
     )
+    encodable = dataset.filter(lambda row: row["encodable"])
+    unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
     started = time.perf_counter()
-    probabilities = predict_probabilities(model, tokenizer, dataset, batch_size)
+    autocast_dtype = torch.bfloat16 if dtype == "bf16" else None
+    probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    metrics = relation_metrics(dataset["labels"], probabilities, labels)
+    gold, probabilities = with_no_relation_rows(
+        encodable["labels"], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
+    )
+    metrics = relation_metrics(gold, probabilities, labels)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
+    metrics["overlapping_pairs_scored_as_no_relation"] = len(unencodable_labels)
+    if unencodable_labels and not quiet:
+        print(
+            f"{len(unencodable_labels)} pairs whose subject and object overlap (nested mentions) are scored as "
+            "predicted no_relation; --strict makes them errors",
+            file=sys.stderr,
+        )
     if plot:
-        matrix = confusion_matrix(dataset["labels"], probabilities.argmax(1), len(labels))
-        metrics["confusion_matrix_png"] = str(plot_confusion_matrix(matrix, labels, plot, f"{model_source}"))
+        matrix = confusion_matrix(gold, probabilities.argmax(1), len(labels))
+        title = f"{Path(str(model_source)).name} on {Path(data_file).name}"
+        metrics["confusion_matrix_png"] = str(plot_confusion_matrix(matrix, labels, plot, title))
     return metrics
 
 
@@ -71,19 +117,33 @@ def format_table(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--data-file", required=True, help="JSON Lines, canonical or KLUE-RE format")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--plot", default=None, help="write the confusion matrix to this PNG")
     parser.add_argument("--revision", default=None)
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast inference")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true", help="refuse pairs whose subject and object overlap")
     args = parser.parse_args(argv)
     kwargs = {"revision": args.revision} if args.revision else {}
-    metrics = evaluate(args.model, args.data_file, args.batch_size, args.plot, **kwargs)
+    metrics = evaluate(
+        args.model,
+        args.data_file,
+        args.batch_size,
+        args.plot,
+        device=args.device,
+        dtype=args.dtype,
+        quiet=args.quiet,
+        strict=args.strict,
+        **kwargs,
+    )
     print(format_table(metrics))
     print(json.dumps(metrics))
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

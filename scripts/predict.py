@@ -1,49 +1,95 @@
-"""Predict relations with the relation-classification pipeline: JSON Lines in, JSON Lines out.
+"""Predict relations with the relation-classification pipeline: JSON Lines in, JSON Lines out, in batches.
 
     python scripts/predict.py --model OUT_OR_HUB_ID --input examples.jsonl [--output predictions.jsonl] [--top-k 3]
+        [--batch-size 64] [--device auto] [--dtype bf16] [--skip-bad-lines] [--quiet]
 
 Each input line is `{"text", "subject": {"start", "end", "type"}, "object": {...}}` (other fields are kept); each
-output line is the input plus `"prediction": {"label", "score"}` (a list with --top-k).
+output line is the input plus `"prediction": {"label", "score"}` (a list with --top-k). Every line is checked before
+the model runs: a bad line stops the command with its number, or, with --skip-bad-lines, is reported on stderr and
+left out while every good line is still predicted.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Iterator
 
+import torch
+from tqdm.auto import tqdm
 from transformers import pipeline
+from typed_bert.scripts.command_line import InputError, command_parser, pick_device, run
+
+EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
+
+
+def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[int, dict]]:
+    """`(line number, example)` of every good line. A bad line (not JSON, not an object, a span or type the model
+    cannot encode) raises an `InputError`, or with `skip_bad_lines` is reported on stderr and left out."""
+    examples = []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+            if not isinstance(example, dict):
+                raise ValueError(f"a JSON {type(example).__name__}, not an object")
+            classify.preprocess(example)  # the checks and encoding the pipeline will run, without the model
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            problem = f"{error}; expected {{'text', 'subject': {{'start', 'end', 'type'}}, 'object': {{...}}}}"
+            if not skip_bad_lines:
+                raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
+            print(f"skipped {name}:{number}: {problem}", file=sys.stderr)
+            continue
+        examples.append((number, example))
+    return examples
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True)
     parser.add_argument("--input", required=True, help="JSON Lines file, or - for stdin")
     parser.add_argument("--output", default="-", help="JSON Lines file, or - for stdout")
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--revision", default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 weights (for GPUs)")
+    parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.input != "-":
+        try:
+            source = open(args.input, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise InputError(
+                f"cannot read ({error.strerror}); expected a JSON Lines file of pairs", args.input
+            ) from None
+    else:
+        source = sys.stdin
 
-    classify = pipeline("relation-classification", model=args.model, trust_remote_code=True, revision=args.revision)
-    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
-    examples = []
+    classify = pipeline(
+        "relation-classification",
+        model=args.model,
+        trust_remote_code=True,
+        revision=args.revision,
+        device=pick_device(args.device),
+        dtype=torch.bfloat16 if args.dtype == "bf16" else None,
+    )
     with source:
-        for number, line in enumerate(source, start=1):
-            if line.strip():
-                try:
-                    examples.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    sys.exit(f"error: {args.input}:{number}: invalid JSON ({error.msg})")
-    kwargs = {} if args.top_k is None else {"top_k": args.top_k}
-    try:
-        predictions = classify(examples, **kwargs) if examples else []
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+        examples = read_lines(classify, source, args.input, args.skip_bad_lines)
+    kwargs = {"batch_size": args.batch_size} | ({} if args.top_k is None else {"top_k": args.top_k})
+
+    def inputs() -> Iterator[dict]:
+        yield from (example for _, example in examples)
+
     sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    with sink:
-        for example, prediction in zip(examples, predictions, strict=True):
+    predictions = classify(inputs(), **kwargs) if examples else []
+    with sink, tqdm(total=len(examples), unit="pair", disable=args.quiet or None, file=sys.stderr) as progress:
+        for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
+            progress.update()
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

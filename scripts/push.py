@@ -11,15 +11,16 @@ Refuses a folder without the code files or auto_map, or with pickle files.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
-from typed_bert.hub.push import PublishError, push_folder
+from typed_bert.hub.push import push_folder
+from typed_bert.scripts.command_line import command_parser, run
+
+EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, help="checkpoint folder written by train.py or convert.py")
     parser.add_argument("--repo-id", required=True, help="namespace/name")
     parser.add_argument("--private", action="store_true")
@@ -28,18 +29,15 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--tag", default=None, help="tag of the new commit (default: the next vN)")
     parser.add_argument("--no-verify", action="store_true", help="skip the download-and-compare check")
     args = parser.parse_args(argv)
-    try:
-        result = push_folder(
-            args.model,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            tag=args.tag,
-            verify=not args.no_verify,
-        )
-    except PublishError as error:
-        sys.exit(f"error: {error}")
+    result = push_folder(
+        args.model,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        tag=args.tag,
+        verify=not args.no_verify,
+    )
     print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
     if result.max_abs_difference is not None:
         print(
@@ -51,4 +49,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,6 +8,7 @@ KLUE-RE files (`sentence`, `subject_entity`/`object_entity` with `word`, `start_
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import random
@@ -17,47 +18,29 @@ from typing import Any
 
 import datasets
 from torch.utils.data import Sampler
+from typed_bert.scripts.command_line import InputError
 from typed_bert.scripts.relation_metrics import NO_RELATION
 
-from encoding_typed_bert import encode_relations
+from encoding_typed_bert import MODEL_INPUT_NAMES, EntityOverlapError, encode_relations
+
+EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
 
 
-class DataFileError(ValueError):
-    """A data file line is malformed; the message names the file and the line."""
+FIELDS = ("text", "subject", "object", "label")
 
 
-def _line_numbers(path: Path) -> list[int]:
-    """1-based numbers of the non-blank lines: row i of the loaded dataset is line `_line_numbers(path)[i]`."""
-    with path.open(encoding="utf-8") as handle:
-        return [number for number, line in enumerate(handle, start=1) if line.strip()]
+class DataFileError(InputError):
+    """A data file is missing, empty or has a malformed line; the message names the file and the line."""
 
 
-def _first_unparsable_line(path: Path) -> tuple[int, str]:
-    """Only called after `datasets` failed to read `path`: find the first line that is not a JSON object."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                return number, f"invalid JSON ({error.msg})"
-            if not isinstance(value, dict):
-                return number, f"expected a JSON object, got {type(value).__name__}"
-    return 0, "rows have inconsistent fields"
-
-
-def _canonical_klue(row: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+def _canonical_klue(row: dict[str, Any]) -> dict[str, Any]:
     spans = {}
     for key, name in (("subject_entity", "subject"), ("object_entity", "object")):
         entity = row[key]
-        if isinstance(entity, str):  # the original KLUE files store the entity dicts as Python-literal strings
-            entity = json.loads(entity.replace("'", '"'))
+        if isinstance(entity, str):  # the original KLUE files store the entity dicts as Python literals
+            entity = ast.literal_eval(entity)
         spans[name] = {"start": entity["start_idx"], "end": entity["end_idx"] + 1, "type": entity["type"]}
-    label = row["label"]
-    if isinstance(label, int) and names is not None:
-        label = names[label]
-    return {"id": str(row.get("guid", row.get("id", ""))), "text": row["sentence"], **spans, "label": str(label)}
+    return {"id": str(row.get("guid", row.get("id", ""))), "text": row["sentence"], **spans, "label": str(row["label"])}
 
 
 def _row_problem(row: dict[str, Any]) -> str | None:
@@ -66,7 +49,6 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         return "'text' must be a non-empty string"
     for name in ("subject", "object"):
         span = row.get(name)
-        # datasets fills a field missing on one line with None, so None counts as missing.
         if not isinstance(span, dict) or any(span.get(key) is None for key in ("start", "end", "type")):
             return f"'{name}' must be an object with start, end and type"
         start, end = span["start"], span["end"]
@@ -80,27 +62,64 @@ def _row_problem(row: dict[str, Any]) -> str | None:
 
 
 def load_relations(path: str | Path) -> datasets.Dataset:
-    """Load a canonical or KLUE-RE JSON Lines file; a `DataFileError` names the file and line of a bad example."""
+    """Load a canonical or KLUE-RE JSON Lines file into canonical rows plus `line` (the 1-based line number).
+
+    A `DataFileError` names the file and line of the first bad line: a missing or empty file, invalid JSON, a line
+    that is not an object, a missing field, a span outside the text, a KLUE entity that is not a Python literal.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataFileError(f"{path}: no such file.")
-    try:
-        raw = datasets.load_dataset("json", data_files=str(path), split="train")
-    except Exception as error:  # datasets/pyarrow raise many types; find the line ourselves
-        number, problem = _first_unparsable_line(path)
-        raise DataFileError(f"{path}:{number}: {problem}.") from error
-    lines = _line_numbers(path)
-    if "sentence" in raw.column_names:
-        names = raw.features["label"].names if isinstance(raw.features.get("label"), datasets.ClassLabel) else None
-        raw = raw.map(lambda row: _canonical_klue(row, names), remove_columns=raw.column_names)
-    missing = {"text", "subject", "object", "label"} - set(raw.column_names)
-    if missing:
-        raise DataFileError(f"{path}:{lines[0] if lines else 1}: missing fields {sorted(missing)}.")
-    for index, row in enumerate(raw):
-        problem = _row_problem(row)
-        if problem:
-            raise DataFileError(f"{path}:{lines[index]}: {problem}.")
-    return raw
+        raise DataFileError("no such file; expected a JSON Lines file of relation examples", path)
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFileError(
+                    f"invalid JSON ({error.msg}); expected one JSON object per line", path, number
+                ) from None
+            if not isinstance(row, dict):
+                raise DataFileError(f"a JSON {type(row).__name__}; {EXPECTED_ROW}", path, number)
+            if "sentence" in row:
+                try:
+                    row = _canonical_klue(row)
+                except (KeyError, TypeError, ValueError, SyntaxError) as error:
+                    raise DataFileError(
+                        f"bad KLUE-RE entity ({type(error).__name__}: {error}); expected subject_entity and "
+                        "object_entity with word, start_idx, end_idx (inclusive) and type",
+                        path,
+                        number,
+                    ) from error
+            problem = _row_problem(row)
+            if problem:
+                raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
+            rows.append({"id": str(row.get("id", "")), **{k: row[k] for k in FIELDS}, "line": number})
+    if not rows:
+        raise DataFileError("the file is empty; expected one JSON object per line", path)
+    return datasets.Dataset.from_list(rows)
+
+
+def check_vocabulary(dataset: datasets.Dataset, path: str | Path, entity_types, labels, known_from: str) -> None:
+    """Raise a `DataFileError` at the first line whose entity type or label is not among the known ones."""
+    entity_types, labels = set(entity_types), set(labels) if labels is not None else None
+    for row in dataset:
+        for name in ("subject", "object"):
+            if row[name]["type"] not in entity_types:
+                raise DataFileError(
+                    f"{name} type {row[name]['type']!r} is not among the entity types of {known_from}; expected one "
+                    f"of {sorted(entity_types)}",
+                    path,
+                    row["line"],
+                )
+        if labels is not None and row["label"] not in labels:
+            raise DataFileError(
+                f"label {row['label']!r} is not among the labels of {known_from}; expected one of {sorted(labels)}",
+                path,
+                row["line"],
+            )
 
 
 def label_names(dataset: datasets.Dataset) -> list[str]:
@@ -121,21 +140,47 @@ def encode_dataset(
     label2id: dict[str, int] | None,
     max_length: int,
     entity_markers: bool = False,
+    path: str | Path | None = None,
+    strict: bool = False,
 ) -> datasets.Dataset:
-    """Add the five TypedBert fields (and integer `labels` when `label2id` is given); keeps the other columns."""
-    if label2id is not None:
-        unknown = sorted(set(dataset["label"]) - set(label2id))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not among the model's labels {list(label2id)}.")
+    """Add the five TypedBert fields (and integer `labels` when `label2id` is given); keeps the other columns.
 
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
-        features = encode_relations(tokenizer, rows, entity_types, max_length, entity_markers=entity_markers)
+    A pair whose subject and object overlap (nested mentions) cannot be encoded: it gets `encodable=False` and empty
+    fields (an `EntityOverlapError` naming its line with `strict=True`). Any other bad example raises a
+    `DataFileError` naming `path` and its line.
+    """
+
+    def encode(row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            features = {
+                name: values[0]
+                for name, values in encode_relations(
+                    tokenizer, [row], entity_types, max_length, entity_markers=entity_markers
+                ).items()
+            }
+            features["encodable"] = True
+        except EntityOverlapError as error:
+            if strict:
+                problem = str(error).removeprefix("example 0: ").rstrip(".")
+                expected = (
+                    "expected disjoint spans (without --strict, training skips such pairs and evaluation scores them "
+                    "as no_relation)"
+                )
+                raise DataFileError(f"{problem}; {expected}", path, row["line"]) from None
+            features = {name: [] for name in MODEL_INPUT_NAMES} | {"encodable": False}
+        except ValueError as error:
+            problem = str(error).removeprefix("example 0: ").rstrip(".")
+            raise DataFileError(f"{problem}; expected a pair the model can encode", path, row["line"]) from error
         if label2id is not None:
-            features["labels"] = [label2id[label] for label in batch["label"]]
+            features["labels"] = label2id[row["label"]]
         return features
 
-    return dataset.map(encode, batched=True, desc="Encoding")
+    features = dataset.features.copy()
+    features.update({name: datasets.Sequence(datasets.Value("int64")) for name in MODEL_INPUT_NAMES})
+    features["encodable"] = datasets.Value("bool")
+    if label2id is not None:
+        features["labels"] = datasets.Value("int64")
+    return dataset.map(encode, features=features, desc="Encoding")
 
 
 class NegativeSubsamplingSampler(Sampler[int]):

@@ -96,3 +96,17 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def with_no_relation_rows(
+    labels: Sequence[int], probabilities: np.ndarray, extra_labels: Sequence[int], no_relation_id: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Append `extra_labels` (pairs the model could not encode) as rows predicted `no_relation` with certainty, so a
+    score counts every pair of the data file."""
+    if not len(extra_labels):
+        return np.asarray(labels), probabilities
+    if no_relation_id is None:
+        raise ValueError(f"{len(extra_labels)} pairs could not be encoded and the model has no no_relation label.")
+    extra = np.zeros((len(extra_labels), probabilities.shape[1]), dtype=probabilities.dtype)
+    extra[:, no_relation_id] = 1.0
+    return np.concatenate([np.asarray(labels), np.asarray(extra_labels)]), np.concatenate([probabilities, extra])

@@ -26,20 +26,26 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments, set_seed
 from typed_bert.hub.export import load_typed_from_bert, typed_config_from_bert
 from typed_bert.hub.model_card import write_model_card
+from typed_bert.scripts.command_line import InputError, command_parser, run
 from typed_bert.scripts.relation_data import (
     NegativeSubsamplingSampler,
+    check_vocabulary,
     encode_dataset,
     entity_type_names,
     label_names,
     load_relations,
 )
-from typed_bert.scripts.relation_metrics import NO_RELATION, relation_metrics
+from typed_bert.scripts.relation_metrics import NO_RELATION, relation_metrics, with_no_relation_rows
 
 from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.trainer import TypedBertTrainer
 
+EXAMPLE = (
+    "typed-bert train --base-model typed-bert-base --train-file train.jsonl --validation-file dev.jsonl "
+    "--output-dir out"
+)
 ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
 INPUT_MODES = {
     # input mode: (use_entity_embeddings, entity_markers, default pooling)
@@ -50,7 +56,7 @@ INPUT_MODES = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--base-model", required=True, help="BERT or TypedBert checkpoint folder or Hub id")
     parser.add_argument("--train-file", required=True)
     parser.add_argument("--validation-file", required=True)
@@ -82,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch-size", type=int, default=128)
     parser.add_argument("--base-model-id", default=None, help="Hub id of a local --base-model, for the model card")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse pairs whose subject and object overlap instead of skipping them"
+    )
     return parser.parse_args(argv)
 
 
@@ -228,13 +237,15 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     output_dir = Path(args.output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
-        raise SystemExit(f"--output-dir {str(output_dir)!r} exists and is not empty; pass --overwrite.")
+        raise InputError("exists and is not empty; pass --overwrite or choose another --output-dir", output_dir)
     set_seed(args.seed)
 
     train_raw = load_relations(args.train_file)
     validation_raw = load_relations(args.validation_file)
     labels = label_names(train_raw)
     entity_types = entity_type_names(train_raw)
+    # Checked before the model loads: every dev type and label must be known from the training file.
+    check_vocabulary(validation_raw, args.validation_file, entity_types, labels, f"the training file {args.train_file}")
     model = build_model(args, entity_types, labels)
     config = model.config
     if args.lora_rank > 0:
@@ -242,12 +253,31 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
     max_length = min(args.max_length, config.max_position_embeddings)
 
-    def encode(dataset):
+    def encode(dataset, path):
         return encode_dataset(
-            dataset, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers
+            dataset,
+            tokenizer,
+            config.entity_types,
+            config.label2id,
+            max_length,
+            config.entity_markers,
+            path=path,
+            strict=args.strict,
         )
 
-    train_set, validation_set = encode(train_raw), encode(validation_raw)
+    train_set, validation_set = encode(train_raw, args.train_file), encode(validation_raw, args.validation_file)
+    # Pairs whose subject and object overlap (nested mentions) cannot be encoded: training skips them, the dev score
+    # keeps them as predicted no_relation (--strict refused them while encoding).
+    train_set = train_set.filter(lambda row: row["encodable"])
+    unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
+    validation_set = validation_set.filter(lambda row: row["encodable"])
+    skipped = {"train": len(train_raw) - len(train_set), "validation": len(unencoded_dev_labels)}
+    if any(skipped.values()):
+        print(
+            f"{skipped['train']} training pairs skipped and {skipped['validation']} dev pairs scored as no_relation: "
+            "their subject and object overlap (nested mentions); --strict makes them errors",
+            flush=True,
+        )
     # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
     validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
     label_list = [config.id2label[i] for i in range(config.num_labels)]
@@ -255,7 +285,10 @@ def main(argv: list[str] | None = None) -> dict:
     def full_metrics(prediction) -> dict:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         probabilities = torch.tensor(logits).float().softmax(-1).numpy()
-        return relation_metrics(prediction.label_ids, probabilities, label_list)
+        gold, probabilities = with_no_relation_rows(
+            prediction.label_ids, probabilities, unencoded_dev_labels, config.label2id.get(NO_RELATION)
+        )
+        return relation_metrics(gold, probabilities, label_list)
 
     def compute_metrics(prediction) -> dict:
         return {key: value for key, value in full_metrics(prediction).items() if isinstance(value, float)}
@@ -337,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
             "world_size": training_args.world_size,
             "input_mode": args.input_mode,
             "negative_weight": round(negative_weight, 4),
+            "skipped_overlapping_pairs": skipped,
             "args": vars(args),
         }
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -349,4 +383,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

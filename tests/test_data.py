@@ -87,3 +87,16 @@ def test_negative_sampler_redraws_negatives_each_epoch():
     batches = [first[i : i + 4] for i in range(0, 40, 4)]
     spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
     assert sorted(spread)[len(spread) // 2] < 30  # length buckets: most batches hold similar lengths
+
+
+def test_klue_entity_literal_with_an_apostrophe_loads(tmp_path):
+    row = {
+        "guid": "x",
+        "sentence": "Lovin' You was sung by Minnie Riperton.",
+        "subject_entity": "{'word': \"Lovin' You\", 'start_idx': 0, 'end_idx': 9, 'type': 'WORK'}",
+        "object_entity": "{'word': 'Minnie Riperton', 'start_idx': 23, 'end_idx': 37, 'type': 'PER'}",
+        "label": "per:works",
+    }
+    example = load_relations(write_lines(tmp_path / "klue.jsonl", [row]))[0]
+    assert example["text"][example["subject"]["start"] : example["subject"]["end"]] == "Lovin' You"
+    assert example["line"] == 1

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from typed_bert.scripts.command_line import run
+
 # command: (module, one-line summary)
 COMMANDS = {
     "convert": ("typed_bert.scripts.convert", "turn a BERT checkpoint into a TypedBert checkpoint folder"),
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if argv else 2)
     command = parser.parse_args(argv[:1]).command
     sys.argv = [f"typed-bert {command}", *argv[1:]]  # argparse names the subcommand in usage and errors
-    importlib.import_module(COMMANDS[command][0]).main(argv[1:])
+    run(importlib.import_module(COMMANDS[command][0]).main, argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+"""What every command shares: an argument parser whose `--help` ends with an example, and bad input reported as one
+line, `error: FILE:LINE: what is wrong; what was expected`, with exit status 2 and no traceback (the traceback
+with `--debug` or `TYPED_BERT_DEBUG=1`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+DEBUG_VARIABLE = "TYPED_BERT_DEBUG"
+
+
+class InputError(ValueError):
+    """Bad input from the user; `str()` is the one line the user sees, naming the file and line when known."""
+
+    def __init__(self, problem: str, file: object | None = None, line: int | None = None) -> None:
+        self.problem, self.file, self.line = problem, file, line
+        where = "" if file is None else (f"{file}:{line}: " if line is not None else f"{file}: ")
+        super().__init__(f"{where}{problem}")
+
+
+def command_parser(description: str | None, example: str) -> argparse.ArgumentParser:
+    """An `ArgumentParser` whose help shows `description`, then `example`, with a `--debug` flag."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
+    return parser
+
+
+def run(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
+    """Run a command's `main(argv)`. A `ValueError` (bad input, bad data, a refused conversion or push) or an
+    `OSError` (a missing file, model or repo) becomes one line on stderr and exit status 2."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(arguments)
+    except (ValueError, OSError) as error:
+        if "--debug" in arguments or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def pick_device(name: str) -> str:
+    """`--device`: `auto` picks cuda, then mps, then cpu; any other name is used as given."""
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
