@@ -1,0 +1,53 @@
+"""The built wheel adds only names that are ours: `typed_bert` and the four remote-code modules, and the
+`typed-bert` command; `hub` and `scripts` are installed inside `typed_bert`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+REMOTE_CODE = {"configuration_typed_bert", "modeling_typed_bert", "encoding_typed_bert", "pipeline_typed_bert"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO_ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("typed_bert-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def test_wheel_adds_only_our_top_level_names(wheel):
+    names = wheel.namelist()
+    top_level = {name.split("/")[0].removesuffix(".py") for name in names if ".dist-info/" not in name}
+    assert top_level == {"typed_bert", *REMOTE_CODE}
+    assert {"typed_bert/hub/export.py", "typed_bert/hub/templates/model_card.md", "typed_bert/scripts/train.py"} <= set(
+        names
+    )
+    assert not [name for name in names if name.startswith(("tests/", "hub/", "scripts/"))]
+
+
+def test_wheel_declares_the_typed_bert_command(wheel):
+    (entry_points,) = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    assert "typed-bert = typed_bert.cli:main" in wheel.read(entry_points).decode()
+
+
+@pytest.mark.parametrize("command", ["convert", "train", "evaluate", "predict", "push", "demo", "hub", "benchmark"])
+def test_every_subcommand_has_help_with_an_example(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "typed_bert.cli", command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"usage: typed-bert {command}" in result.stdout
+    assert f"example:\n  typed-bert {command} " in result.stdout
