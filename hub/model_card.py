@@ -1,4 +1,9 @@
-"""Render the model card (README.md) of a TypedBert checkpoint folder from `templates/model_card.md`."""
+"""Render the model card (README.md) of a TypedBert checkpoint folder from `templates/model_card.md`.
+
+The generated part sits between two HTML comments (`GENERATED_BEGIN`, `GENERATED_END`). A README.md the user wrote is
+kept: its text stays, the generated part is replaced (or appended, the first time), and the metadata header is
+updated field by field.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,17 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+GENERATED_BEGIN = "<!-- typed-bert: generated section begins; edits between these lines are replaced -->"
+GENERATED_END = "<!-- typed-bert: generated section ends -->"
+GENERATED_FIELDS = (
+    "library_name",
+    "pipeline_tag",
+    "base_model",
+    "language",
+    "model-index",
+    "eval_results",
+    "model_name",
+)
 EXAMPLE = {
     "text": "Bill Gates founded Microsoft.",
     "subject": {"start": 0, "end": 10, "type": "Peop"},
@@ -22,6 +38,8 @@ def render_model_card(
     base_model: str | None = None,
     train_file: str | None = None,
     confusion_matrix: str | None = None,
+    training_curve: str | None = None,
+    language: str | list[str] | None = None,
 ) -> ModelCard:
     """Build the card from the folder's config.json and eval_results.json (both written by scripts/train.py)."""
     folder = Path(folder)
@@ -49,7 +67,7 @@ def render_model_card(
         if name in results
     ]
     card_data = ModelCardData(
-        language="en",
+        language=language or config.get("language"),
         library_name="transformers",
         pipeline_tag="text-classification" if is_classifier else "feature-extraction",
         tags=["custom_code", "relation-extraction", "typed-bert", "bert"],
@@ -87,11 +105,30 @@ def render_model_card(
         summary=summary,
         per_label=sorted(results.get("per_label", {}).items()),
         confusion_matrix=confusion_matrix,
+        training_curve=training_curve,
     )
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
-    """Render the card and write it to `folder/README.md`."""
+    """Render the card into `folder/README.md`, keeping what a user wrote there (see the module docstring)."""
     path = Path(folder) / "README.md"
-    render_model_card(folder, **kwargs).save(path)
+    generated = render_model_card(folder, **kwargs)
+    body = f"{GENERATED_BEGIN}\n{generated.text.strip()}\n{GENERATED_END}"
+    if not path.is_file():
+        generated.text = f"\n{body}\n"
+        generated.save(path)
+        return path
+    existing = ModelCard.load(path)
+    text = existing.text
+    if GENERATED_BEGIN in text and GENERATED_END in text:
+        before, rest = text.split(GENERATED_BEGIN, 1)
+        after = rest.split(GENERATED_END, 1)[1]
+        text = f"{before}{body}{after}"
+    else:
+        text = f"{text.rstrip()}\n\n{body}\n"
+    # The user's metadata stays (license, their tags, ...); what describes the model itself is regenerated.
+    ours = generated.data.to_dict()
+    metadata = {**existing.data.to_dict(), **{key: ours[key] for key in GENERATED_FIELDS if key in ours}}
+    metadata["tags"] = sorted(set(existing.data.to_dict().get("tags") or []) | set(ours.get("tags") or []))
+    ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n{text}").save(path)
     return path

@@ -71,6 +71,7 @@ def push_folder(
     tag: str | None = None,
     verify: bool = True,
     token: str | None = None,
+    language: str | list[str] | None = None,
 ) -> PushResult:
     """Create `repo_id` if needed, upload `folder` as one commit on `revision`, tag it, then verify the upload.
 
@@ -102,6 +103,8 @@ def push_folder(
         base_model=train_args.get("base_model_id") or train_args.get("base_model"),
         train_file=train_args.get("train_file"),
         confusion_matrix="confusion_matrix.png" if (folder / "confusion_matrix.png").is_file() else None,
+        training_curve="training_curve.png" if (folder / "training_curve.png").is_file() else None,
+        language=language or train_args.get("language"),
     )
     commit = api.upload_folder(
         folder_path=folder,

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--commit-message", default=None)
     parser.add_argument("--tag", default=None, help="tag of the new commit (default: the next vN)")
     parser.add_argument("--no-verify", action="store_true", help="skip the download-and-compare check")
+    parser.add_argument("--language", nargs="+", default=None, help="language code(s) for the model card")
     args = parser.parse_args(argv)
     result = push_folder(
         args.model,
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None):
         commit_message=args.commit_message,
         tag=args.tag,
         verify=not args.no_verify,
+        language=args.language,
     )
     print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
     if result.max_abs_difference is not None:

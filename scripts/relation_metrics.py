@@ -110,3 +110,30 @@ def with_no_relation_rows(
     extra = np.zeros((len(extra_labels), probabilities.shape[1]), dtype=probabilities.dtype)
     extra[:, no_relation_id] = 1.0
     return np.concatenate([np.asarray(labels), np.asarray(extra_labels)]), np.concatenate([probabilities, extra])
+
+
+def plot_training_curve(log_history: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Write training loss (per logging step, against epoch) and dev micro-F1 (per evaluation) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(entry["epoch"], entry["loss"]) for entry in log_history if "loss" in entry and "epoch" in entry]
+    scores = [(entry["epoch"], entry["eval_micro_f1"]) for entry in log_history if "eval_micro_f1" in entry]
+    figure, loss_axes = plt.subplots(figsize=(7, 4))
+    if losses:
+        loss_axes.plot(*zip(*losses, strict=True), color="tab:blue", label="training loss")
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("training loss", color="tab:blue")
+    f1_axes = loss_axes.twinx()
+    if scores:
+        f1_axes.plot(*zip(*scores, strict=True), "o-", color="tab:orange", label="dev micro-F1")
+    f1_axes.set_ylabel("dev micro-F1", color="tab:orange")
+    f1_axes.set_ylim(0, 1)
+    loss_axes.set_title(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -35,7 +35,12 @@ from typed_bert.scripts.relation_data import (
     label_names,
     load_relations,
 )
-from typed_bert.scripts.relation_metrics import NO_RELATION, relation_metrics, with_no_relation_rows
+from typed_bert.scripts.relation_metrics import (
+    NO_RELATION,
+    plot_training_curve,
+    relation_metrics,
+    with_no_relation_rows,
+)
 
 from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator
@@ -88,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch-size", type=int, default=128)
     parser.add_argument("--base-model-id", default=None, help="Hub id of a local --base-model, for the model card")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--language", nargs="+", default=None, help="language code(s) of the data, for the model card")
     parser.add_argument(
         "--strict", action="store_true", help="refuse pairs whose subject and object overlap instead of skipping them"
     )
@@ -375,7 +381,18 @@ def main(argv: list[str] | None = None) -> dict:
         }
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         (output_dir / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
-        write_model_card(output_dir, base_model=args.base_model_id or args.base_model, train_file=args.train_file)
+        curve = plot_training_curve(
+            trainer.state.log_history,
+            output_dir / "training_curve.png",
+            f"{output_dir.name}: trained on {Path(args.train_file).name}, scored on {Path(args.validation_file).name}",
+        )
+        write_model_card(
+            output_dir,
+            base_model=args.base_model_id or args.base_model,
+            train_file=args.train_file,
+            training_curve=curve.name,
+            language=args.language,
+        )
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
     if trainer.is_world_process_zero():  # after predict(), whose gather every rank reaches after loading the best model
         shutil.rmtree(work_dir, ignore_errors=True)

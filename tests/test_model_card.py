@@ -1,0 +1,53 @@
+"""The model card: a README.md the user wrote is kept, only the generated section changes; language from an option;
+encoders get a card; the training curve; no guessed links."""
+
+from __future__ import annotations
+
+import json
+
+from typed_bert.hub.model_card import GENERATED_BEGIN, GENERATED_END, write_model_card
+
+from modeling_typed_bert import TypedBertForSequenceClassification
+from tests.conftest import tiny_config
+
+
+def classifier_folder(tmp_path):
+    config = tiny_config(entity_types=["O", "PER", "ORG"], id2label={0: "no_relation", 1: "a", 2: "b"})
+    TypedBertForSequenceClassification(config).save_pretrained(tmp_path)
+    (tmp_path / "eval_results.json").write_text(
+        json.dumps({"micro_f1": 0.5, "auprc": 0.6, "accuracy": 0.7, "validation_file": "data/dev.jsonl"})
+    )
+    return tmp_path
+
+
+def test_users_readme_is_kept_and_only_the_generated_section_changes(tmp_path):
+    folder = classifier_folder(tmp_path)
+    (folder / "README.md").write_text("---\nlicense: mit\ntags:\n- mine\n---\n# My model\n\nWritten by me.\n")
+    write_model_card(folder, repo_id="org/m", revision="v1", language="ko")
+    first = (folder / "README.md").read_text()
+    assert "# My model\n\nWritten by me." in first and first.count(GENERATED_BEGIN) == 1
+    header = first.split("---")[1]
+    assert "language: ko" in header and "license: mit" in header and "- mine" in header and "- typed-bert" in header
+    assert 'revision="v1"' in first
+
+    write_model_card(folder, repo_id="org/m", revision="v2", language="ko")
+    second = (folder / "README.md").read_text()
+    assert "Written by me." in second and second.count(GENERATED_BEGIN) == second.count(GENERATED_END) == 1
+    assert 'revision="v2"' in second and 'revision="v1"' not in second
+    assert "github.com" not in second
+
+
+def test_language_is_not_guessed_and_training_curve_is_shown(tmp_path):
+    folder = classifier_folder(tmp_path)
+    write_model_card(folder, training_curve="training_curve.png")
+    card = (folder / "README.md").read_text()
+    assert "language:" not in card
+    assert "![training loss and dev micro-F1 per epoch](training_curve.png)" in card
+
+
+def test_training_curve_png(tmp_path):
+    from typed_bert.scripts.relation_metrics import plot_training_curve
+
+    log = [{"epoch": 0.5, "loss": 1.2}, {"epoch": 1.0, "eval_micro_f1": 0.4}, {"epoch": 1.5, "loss": 0.8}]
+    path = plot_training_curve(log, tmp_path / "curve.png", "m on dev.jsonl")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
