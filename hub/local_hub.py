@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -36,14 +37,29 @@ def _git_blob_sha1(data: bytes) -> str:
 
 
 class HubState:
-    """Repos, branches, tags and commits in memory; file contents on disk, addressed by sha256."""
+    """Repos with their branches, tags and commits, kept in `storage/repos.json` (rewritten atomically after every
+    change, so a restart finds every repo and an interrupted write leaves the previous state); file contents in
+    `storage/objects/`, addressed by sha256."""
 
-    def __init__(self, storage: Path) -> None:
+    def __init__(self, storage: Path, token: str | None = None) -> None:
         self.storage = storage
         (storage / "objects").mkdir(parents=True, exist_ok=True)
+        self.index = storage / "repos.json"
         self.lock = threading.Lock()
-        self.repos: dict[str, dict] = {}
+        # repo id -> {"private", "branches": {name: commit id}, "tags": {name: commit id}, "commits": {id: commit}}
+        self.repos: dict[str, dict] = json.loads(self.index.read_text()) if self.index.is_file() else {}
+        self.token = token
         self.drop_lfs_uploads = 0
+
+    def signature(self, oid: str) -> str:
+        """What signs the LFS transfer URLs of `oid`: the PUT and verify requests carry no credentials."""
+        return hashlib.sha256(f"{self.token}:{self.storage}:{oid}".encode()).hexdigest()
+
+    def save(self) -> None:
+        """Write the repos to disk; call with the lock held. `os.replace` makes the new state appear at once."""
+        partial = self.index.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.repos))
+        os.replace(partial, self.index)
 
     def object_path(self, sha256: str) -> Path:
         return self.storage / "objects" / sha256
@@ -62,7 +78,20 @@ class HubState:
             if repo_id in self.repos:
                 return False
             initial = self._new_commit(repo_id, None, {}, "initial commit", "")
-            self.repos[repo_id] = {"private": private, "branches": {"main": initial}, "tags": {}}
+            self.repos[repo_id] = {
+                "private": private,
+                "branches": {"main": initial["id"]},
+                "tags": {},
+                "commits": {initial["id"]: initial},
+            }
+            self.save()
+            return True
+
+    def delete_repo(self, repo_id: str) -> bool:
+        with self.lock:
+            if self.repos.pop(repo_id, None) is None:
+                return False
+            self.save()
             return True
 
     def _new_commit(self, repo_id: str, parent: str | None, files: dict, title: str, message: str) -> dict:
@@ -80,21 +109,32 @@ class HubState:
     def resolve(self, repo_id: str, revision: str) -> dict | None:
         """The commit a branch, tag or commit id names, or None."""
         repo = self.repos[repo_id]
-        commit = repo["branches"].get(revision) or repo["tags"].get(revision)
-        if commit is not None:
-            return commit
-        for head in [*repo["branches"].values(), *repo["tags"].values()]:
-            while head is not None:
-                if head["id"] == revision:
-                    return head
-                head = head.get("parent_commit")
-        return None
+        commit_id = repo["branches"].get(revision) or repo["tags"].get(revision) or revision
+        return repo["commits"].get(commit_id)
+
+    def history(self, repo_id: str, commit: dict) -> list[dict]:
+        """`commit` and its ancestors, newest first."""
+        commits, history = self.repos[repo_id]["commits"], []
+        while commit is not None:
+            history.append(commit)
+            commit = commits.get(commit["parent"])
+        return history
+
+    def set_ref(self, repo_id: str, kind: str, name: str, commit: dict) -> bool:
+        """Create the branch or tag `name` at `commit`; False if it exists."""
+        with self.lock:
+            refs = self.repos[repo_id][kind]
+            if name in refs:
+                return False
+            refs[name] = commit["id"]
+            self.save()
+            return True
 
     def commit(self, repo_id: str, branch: str, operations: list[dict], header: dict) -> dict:
         """Apply `operations` (already stored) on top of `branch` as one new commit; raise ValueError if invalid."""
         with self.lock:
             repo = self.repos[repo_id]
-            head = repo["branches"].get(branch)
+            head = repo["commits"].get(repo["branches"].get(branch, ""))
             if head is None:
                 raise LookupError(f"Revision {branch} does not exist")
             parent = header.get("parentCommit")
@@ -113,8 +153,9 @@ class HubState:
             commit = self._new_commit(
                 repo_id, head["id"], files, header.get("summary", ""), header.get("description", "")
             )
-            commit["parent_commit"] = head
-            repo["branches"][branch] = commit
+            repo["commits"][commit["id"]] = commit
+            repo["branches"][branch] = commit["id"]
+            self.save()
             return commit
 
 
@@ -123,6 +164,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     server: LocalHubServer
     protocol_version = "HTTP/1.1"
+    _body_bytes: bytes | None = None
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature of the base class
         if self.server.verbose:
@@ -139,7 +181,11 @@ class HubHandler(BaseHTTPRequestHandler):
         return f"http://{host}:{port}"
 
     def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        """The request body, read once; whatever a handler leaves unread is drained after it (see `_route`), so a
+        kept-alive connection's next request never starts in the middle of this one's body."""
+        if self._body_bytes is None:
+            self._body_bytes = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return self._body_bytes
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type="application/json"):
         self.send_response(status)
@@ -160,11 +206,20 @@ class HubHandler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = code
         self._json({"error": message}, status, headers)
 
+    def _authorized(self) -> bool:
+        """With a server token, whether the request carries it (`Authorization: Bearer TOKEN`)."""
+        return self.state.token is None or self.headers.get("Authorization", "") == f"Bearer {self.state.token}"
+
     def _repo_or_404(self, repo_id: str) -> dict | None:
-        if repo_id not in self.state.repos:
+        """The repo, or None after answering 404 (absent) or 401 (private, and the request lacks the token)."""
+        repo = self.state.repos.get(repo_id)
+        if repo is None:
             self._error(404, f"Repository {repo_id} not found", "RepoNotFound")
             return None
-        return self.state.repos[repo_id]
+        if repo["private"] and not self._authorized():
+            self._error(401, f"Repository {repo_id} is private: pass the local Hub's token (HF_TOKEN)", "RepoNotFound")
+            return None
+        return repo
 
     def _commit_or_404(self, repo_id: str, revision: str) -> dict | None:
         if self._repo_or_404(repo_id) is None:
@@ -174,14 +229,23 @@ class HubHandler(BaseHTTPRequestHandler):
             self._error(404, f"Revision {revision} not found in {repo_id}", "RevisionNotFound")
         return commit
 
-    def _route(self, routes: list[tuple[str, object]]) -> None:
+    def _route(self, routes: list[tuple[str, object]], write: bool = False) -> None:
+        """Call the handler whose pattern matches the path; writes need the server's token when it has one."""
+        self._body_bytes = None
         path = urlparse(self.path).path
-        for pattern, handler in routes:
-            match = re.fullmatch(pattern, path)
-            if match:
-                handler(**match.groupdict())
+        try:
+            if write and not self._authorized():
+                self._error(401, "Invalid credentials: writes to this local Hub need its token (HF_TOKEN)")
                 return
-        self._error(404, f"{self.command} {path} is not served by the local Hub", "EntryNotFound")
+            for pattern, handler in routes:
+                match = re.fullmatch(pattern, path)
+                if match:
+                    handler(**match.groupdict())
+                    return
+            self._error(404, f"{self.command} {path} is not served by the local Hub", "EntryNotFound")
+        finally:
+            if not self.close_connection:
+                self._body()  # drain what the handler did not read
 
     # -- HTTP verbs ----------------------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -193,6 +257,7 @@ class HubHandler(BaseHTTPRequestHandler):
                 (rf"/api/models/{REPO}/tree/{REV}(?:/(?P<path>.*))?", self.tree),
                 (rf"/api/models/{REPO}/commits/{REV}", self.commits),
                 (rf"/api/models/{REPO}/refs", self.refs),
+                (r"/api/models", self.list_models),
                 (rf"/{REPO}/resolve/{REV}/(?P<path>.+)", self.resolve_file),
             ]
         )
@@ -200,21 +265,33 @@ class HubHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
+        path = urlparse(self.path).path
+        # POSTs that read (or that a signed URL authorises) need no token.
+        unguarded = [
+            (rf"/api/models/{REPO}/paths-info/{REV}", self.paths_info),
+            (r"/api/validate-yaml", self.validate_yaml),
+            (r"/lfs/verify/(?P<oid>[0-9a-f]{64})", self.lfs_verify),
+        ]
+        if any(re.fullmatch(pattern, path) for pattern, _ in unguarded):
+            self._route(unguarded)
+            return
         self._route(
             [
                 (r"/api/repos/create", self.create_repo),
-                (r"/api/validate-yaml", self.validate_yaml),
                 (rf"/api/models/{REPO}/preupload/{REV}", self.preupload),
                 (rf"/api/models/{REPO}/commit/{REV}", self.commit),
                 (rf"/api/models/{REPO}/tag/{REV}", self.create_tag),
                 (rf"/api/models/{REPO}/branch/(?P<branch>[^/]+)", self.create_branch),
                 (rf"/{REPO}\.git/info/lfs/objects/batch", self.lfs_batch),
-                (r"/lfs/verify/(?P<oid>[0-9a-f]{64})", self.lfs_verify),
-            ]
+            ],
+            write=True,
         )
 
     def do_PUT(self) -> None:
-        self._route([(r"/lfs/upload/(?P<oid>[0-9a-f]{64})", self.lfs_upload)])
+        self._route([(r"/lfs/upload/(?P<oid>[0-9a-f]{64})", self.lfs_upload)])  # authorised by its signed URL
+
+    def do_DELETE(self) -> None:
+        self._route([(r"/api/repos/delete", self.delete_repo)], write=True)
 
     # -- API ----------------------------------------------------------------------------------------------------
     def whoami(self) -> None:
@@ -230,11 +307,54 @@ class HubHandler(BaseHTTPRequestHandler):
             return
         namespace = request.get("organization") or "local-user"
         repo_id = f"{namespace}/{request['name']}"
-        if not self.state.create_repo(repo_id, bool(request.get("private"))):
+        private = bool(request.get("private")) or request.get("visibility") == "private"  # huggingface_hub 0.x, 1.x+
+        if not self.state.create_repo(repo_id, private):
             message = f"You already created this model repo: {repo_id}"
             self._json({"error": message, "url": f"{self.endpoint}/{repo_id}"}, 409, {"X-Error-Message": message})
             return
         self._json({"url": f"{self.endpoint}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def delete_repo(self) -> None:
+        request = json.loads(self._body() or b"{}")
+        repo_id = f"{request.get('organization') or 'local-user'}/{request['name']}"
+        if not self.state.delete_repo(repo_id):
+            self._error(404, f"Repository {repo_id} not found", "RepoNotFound")
+            return
+        self._json({})
+
+    def list_models(self) -> None:
+        query = parse_qs(urlparse(self.path).query)
+        author, search = query.get("author", [None])[0], query.get("search", [""])[0]
+        models = []
+        for repo_id, repo in sorted(self.state.repos.items()):
+            if (repo["private"] and not self._authorized()) or (author and not repo_id.startswith(f"{author}/")):
+                continue
+            if search.lower() in repo_id.lower():
+                head = repo["commits"][repo["branches"]["main"]]
+                models.append({"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": head["id"]})
+        self._json(models)
+
+    def paths_info(self, repo: str, rev: str) -> None:
+        commit = self._commit_or_404(repo, rev)
+        if commit is None:
+            return
+        body = self._body().decode()
+        paths = json.loads(body)["paths"] if body.startswith("{") else parse_qs(body).get("paths", [])
+        entries = []
+        for path in paths:
+            path = path.strip("/")
+            if path in commit["files"]:
+                entries.append(self._file_entry(path, commit["files"][path]))
+            elif any(name.startswith(path + "/") for name in commit["files"]):
+                entries.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})
+        self._json(entries)
+
+    @staticmethod
+    def _file_entry(path: str, entry: dict) -> dict:
+        item = {"type": "file", "path": path, "size": entry["size"], "oid": entry["blob_sha1"]}
+        if entry["lfs"]:
+            item["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
+        return item
 
     def validate_yaml(self) -> None:
         """Check a README.md's front matter as the Hub does before an upload: it must be a YAML mapping."""
@@ -296,10 +416,7 @@ class HubHandler(BaseHTTPRequestHandler):
                         }
                     )
             if recursive or len(parts) == 1:
-                item = {"type": "file", "path": file_path, "size": entry["size"], "oid": entry["blob_sha1"]}
-                if entry["lfs"]:
-                    item["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
-                entries.append(item)
+                entries.append(self._file_entry(file_path, entry))
         if prefix and not entries:
             self._error(404, f"{prefix} not found at {rev}", "EntryNotFound")
             return
@@ -307,20 +424,11 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def commits(self, repo: str, rev: str) -> None:
         commit = self._commit_or_404(repo, rev)
-        history = []
-        while commit is not None:
-            history.append(
-                {
-                    "id": commit["id"],
-                    "title": commit["title"],
-                    "message": commit["message"],
-                    "date": commit["date"],
-                    "authors": [{"user": "local-user"}],
-                }
-            )
-            commit = commit.get("parent_commit")
-        if history:
-            self._json(history)
+        if commit is None:
+            return
+        fields = ("id", "title", "message", "date")
+        history = self.state.history(repo, commit)
+        self._json([{**{key: c[key] for key in fields}, "authors": [{"user": "local-user"}]} for c in history])
 
     def refs(self, repo: str) -> None:
         state = self._repo_or_404(repo)
@@ -328,7 +436,7 @@ class HubHandler(BaseHTTPRequestHandler):
             return
 
         def refs_of(kind: str, table: dict) -> list[dict]:
-            return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c["id"]} for n, c in table.items()]
+            return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c} for n, c in table.items()]
 
         self._json(
             {"branches": refs_of("heads", state["branches"]), "tags": refs_of("tags", state["tags"]), "converts": []}
@@ -339,11 +447,9 @@ class HubHandler(BaseHTTPRequestHandler):
         if commit is None:
             return
         tag = json.loads(self._body() or b"{}")["tag"]
-        with self.state.lock:
-            if tag in self.state.repos[repo]["tags"]:
-                self._error(409, f"Tag {tag} already exists")
-                return
-            self.state.repos[repo]["tags"][tag] = commit
+        if not self.state.set_ref(repo, "tags", tag, commit):
+            self._error(409, f"Tag {tag} already exists")
+            return
         self._json({"name": tag, "targetCommit": commit["id"]})
 
     def create_branch(self, repo: str, branch: str) -> None:
@@ -351,12 +457,12 @@ class HubHandler(BaseHTTPRequestHandler):
             return
         request = json.loads(self._body() or b"{}")
         start = self.state.resolve(repo, request.get("startingPoint") or "main")
-        with self.state.lock:
-            branches = self.state.repos[repo]["branches"]
-            if branch in branches:
-                self._error(409, f"Branch {branch} already exists")
-                return
-            branches[unquote(branch)] = start
+        if start is None:
+            self._error(404, f"Revision {request.get('startingPoint')} not found in {repo}", "RevisionNotFound")
+            return
+        if not self.state.set_ref(repo, "branches", unquote(branch), start):
+            self._error(409, f"Branch {branch} already exists")
+            return
         self._json({"name": branch})
 
     def preupload(self, repo: str, rev: str) -> None:
@@ -386,15 +492,25 @@ class HubHandler(BaseHTTPRequestHandler):
         for item in request["objects"]:
             oid, size = item["oid"], item["size"]
             answer = {"oid": oid, "size": size, "authenticated": True}
-            if not self.state.object_path(oid).exists():
+            if not self.state.object_path(oid).exists():  # signed URLs, as the Hub's storage gives
+                signed = f"{oid}?signature={self.state.signature(oid)}"
                 answer["actions"] = {
-                    "upload": {"href": f"{self.endpoint}/lfs/upload/{oid}", "header": {}},
-                    "verify": {"href": f"{self.endpoint}/lfs/verify/{oid}", "header": {}},
+                    "upload": {"href": f"{self.endpoint}/lfs/upload/{signed}", "header": {}},
+                    "verify": {"href": f"{self.endpoint}/lfs/verify/{signed}", "header": {}},
                 }
             objects.append(answer)
         self._json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
 
+    def _signed(self, oid: str) -> bool:
+        """Whether the URL carries the signature `lfs_batch` gave for `oid` (answers 401 if not)."""
+        if parse_qs(urlparse(self.path).query).get("signature", [""])[0] == self.state.signature(oid):
+            return True
+        self._error(401, f"The transfer URL of {oid} is not signed by this local Hub")
+        return False
+
     def lfs_upload(self, oid: str) -> None:
+        if not self._signed(oid):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         with self.state.lock:
             drop = self.state.drop_lfs_uploads > 0
@@ -404,7 +520,7 @@ class HubHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
-        data = self.rfile.read(length)
+        data = self._body()
         if hashlib.sha256(data).hexdigest() != oid:
             self._error(400, f"Uploaded bytes do not hash to {oid}")
             return
@@ -412,7 +528,8 @@ class HubHandler(BaseHTTPRequestHandler):
         self._send(200)
 
     def lfs_verify(self, oid: str) -> None:
-        self._body()
+        if not self._signed(oid):
+            return
         if not self.state.object_path(oid).exists():
             self._error(404, f"LFS object {oid} was not uploaded")
             return
@@ -420,6 +537,13 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def commit(self, repo: str, rev: str) -> None:
         if self._repo_or_404(repo) is None:
+            return
+        if parse_qs(urlparse(self.path).query).get("create_pr", ["0"])[0] in ("1", "true", "True"):
+            self._error(
+                400,
+                "The local Hub does not support pull requests (create_pr=True); commit to a branch instead "
+                "(revision='my-branch', created with create_branch) and tag it.",
+            )
             return
         header, operations = {}, []
         try:
@@ -512,9 +636,9 @@ class LocalHubServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, storage: str | Path, port: int = 0, verbose: bool = False) -> None:
+    def __init__(self, storage: str | Path, port: int = 0, verbose: bool = False, token: str | None = None) -> None:
         super().__init__(("127.0.0.1", port), HubHandler)
-        self.state = HubState(Path(storage))
+        self.state = HubState(Path(storage), token)
         self.verbose = verbose
         self._thread: threading.Thread | None = None
 
@@ -537,8 +661,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage", required=True, help="folder for the uploaded files")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--token", default=None, help="require this token (Authorization: Bearer) for writes and private reads"
+    )
     args = parser.parse_args(argv)
-    server = LocalHubServer(args.storage, args.port, args.verbose)
+    server = LocalHubServer(args.storage, args.port, args.verbose, args.token)
     print(f"local Hub at {server.endpoint}  (export HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1)", flush=True)
     try:
         server.serve_forever()

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from typed_bert.scripts.command_line import InputError, command_parser, run
-from typed_bert.scripts.relation_data import load_relations
 
 EXAMPLE = "typed-bert demo --work-dir runs/demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-file", default=str(DATA / "train.jsonl"))
     parser.add_argument("--validation-file", default=str(DATA / "dev.jsonl"))
     args = parser.parse_args(argv)
-    # The data is checked before anything is converted or trained.
-    for flag, path in (("--train-file", args.train_file), ("--validation-file", args.validation_file)):
-        if not Path(path).is_file():
-            raise InputError(
-                f"no such file; expected CoNLL04 train.jsonl and dev.jsonl in {DATA} (shared/ beside the checkout), "
-                f"or other JSON Lines files given with {flag} and the other of --train-file / --validation-file",
-                path,
-            )
-    for path in (args.train_file, args.validation_file):
-        load_relations(path)  # a bad line stops the demo here, naming it
-
     # huggingface_hub reads these when it is imported: set them first.
     port = free_port()
     os.environ.update(
@@ -101,6 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     work = Path(args.work_dir)
     os.environ["HF_HOME"] = str(work / "hf-home")  # a fresh cache: the reload really comes from the endpoint
+
+    from typed_bert.scripts.relation_data import load_relations
+
+    # The data is checked before anything is converted or trained.
+    for flag, path in (("--train-file", args.train_file), ("--validation-file", args.validation_file)):
+        if not Path(path).is_file():
+            raise InputError(
+                f"no such file; expected CoNLL04 train.jsonl and dev.jsonl in {DATA} (shared/ beside the checkout), "
+                f"or other JSON Lines files given with {flag} and the other of --train-file / --validation-file",
+                path,
+            )
+    for path in (args.train_file, args.validation_file):
+        load_relations(path)  # a bad line stops the demo here, naming it
 
     from typed_bert.hub.local_hub import LocalHubServer
 

@@ -5,34 +5,30 @@ The model code itself lives in the four top-level modules that are uploaded with
 re-exports them and adds the publishing side (`typed_bert.hub`), the command line (`typed_bert.scripts`, the
 `typed-bert` command) and `TypedBertTrainer`.
 
-Importing `typed_bert` registers TypedBert with the Auto classes and the `relation-classification` pipeline, so a
-local folder loads without `trust_remote_code` (the explicit way for local code; the uploaded files register
-nothing). Loading with `trust_remote_code=True` still runs each checkpoint's own code.
+Names are imported on first use, so `import typed_bert` (and every command) stays light until a name is needed,
+and registers nothing: `typed_bert.register_typed_bert()` registers TypedBert with the Auto classes and the
+`relation-classification` pipeline, so that local folders load without `trust_remote_code`.
 """
 
-from configuration_typed_bert import TypedBertConfig
-from encoding_typed_bert import TypedBertDataCollator, add_typed_entity_markers, encode_relation, encode_relations
-from modeling_typed_bert import (
-    TypedBertForSequenceClassification,
-    TypedBertModel,
-    TypedBertPreTrainedModel,
-    register_typed_bert,
-)
-from pipeline_typed_bert import RelationClassificationPipeline
-from typed_bert.trainer import TypedBertTrainer
+import importlib
 
-register_typed_bert()
+_EXPORTS = {
+    "TypedBertConfig": "configuration_typed_bert",
+    "TypedBertModel": "modeling_typed_bert",
+    "TypedBertForSequenceClassification": "modeling_typed_bert",
+    "TypedBertPreTrainedModel": "modeling_typed_bert",
+    "register_typed_bert": "modeling_typed_bert",
+    "TypedBertDataCollator": "encoding_typed_bert",
+    "add_typed_entity_markers": "encoding_typed_bert",
+    "encode_relation": "encoding_typed_bert",
+    "encode_relations": "encoding_typed_bert",
+    "RelationClassificationPipeline": "pipeline_typed_bert",
+    "TypedBertTrainer": "typed_bert.trainer",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "RelationClassificationPipeline",
-    "TypedBertConfig",
-    "TypedBertDataCollator",
-    "TypedBertForSequenceClassification",
-    "TypedBertModel",
-    "TypedBertPreTrainedModel",
-    "TypedBertTrainer",
-    "add_typed_entity_markers",
-    "encode_relation",
-    "encode_relations",
-    "register_typed_bert",
-]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'typed_bert' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
