@@ -146,6 +146,24 @@ def memory_probe(which: str, converted: str) -> None:
     print(json.dumps({"peak_rss_mib": after / 1024, "train_step_growth_mib": (after - before) / 1024}))
 
 
+def pipeline_pairs_per_second(converted: str, device: str, num_pairs: int, batch_size: int) -> float:
+    """Pairs/s of the relation-classification pipeline (what `typed-bert predict` runs) over `num_pairs` pairs of
+    varied length, at `batch_size` (1: one pair at a time)."""
+    from transformers import pipeline
+
+    classify = pipeline("relation-classification", model=converted, trust_remote_code=True, device=device)
+    filler = "which was reported by several newspapers in the following weeks"
+    pairs = []
+    for i in range(num_pairs):
+        text = "John Smith works for Acme Corp in Paris, " + " ".join(filler.split()[: i % 10])
+        pairs.append({"text": text, "subject": {"start": 0, "end": 10, "type": "Peop"},
+                      "object": {"start": 21, "end": 30, "type": "Org"}})  # fmt: skip
+    classify(pairs[:batch_size], batch_size=batch_size)  # warm-up
+    started = time.perf_counter()
+    classify(pairs, batch_size=batch_size)
+    return num_pairs / (time.perf_counter() - started)
+
+
 def model_flops_per_token(config, length: int) -> float:
     """Forward FLOPs per token: 2 × (encoder matmul parameters) + attention scores and mixing (4 × L × hidden)."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
@@ -158,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--pipeline-pairs", type=int, default=1024, help="pairs for the pipeline throughput")
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,6 +276,14 @@ def main(argv: list[str] | None = None) -> dict:
         warmup=1,
     )
     record("from_pretrained (warm cache)", result)
+
+    pipeline_rows = {}
+    for batch_size in (1, 64):
+        pipeline_rows[batch_size] = pipeline_pairs_per_second(converted, device, args.pipeline_pairs, batch_size)
+        print(f"relation-classification pipeline, batch {batch_size:>3}: {pipeline_rows[batch_size]:8.1f} pairs/s")
+    rows.append(
+        {"measure": "pipeline pairs/s (batch 1, batch 64)", **{f"batch_{b}": v for b, v in pipeline_rows.items()}}
+    )
 
     memory = {}
     if device == "cuda":

@@ -152,8 +152,12 @@ def run_script(args: list[str], env: dict[str, str] | None = None, timeout: int 
     return result
 
 
-def train_tiny(base: Path, data: dict[str, Path], out: Path, *extra: str, launcher=(sys.executable,)):
-    """scripts/train.py for 3 steps of batch 8 on `data` (the small_data fixture), writing `out`."""
+def train_tiny(
+    base: Path, data: dict[str, Path], out: Path, *extra: str, launcher=(sys.executable,), steps: int | None = 3
+):
+    """scripts/train.py for `steps` steps (None: the epochs in `extra`) of batch 8 on `data` (the small_data
+    fixture), writing `out`."""
+    budget = [] if steps is None else ["--max-steps", str(steps)]
     return run_script(
         [
             *launcher,
@@ -166,8 +170,7 @@ def train_tiny(base: Path, data: dict[str, Path], out: Path, *extra: str, launch
             str(data["dev"]),
             "--output-dir",
             str(out),
-            "--max-steps",
-            "3",
+            *budget,
             "--batch-size",
             "8",
             *extra,

@@ -92,26 +92,7 @@ def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_be
     out = tmp_path / "ddp"
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731")
     # Three epochs, so that the best epoch is loaded back at the end from the checkpoint folder all ranks share.
-    run_script(
-        [
-            *launcher,
-            "scripts/train.py",
-            "--base-model",
-            str(tiny_bert_dir),
-            "--train-file",
-            str(small_data["train"]),
-            "--validation-file",
-            str(small_data["dev"]),
-            "--output-dir",
-            str(out),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "1e-3",
-        ]
-    )
+    train(tiny_bert_dir, small_data, out, "--epochs", "3", "--learning-rate", "1e-3", launcher=launcher, steps=None)
     results = json.loads((out / "eval_results.json").read_text())
     assert results["world_size"] == 2
     log = json.loads((out / "training_log.json").read_text())
