@@ -51,3 +51,26 @@ def test_training_curve_png(tmp_path):
     log = [{"epoch": 0.5, "loss": 1.2}, {"epoch": 1.0, "eval_micro_f1": 0.4}, {"epoch": 1.5, "loss": 0.8}]
     path = plot_training_curve(log, tmp_path / "curve.png", "m on dev.jsonl")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_cards_tokenizer_call_is_silent_with_stdin_closed(tmp_path):
+    """The snippet's `AutoTokenizer.from_pretrained(repo, trust_remote_code=True)` on a TypedBert folder: no prompt,
+    no model-type warning (without the flag transformers 5 asks on stdin whether to run the folder's code)."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from tests.conftest import minilm_path
+
+    folder = classifier_folder(tmp_path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    write_model_card(folder, repo_id="org/m")
+    assert 'AutoTokenizer.from_pretrained("org/m", trust_remote_code=True' in (folder / "README.md").read_text()
+    call = "from transformers import AutoTokenizer\n"
+    call += f"AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True)"
+    result = subprocess.run(
+        [sys.executable, "-c", call], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "" and "Do you wish" not in result.stderr and "model of type" not in result.stderr
