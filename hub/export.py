@@ -45,7 +45,14 @@ def _check_base(base_model: str) -> str:
             raise ConversionError(f"--base-model {base_model!r}: no such folder.")
         if not (path / "config.json").is_file():
             raise ConversionError(f"--base-model {base_model!r} has no config.json; expected a BERT checkpoint folder.")
-    config = AutoConfig.from_pretrained(base_model)
+    try:
+        config = AutoConfig.from_pretrained(base_model)
+    except OSError as error:
+        reason = str(error).split(". ")[0]
+        raise ConversionError(
+            f"--base-model {base_model!r}: not a local folder, and the Hub could not provide it ({reason}); expected a "
+            "BERT checkpoint folder or a Hub id"
+        ) from error
     if config.model_type != "bert":
         raise ConversionError(
             f"--base-model {base_model!r} has model_type {config.model_type!r}; only 'bert' checkpoints convert."

@@ -84,7 +84,7 @@ def push_folder(
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise PublishError(f"{folder}: no such folder.")
+        raise PublishError(f"{folder}: no such folder; expected a checkpoint folder from typed-bert train or convert")
     problems = check_publishable(folder)
     if problems:
         raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))

@@ -36,7 +36,8 @@ def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[
                 raise ValueError(f"a JSON {type(example).__name__}, not an object")
             classify.preprocess(example)  # the checks and encoding the pipeline will run, without the model
         except ValueError as error:  # json.JSONDecodeError is a ValueError
-            problem = f"{error}; expected {{'text', 'subject': {{'start', 'end', 'type'}}, 'object': {{...}}}}"
+            expected = "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}"
+            problem = f"{str(error).rstrip('.')}; {expected}"
             if not skip_bad_lines:
                 raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
             print(f"skipped {name}:{number}: {problem}", file=sys.stderr)
