@@ -2,11 +2,13 @@
 `transformers` use to create a repo, commit a folder (regular files inline, large files through git-LFS "basic"
 transfer), and download it again. For tests and the demo, where the real Hub cannot be reached:
 
-    python -m hub.local_hub --storage /tmp/hub --port 8765      # then HF_ENDPOINT=http://127.0.0.1:8765
+    typed-bert hub --storage /tmp/hub --port 8765 [--token T]    # then HF_ENDPOINT=http://127.0.0.1:8765
 
 Clients must set `HF_HUB_DISABLE_XET=1` (before importing huggingface_hub) so that large files go through LFS.
-Commits are atomic: a branch moves to a new commit only after every file of it is stored. `drop_lfs_uploads=N` makes
-the server drop the connection in the middle of the next N LFS uploads, to test interrupted pushes.
+Commits are atomic: a branch moves to a new commit only after every file of it is stored. Repos, commits, branches
+and tags are kept in `--storage` across restarts; `--token T` guards writes and private reads.
+`drop_lfs_uploads=N` makes the server drop the connection in the middle of the next N LFS uploads, to test
+interrupted pushes.
 """
 
 from __future__ import annotations
