@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 # huggingface_hub reads this when it is imported: the local Hub endpoint speaks plain HTTP uploads, not Xet.
@@ -90,6 +91,36 @@ def batch() -> dict[str, torch.Tensor]:
         entity_type_ids=entity_type_ids,
         entity_role_ids=entity_role_ids,
     )
+
+
+def save_tiny_classifier(
+    folder: Path,
+    entity_types: Sequence[str] = ("O", "PER", "ORG"),
+    labels: Sequence[str] = ("no_relation", "founded_by", "works_for"),
+    trained_tables: bool = True,
+) -> Path:
+    """Save a tiny TypedBert classifier (seed 0) with MiniLM's real tokenizer to `folder`. With `trained_tables`,
+    rows 1: of both entity tables hold noise, as after training; otherwise they are zero, as after conversion."""
+    from transformers import AutoTokenizer
+
+    from modeling_typed_bert import TypedBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(
+        vocab_size=30522,
+        entity_types=list(entity_types),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = TypedBertForSequenceClassification(config).eval()
+    if trained_tables:
+        with torch.no_grad():
+            model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
+            model.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
 
 
 def run_isolated(script: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300) -> dict:

@@ -9,10 +9,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from modeling_typed_bert import TypedBertForSequenceClassification
-from tests.conftest import REPO_ROOT, SHARED, minilm_path, tiny_config
+from tests.conftest import REPO_ROOT, SHARED, minilm_path, save_tiny_classifier
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +33,8 @@ def lines(*rows) -> str:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny TypedBert classifier with CoNLL04's entity types and labels and MiniLM's tokenizer."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    config = tiny_config(
-        vocab_size=30522,
-        entity_types=["O", "Loc", "Org", "Other", "Peop"],
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-    )
-    TypedBertForSequenceClassification(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
-    return folder
+    entity_types = ["O", "Loc", "Org", "Other", "Peop"]
+    return save_tiny_classifier(tmp_path_factory.mktemp("model"), entity_types, LABELS, trained_tables=False)
 
 
 def command(*args, stdin=None) -> subprocess.CompletedProcess:

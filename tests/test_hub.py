@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modeling_typed_bert import TypedBertForSequenceClassification
-from tests.conftest import REPO_ROOT, hub_env, minilm_path, run_isolated, tiny_config
+from tests.conftest import REPO_ROOT, hub_env, minilm_path, run_isolated, save_tiny_classifier
 
 pytestmark = pytest.mark.remote_code
 
@@ -41,24 +41,7 @@ print(json.dumps({{"module": type(model).__module__, "pipeline": type(classify).
 @pytest.fixture
 def checkpoint(tmp_path):
     """A tiny trained-looking TypedBert classifier folder with MiniLM's tokenizer, code files and no eval results."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path / "checkpoint"
-    torch.manual_seed(0)
-    config = tiny_config(
-        vocab_size=30522,
-        entity_types=["O", "PER", "ORG"],
-        num_labels=3,
-        id2label={0: "no_relation", 1: "founded_by", 2: "works_for"},
-        label2id={"no_relation": 0, "founded_by": 1, "works_for": 2},
-    )
-    model = TypedBertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
-        model.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
-    return folder
+    return save_tiny_classifier(tmp_path / "checkpoint")
 
 
 def push(folder, server, *extra, check=True) -> subprocess.CompletedProcess:

@@ -11,10 +11,9 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from modeling_typed_bert import TypedBertForSequenceClassification
-from tests.conftest import HUB_TOKEN, REPO_ROOT, hub_env, minilm_path, run_isolated, tiny_config
+from tests.conftest import HUB_TOKEN, REPO_ROOT, hub_env, run_isolated, save_tiny_classifier
 
 pytestmark = pytest.mark.remote_code
 
@@ -59,21 +58,7 @@ print(json.dumps(report))
 def write_checkpoint(folder, mark: str | None = None) -> None:
     """A tiny TypedBert classifier with trained-looking tables and MiniLM's tokenizer; `mark` is appended to the code
     files of the folder, so that a test can tell which folder's code ran."""
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    config = tiny_config(
-        vocab_size=30522,
-        entity_types=["O", "PER", "ORG"],
-        num_labels=3,
-        id2label=LABELS,
-        label2id={v: k for k, v in LABELS.items()},
-    )
-    model = TypedBertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    save_tiny_classifier(folder, labels=list(LABELS.values()))
     if mark is not None:
         for name in CODE_FILES:
             with open(folder / name, "a") as file:
