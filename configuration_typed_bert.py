@@ -10,6 +10,16 @@ from transformers import BertConfig
 
 ENTITY_FUSIONS = ("sum", "mean")
 CLASSIFIER_POOLINGS = ("cls", "entity_start")
+# What each input mode gives the model about the two entities: (entity type table, entity role table, typed markers
+# in the text). "typed-markers" is Zhou & Chen (2021); "plain" has no entity information in its input.
+INPUT_MODES = {
+    "typed-embeddings": (True, True, False),
+    "type-only": (True, False, False),
+    "role-only": (False, True, False),
+    "typed-markers": (False, False, True),
+    "markers+embeddings": (True, True, True),
+    "plain": (False, False, False),
+}
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
 ENTITY_ROLES = ("none", "subject", "object")
@@ -41,13 +51,14 @@ class TypedBertConfig(BertConfig):
             `"entity_start"`: the concatenated hidden states of the first subject token and the first object token
             (Baldini Soares et al. 2019; Zhou & Chen 2021), found from `entity_role_ids`. BERT's pooler is built
             only for `"cls"`: a layer that no loss reaches would break DDP and gradient checkpointing.
-        use_entity_embeddings (`bool`, *optional*, defaults to `True`):
-            Whether the entity type and role tables exist and are added to the input. `False` gives a plain BERT
-            encoder that still uses `entity_role_ids` to find the entity start tokens for pooling: the setting of
-            the typed entity marker baseline, where the entity information is in the text itself.
-        entity_markers (`bool`, *optional*, defaults to `False`):
-            Whether the model was trained on text with Zhou & Chen's typed entity markers ("@ * peop * Bill @");
-            the relation-classification pipeline then inserts them before encoding.
+        input_mode (`str`, *optional*, defaults to `"typed-embeddings"`):
+            What the model is told about the subject and object (`INPUT_MODES`): `"typed-embeddings"` (the entity
+            type table and the entity role table), `"type-only"`, `"role-only"` (one of the two tables),
+            `"typed-markers"` (Zhou & Chen's typed entity markers in the text, "@ * peop * Bill @", no tables),
+            `"markers+embeddings"` (the markers and both tables) or `"plain"` (nothing). Only the tables a mode uses
+            exist. With markers the relation-classification pipeline inserts them before encoding. Every mode still
+            reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling. Configs written
+            before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
     """
 
     model_type = "typed_bert"
@@ -57,20 +68,16 @@ class TypedBertConfig(BertConfig):
         entity_types: list[str] | None = None,
         entity_fusion: str = "sum",
         classifier_pooling: str = "entity_start",
-        use_entity_embeddings: bool = True,
-        entity_markers: bool = False,
+        input_mode: str | None = None,
         **kwargs,
     ) -> None:
+        legacy_flags = kwargs.pop("use_entity_embeddings", None), kwargs.pop("entity_markers", None)
+        input_mode = _input_mode_of(input_mode, *legacy_flags)
         super().__init__(**kwargs)
         self.entity_types = _checked_entity_types([NO_ENTITY_TYPE] if entity_types is None else entity_types)
         self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
-        if not isinstance(use_entity_embeddings, bool):
-            raise ValueError(f"use_entity_embeddings must be a bool, got {use_entity_embeddings!r}.")
-        self.use_entity_embeddings = use_entity_embeddings
-        if not isinstance(entity_markers, bool):
-            raise ValueError(f"entity_markers must be a bool, got {entity_markers!r}.")
-        self.entity_markers = entity_markers
+        self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
@@ -91,11 +98,49 @@ class TypedBertConfig(BertConfig):
         """Rows of the entity role table: none, subject, object."""
         return len(ENTITY_ROLES)
 
+    @property
+    def use_entity_type_embeddings(self) -> bool:
+        """Whether the input mode has the entity type table."""
+        return INPUT_MODES[self.input_mode][0]
+
+    @property
+    def use_entity_role_embeddings(self) -> bool:
+        """Whether the input mode has the entity role table."""
+        return INPUT_MODES[self.input_mode][1]
+
+    @property
+    def use_entity_embeddings(self) -> bool:
+        """Whether the input mode has either entity table."""
+        return self.use_entity_type_embeddings or self.use_entity_role_embeddings
+
+    @property
+    def entity_markers(self) -> bool:
+        """Whether the text gets typed entity markers before encoding."""
+        return INPUT_MODES[self.input_mode][2]
+
 
 def _checked_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}.")
     return value
+
+
+def _input_mode_of(input_mode: str | None, use_entity_embeddings: object, entity_markers: object) -> str:
+    """The input mode, from `input_mode` or from the two flags that configs before it carried."""
+    if use_entity_embeddings is None and entity_markers is None:
+        return "typed-embeddings" if input_mode is None else input_mode
+    legacy = {"use_entity_embeddings": use_entity_embeddings, "entity_markers": entity_markers}
+    for name, value in legacy.items():
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}.")
+    tables, markers = legacy["use_entity_embeddings"] is not False, legacy["entity_markers"] is True
+    matching = next(mode for mode, uses in INPUT_MODES.items() if uses == (tables, tables, markers))
+    if input_mode not in (None, matching):
+        raise ValueError(
+            f"use_entity_embeddings={use_entity_embeddings!r} and entity_markers={entity_markers!r} do not describe "
+            f"input_mode={input_mode!r}; pass only input_mode, one of {list(INPUT_MODES)}."
+        )
+    return matching
 
 
 def _checked_entity_types(entity_types: object) -> list[str]:

@@ -83,29 +83,49 @@ class TypedBertEntityEmbedding(nn.Embedding):
 
 
 class TypedBertEmbeddings(BertEmbeddings):
-    """BERT's embeddings plus the entity type table and the entity role table."""
+    """BERT's embeddings plus the entity type table and the entity role table (those of the two the input mode uses:
+    `entity_type_embeddings` or `entity_role_embeddings` is None when it has none)."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
-        self.entity_type_embeddings = TypedBertEntityEmbedding(config.num_entity_types, config.hidden_size)
-        self.entity_role_embeddings = TypedBertEntityEmbedding(config.num_entity_roles, config.hidden_size)
+        self.entity_type_embeddings = (
+            TypedBertEntityEmbedding(config.num_entity_types, config.hidden_size)
+            if config.use_entity_type_embeddings
+            else None
+        )
+        self.entity_role_embeddings = (
+            TypedBertEntityEmbedding(config.num_entity_roles, config.hidden_size)
+            if config.use_entity_role_embeddings
+            else None
+        )
         self.entity_scale = 0.5 if config.entity_fusion == "mean" else 1.0
 
-    def add_entity_embeddings(
-        self, inputs_embeds: torch.Tensor, entity_type_ids: torch.LongTensor, entity_role_ids: torch.LongTensor
-    ) -> torch.Tensor:
-        """Word vectors `(batch, seq, hidden)` plus the entity vectors of the entity tokens (ids `(batch, seq)`).
+    def entity_tables(self) -> list[TypedBertEntityEmbedding]:
+        """The tables this model has."""
+        return [table for table in (self.entity_type_embeddings, self.entity_role_embeddings) if table is not None]
 
-        Row 0 of both tables is zero, so only tokens with a non-zero id are looked up and added (a few percent of a
+    def add_entity_embeddings(
+        self,
+        inputs_embeds: torch.Tensor,
+        entity_type_ids: torch.LongTensor | None,
+        entity_role_ids: torch.LongTensor | None,
+    ) -> torch.Tensor:
+        """Word vectors `(batch, seq, hidden)` plus the entity vectors of the entity tokens (ids `(batch, seq)`, None
+        for all 0); the ids of a table the model does not have are ignored.
+
+        Row 0 of every table is zero, so only tokens with a non-zero id are looked up and added (a few percent of a
         batch). Under tracing, which needs static shapes, every token is looked up instead; the result is the same.
         """
-        is_entity = (entity_type_ids != 0) | (entity_role_ids != 0)
+        pairs = ((self.entity_type_embeddings, entity_type_ids), (self.entity_role_embeddings, entity_role_ids))
+        tables = [(table, ids) for table, ids in pairs if table is not None and ids is not None]
+        if not tables:
+            return inputs_embeds
+        is_entity = torch.stack([ids != 0 for _, ids in tables]).any(dim=0)
         if _is_tracing():
-            entity = self.entity_type_embeddings(entity_type_ids) + self.entity_role_embeddings(entity_role_ids)
+            entity = sum(table(ids) for table, ids in tables)
             return inputs_embeds + entity * (is_entity.unsqueeze(-1) * self.entity_scale)
         positions = is_entity.nonzero(as_tuple=True)
-        entity = self.entity_type_embeddings(entity_type_ids[positions])
-        entity = entity + self.entity_role_embeddings(entity_role_ids[positions])
+        entity = sum(table(ids[positions]) for table, ids in tables)
         return inputs_embeds.index_put(positions, entity * self.entity_scale, accumulate=True)
 
     @torch.no_grad()
@@ -115,7 +135,7 @@ class TypedBertEmbeddings(BertEmbeddings):
         Every token gets exactly one token-type vector and, before this, exactly one row-0 or entity vector of each
         table, so subtracting row 0 from every row and adding it to every token-type vector computes the same sums.
         """
-        for table in (self.entity_type_embeddings, self.entity_role_embeddings):
+        for table in self.entity_tables():
             row = table.weight[0].clone()
             if torch.count_nonzero(row):
                 table.weight.sub_(row)
@@ -242,15 +262,8 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             if ids is not None:
                 _check_entity_ids(ids, name, num_ids, shape)
 
-        if isinstance(self.embeddings, TypedBertEmbeddings) and (
-            entity_type_ids is not None or entity_role_ids is not None
-        ):
-            zeros = torch.zeros(shape, dtype=torch.long, device=inputs_embeds.device)
-            inputs_embeds = self.embeddings.add_entity_embeddings(
-                inputs_embeds,
-                zeros if entity_type_ids is None else entity_type_ids,
-                zeros if entity_role_ids is None else entity_role_ids,
-            )
+        if isinstance(self.embeddings, TypedBertEmbeddings):
+            inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
         return_dict = kwargs.pop("return_dict", None)
         outputs = super().forward(
             attention_mask=attention_mask,

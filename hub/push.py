@@ -17,6 +17,7 @@ from typed_bert.hub.export import check_publishable
 from typed_bert.hub.model_card import EXAMPLE, write_model_card
 from typed_bert.hub.verify import run_in_clean_process
 
+from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
@@ -58,7 +59,8 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
             "object": {"start": 0, "end": 9, "type": second},
         },
     ]
-    encoded = encode_relations(tokenizer, examples, types, entity_markers=config.get("entity_markers", False))
+    markers = TypedBertConfig.from_dict(config).entity_markers  # also reads configs written before input_mode
+    encoded = encode_relations(tokenizer, examples, types, entity_markers=markers)
     return TypedBertDataCollator(tokenizer)([{k: v[i] for k, v in encoded.items()} for i in range(len(examples))])
 
 

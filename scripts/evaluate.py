@@ -1,7 +1,7 @@
 """Evaluate a TypedBert relation classifier on a data file.
 
     python scripts/evaluate.py --model OUT_OR_HUB_ID --data-file F [--plot confusion.png] [--batch-size 128]
-        [--device auto] [--dtype bf16] [--quiet] [--strict]
+        [--device auto] [--dtype auto] [--quiet] [--strict]
 
 Prints per-label scores, then, as its last line, one JSON object: micro_f1 (no_relation excluded), auprc (KLUE-RE),
 accuracy, micro precision/recall and per-label precision/recall/F1/support.
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from typed_bert.scripts.command_line import command_parser, pick_device, run
+from typed_bert.scripts.command_line import command_parser, pick_device, pick_precision, run
 from typed_bert.scripts.relation_data import check_vocabulary, encode_dataset, load_relations
 from typed_bert.scripts.relation_metrics import (
     NO_RELATION,
@@ -63,7 +63,7 @@ def evaluate(
     batch_size: int = 128,
     plot: str | None = None,
     device: str = "auto",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     quiet: bool = False,
     strict: bool = False,
     **load_kwargs,
@@ -83,7 +83,8 @@ def evaluate(
     encodable = dataset.filter(lambda row: row["encodable"])
     unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
     started = time.perf_counter()
-    autocast_dtype = torch.bfloat16 if dtype == "bf16" else None
+    precision = pick_precision(dtype, device)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
     labels = [config.id2label[i] for i in range(config.num_labels)]
     gold, probabilities = with_no_relation_rows(
@@ -91,6 +92,7 @@ def evaluate(
     )
     metrics = relation_metrics(gold, probabilities, labels)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
+    metrics["precision"] = precision
     metrics["overlapping_pairs_scored_as_no_relation"] = len(unencodable_labels)
     if unencodable_labels and not quiet:
         print(
@@ -124,7 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plot", default=None, help="write the confusion matrix to this PNG")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast inference")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does, else fp32",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--strict", action="store_true", help="refuse pairs whose subject and object overlap")
     args = parser.parse_args(argv)

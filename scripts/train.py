@@ -26,7 +26,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments, set_seed
 from typed_bert.hub.export import load_typed_from_bert, typed_config_from_bert
 from typed_bert.hub.model_card import write_model_card
-from typed_bert.scripts.command_line import InputError, command_parser, run
+from typed_bert.scripts.command_line import InputError, command_parser, pick_precision, run
+from typed_bert.scripts.evaluate import evaluate
 from typed_bert.scripts.relation_data import (
     NegativeSubsamplingSampler,
     check_vocabulary,
@@ -42,7 +43,7 @@ from typed_bert.scripts.relation_metrics import (
     with_no_relation_rows,
 )
 
-from configuration_typed_bert import TypedBertConfig
+from configuration_typed_bert import INPUT_MODES, TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.trainer import TypedBertTrainer
@@ -52,12 +53,7 @@ EXAMPLE = (
     "--output-dir out"
 )
 ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
-INPUT_MODES = {
-    # input mode: (use_entity_embeddings, entity_markers, default pooling)
-    "typed-embeddings": (True, False, "entity_start"),
-    "typed-markers": (False, True, "entity_start"),
-    "plain": (False, False, "cls"),
-}
+DEFAULT_INPUT_MODE = "typed-embeddings"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-file", required=True)
     parser.add_argument("--output-dir", required=True)
     checkpoints = "default: a TypedBert --base-model's own setting, else"
-    parser.add_argument("--input-mode", choices=sorted(INPUT_MODES), help=f"{checkpoints} typed-embeddings")
+    parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
     parser.add_argument("--entity-fusion", choices=["sum", "mean"], help=f"{checkpoints} sum")
     parser.add_argument("--pooling", choices=["cls", "entity_start"], help=f"{checkpoints} by input mode")
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
@@ -88,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="loss weight of no_relation examples; auto = (no_relation per related example in the data) / "
         "--negative-ratio, which undoes the prior shift of subsampling (importance weighting)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast on CUDA GPUs and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the model "
+        "is saved in fp32 either way",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (smoke tests)")
     parser.add_argument("--eval-batch-size", type=int, default=128)
@@ -101,25 +104,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def typed_fields(args: argparse.Namespace, checkpoint: TypedBertConfig | None) -> dict:
-    """The TypedBert settings of the run: the command line's where given, else the checkpoint's, else the defaults."""
+    """The TypedBert settings of the run: the command line's where given, else the checkpoint's, else the defaults
+    (`plain` pools the [CLS] vector, every other mode the entity start tokens)."""
     if args.input_mode is None:
-        args.input_mode = "typed-embeddings" if checkpoint is None else input_mode_of(checkpoint)
-    use_entity_embeddings, entity_markers, default_pooling = INPUT_MODES[args.input_mode]
-    same_mode = checkpoint is not None and input_mode_of(checkpoint) == args.input_mode
+        args.input_mode = DEFAULT_INPUT_MODE if checkpoint is None else checkpoint.input_mode
+    default_pooling = "cls" if args.input_mode == "plain" else "entity_start"
+    same_mode = checkpoint is not None and checkpoint.input_mode == args.input_mode
     return dict(
         entity_fusion=args.entity_fusion or (checkpoint.entity_fusion if checkpoint is not None else "sum"),
         classifier_pooling=args.pooling or (checkpoint.classifier_pooling if same_mode else default_pooling),
-        use_entity_embeddings=use_entity_embeddings,
-        entity_markers=entity_markers,
+        input_mode=args.input_mode,
     )
-
-
-def input_mode_of(config: TypedBertConfig) -> str:
-    """The `--input-mode` a TypedBert config was trained with."""
-    for mode, (use_entity_embeddings, entity_markers, _) in INPUT_MODES.items():
-        if (config.use_entity_embeddings, config.entity_markers) == (use_entity_embeddings, entity_markers):
-            return mode
-    raise ValueError(f"no input mode uses entity embeddings={config.use_entity_embeddings} and markers=True.")
 
 
 def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[str]):
@@ -148,10 +143,8 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
         fields[key] == getattr(checkpoint, key) for key in ("classifier_pooling", "entity_fusion")
     )
     if not keeps_head:
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {label: i for i, label in enumerate(labels)}
-    for key, value in fields.items():
-        setattr(config, key, value)
+        fields.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    config = TypedBertConfig.from_dict({**checkpoint.to_dict(), **fields})
     return TypedBertForSequenceClassification.from_pretrained(
         args.base_model, config=config, ignore_mismatched_sizes=not keeps_head
     )
@@ -167,7 +160,8 @@ def with_lora(model, args: argparse.Namespace):
         r=args.lora_rank,
         lora_alpha=args.lora_alpha or 2 * args.lora_rank,
         target_modules=["query", "key", "value"],
-        modules_to_save=ENTITY_TABLES if model.config.use_entity_embeddings else None,
+        modules_to_save=[name for name in ENTITY_TABLES if getattr(model.bert.embeddings, name, None) is not None]
+        or None,
     )
     return get_peft_model(model, lora)
 
@@ -288,16 +282,15 @@ def main(argv: list[str] | None = None) -> dict:
     validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
     label_list = [config.id2label[i] for i in range(config.num_labels)]
 
-    def full_metrics(prediction) -> dict:
+    def compute_metrics(prediction) -> dict:
+        """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         probabilities = torch.tensor(logits).float().softmax(-1).numpy()
         gold, probabilities = with_no_relation_rows(
             prediction.label_ids, probabilities, unencoded_dev_labels, config.label2id.get(NO_RELATION)
         )
-        return relation_metrics(gold, probabilities, label_list)
-
-    def compute_metrics(prediction) -> dict:
-        return {key: value for key, value in full_metrics(prediction).items() if isinstance(value, float)}
+        metrics = relation_metrics(gold, probabilities, label_list)
+        return {key: value for key, value in metrics.items() if isinstance(value, float)}
 
     no_relation_id = config.label2id.get(NO_RELATION)
     negative_ratio = args.negative_ratio if no_relation_id is not None else -1
@@ -317,8 +310,10 @@ def main(argv: list[str] | None = None) -> dict:
     work_dir = output_dir.parent / f".{output_dir.name}.checkpoints"
     if int(os.environ.get("RANK", "0")) == 0:
         shutil.rmtree(work_dir, ignore_errors=True)
+    precision = pick_precision(args.precision, "cuda" if torch.cuda.is_available() else "cpu")
     training_args = TrainingArguments(
         output_dir=str(work_dir),
+        bf16=precision == "bf16",
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size,
@@ -358,9 +353,10 @@ def main(argv: list[str] | None = None) -> dict:
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()
-    if args.lora_rank > 0:  # every rank merges the same best adapter; the metrics are those of the merged model
+    if args.lora_rank > 0:  # every rank merges the same best adapter
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
-    metrics = full_metrics(trainer.predict(validation_set))
+    trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
+    metrics = {}
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         if args.overwrite:
@@ -368,12 +364,18 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         trainer.model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        # The saved folder, scored as `typed-bert evaluate` scores it (same batches, same precision).
+        metrics = evaluate(
+            str(output_dir), args.validation_file, args.eval_batch_size, dtype=precision, quiet=True, strict=args.strict
+        )
         results = {
             "validation_file": str(args.validation_file),
             **metrics,
             "train_runtime_s": round(time.perf_counter() - started, 1),
             "train_steps": train_result.global_step,
             "world_size": training_args.world_size,
+            "precision": precision,
             "input_mode": args.input_mode,
             "negative_weight": round(negative_weight, 4),
             "skipped_overlapping_pairs": skipped,
@@ -394,8 +396,6 @@ def main(argv: list[str] | None = None) -> dict:
             language=args.language,
         )
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
-    if trainer.is_world_process_zero():  # after predict(), whose gather every rank reaches after loading the best model
-        shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
 
 

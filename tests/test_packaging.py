@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from tests.conftest import REPO_ROOT
+from typed_bert.cli import COMMANDS
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_wheel_declares_the_typed_bert_command(wheel):
     assert "typed-bert = typed_bert.cli:main" in wheel.read(entry_points).decode()
 
 
-@pytest.mark.parametrize("command", ["convert", "train", "evaluate", "predict", "push", "demo", "hub", "benchmark"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_subcommand_has_help_with_an_example(command):
     result = subprocess.run(
         [sys.executable, "-m", "typed_bert.cli", command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT

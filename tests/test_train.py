@@ -50,22 +50,24 @@ def test_same_seed_same_weights(tmp_path, tiny_bert_dir, small_data):
 
 
 @pytest.mark.parametrize(
-    ("mode", "expected"),
+    ("mode", "tables", "pooling"),
     [
-        (
-            "typed-markers",
-            {"use_entity_embeddings": False, "entity_markers": True, "classifier_pooling": "entity_start"},
-        ),
-        ("plain", {"use_entity_embeddings": False, "entity_markers": False, "classifier_pooling": "cls"}),
+        ("type-only", ["entity_type_embeddings"], "entity_start"),
+        ("role-only", ["entity_role_embeddings"], "entity_start"),
+        ("typed-markers", [], "entity_start"),
+        ("markers+embeddings", ["entity_role_embeddings", "entity_type_embeddings"], "entity_start"),
+        ("plain", [], "cls"),
     ],
 )
-def test_baseline_input_modes(tmp_path, tiny_bert_dir, small_data, mode, expected):
+def test_input_modes_are_saved_and_build_only_their_tables(tmp_path, tiny_bert_dir, small_data, mode, tables, pooling):
     out = tmp_path / mode
     train(tiny_bert_dir, small_data, out, "--input-mode", mode)
     config = json.loads((out / "config.json").read_text())
-    assert {key: config[key] for key in expected} == expected
+    assert (config["input_mode"], config["classifier_pooling"]) == (mode, pooling)
     weights = load_file(out / "model.safetensors")
-    assert not [key for key in weights if "entity_" in key]
+    assert sorted(key.split(".")[2] for key in weights if "entity_" in key) == tables
+    assert all(torch.count_nonzero(weights[f"bert.embeddings.{table}.weight"]) > 0 for table in tables)
+    assert json.loads((out / "eval_results.json").read_text())["input_mode"] == mode
 
 
 def test_continue_from_typed_bert_checkpoint(tmp_path, tiny_bert_dir, small_data):
@@ -122,7 +124,7 @@ def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp
     second = tmp_path / "second"
     train(first, small_data, second, "--learning-rate", "0", "--entity-learning-rate", "0")
     a, b = (json.loads((folder / "config.json").read_text()) for folder in (first, second))
-    for key in ("entity_markers", "use_entity_embeddings", "entity_fusion", "classifier_pooling", "id2label"):
+    for key in ("input_mode", "entity_fusion", "classifier_pooling", "id2label"):
         assert a[key] == b[key], key
     a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a if key.startswith("classifier."))

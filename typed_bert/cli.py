@@ -12,6 +12,7 @@ from typed_bert.scripts.command_line import run
 COMMANDS = {
     "convert": ("typed_bert.scripts.convert", "turn a BERT checkpoint into a TypedBert checkpoint folder"),
     "train": ("typed_bert.scripts.train", "fine-tune on JSON Lines relation data, write a Hub-ready folder"),
+    "compare": ("typed_bert.scripts.compare", "train input modes over seeds, report mean ± std (table and chart)"),
     "evaluate": ("typed_bert.scripts.evaluate", "score a model on a data file (micro-F1, AUPRC, per label)"),
     "predict": ("typed_bert.scripts.predict", "run the relation-classification pipeline over JSON Lines"),
     "push": ("typed_bert.scripts.push", "publish a checkpoint folder to the Hub, tag it, verify it"),
