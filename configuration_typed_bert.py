@@ -25,6 +25,8 @@ NO_ENTITY_TYPE = "O"
 ENTITY_ROLES = ("none", "subject", "object")
 SUBJECT_ROLE = ENTITY_ROLES.index("subject")
 OBJECT_ROLE = ENTITY_ROLES.index("object")
+# The label of pairs that hold no relation (TACRED, KLUE-RE, CoNLL04 here): not a relation when scoring or reporting.
+NO_RELATION = "no_relation"
 
 
 class TypedBertConfig(BertConfig):

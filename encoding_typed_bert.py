@@ -11,11 +11,12 @@ offsets overlap it; its `entity_type_ids` entry is the index of the span's type 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
@@ -31,6 +32,10 @@ OBJECT_MARKERS = ("#", "^")
 class EntityOverlapError(ValueError):
     """The subject and object overlap (nested mentions such as "the [[BERT] encoder]") or share a token: the pair
     cannot be encoded, since every token has one role."""
+
+
+class EntitiesTooFarApartError(ValueError):
+    """The subject and object are further apart than `max_length` tokens: no window holds both."""
 
 
 def _checked_span(name: str, span: Any, text: str, entity_types: Sequence[str]) -> tuple[int, int, str]:
@@ -71,15 +76,27 @@ def encode_relation(
     Returns:
         `input_ids`, `attention_mask`, `token_type_ids`, `entity_type_ids`, `entity_role_ids`: lists of equal length.
     """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offset mappings need a fast one.")
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     subject_start, subject_end, subject_type = _checked_span("subject", subject, text, entity_types)
     object_start, object_end, object_type = _checked_span("object", object, text, entity_types)
     _check_disjoint(subject, object)
+    encoding = tokenize(tokenizer, text)
+    return pair_features(
+        encoding,
+        entity_tokens(encoding, text, "subject", subject_start, subject_end),
+        entity_tokens(encoding, text, "object", object_start, object_end),
+        list(entity_types).index(subject_type),
+        list(entity_types).index(object_type),
+        _limit(tokenizer, max_length),
+    )
 
-    encoding = tokenizer(
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> BatchEncoding:
+    """The text's tokens with their character offsets and special-token mask, untruncated."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offset mappings need a fast one.")
+    return tokenizer(
         text,
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
@@ -87,29 +104,50 @@ def encode_relation(
         truncation=False,
         verbose=False,
     )
+
+
+def entity_tokens(encoding: BatchEncoding, text: str, name: str, start: int, end: int) -> list[int]:
+    """Positions of the tokens whose character offsets overlap `[start, end)`; a `ValueError` names `name` when the
+    span covers none (only whitespace or characters the tokenizer drops)."""
+    positions = [
+        position
+        for position, ((token_start, token_end), is_special) in enumerate(
+            zip(encoding["offset_mapping"], encoding["special_tokens_mask"], strict=True)
+        )
+        if not is_special and token_start < end and token_end > start
+    ]
+    if not positions:
+        raise ValueError(
+            f"{name} span [{start}, {end}) = {text[start:end]!r} covers no token (only whitespace or characters the "
+            "tokenizer drops)."
+        )
+    return positions
+
+
+def pair_features(
+    encoding: BatchEncoding,
+    subject_tokens: list[int],
+    object_tokens: list[int],
+    subject_type_id: int,
+    object_type_id: int,
+    limit: int,
+) -> dict[str, list[int]]:
+    """The five model inputs of one (subject, object) pair of an encoded text, cut to `limit` tokens around both."""
     special = encoding["special_tokens_mask"]
-    offsets = encoding["offset_mapping"]
     roles = [0] * len(special)
     types = [0] * len(special)
-    for role, start, end, entity_type in (
-        (SUBJECT_ROLE, subject_start, subject_end, subject_type),
-        (OBJECT_ROLE, object_start, object_end, object_type),
+    for role, positions, type_id in (
+        (SUBJECT_ROLE, subject_tokens, subject_type_id),
+        (OBJECT_ROLE, object_tokens, object_type_id),
     ):
-        type_id = list(entity_types).index(entity_type)
-        for position, ((token_start, token_end), is_special) in enumerate(zip(offsets, special, strict=True)):
-            if not is_special and token_start < end and token_end > start:
-                if roles[position]:
-                    raise EntityOverlapError(
-                        f"subject and object share the token {encoding.tokens()[position]!r} at characters "
-                        f"[{token_start}, {token_end}); they must fall into different tokens."
-                    )
-                roles[position], types[position] = role, type_id
-        if role not in roles:
-            raise ValueError(
-                f"{'subject' if role == SUBJECT_ROLE else 'object'} span [{start}, {end}) = {text[start:end]!r} "
-                "covers no token (only whitespace or characters the tokenizer drops)."
-            )
-
+        for position in positions:
+            if roles[position]:
+                token_start, token_end = encoding["offset_mapping"][position]
+                raise EntityOverlapError(
+                    f"subject and object share the token {encoding.tokens()[position]!r} at characters "
+                    f"[{token_start}, {token_end}); they must fall into different tokens."
+                )
+            roles[position], types[position] = role, type_id
     features = {
         "input_ids": encoding["input_ids"],
         "attention_mask": encoding["attention_mask"],
@@ -117,11 +155,14 @@ def encode_relation(
         "entity_type_ids": types,
         "entity_role_ids": roles,
     }
-    limit = tokenizer.model_max_length if max_length is None else max_length
     if len(special) <= limit:
         return features
     window = _window_around_entities(special, roles, limit)
     return {name: [values[i] for i in window] for name, values in features.items()}
+
+
+def _limit(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int:
+    return tokenizer.model_max_length if max_length is None else max_length
 
 
 def _check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> None:  # noqa: A002
@@ -143,7 +184,7 @@ def _window_around_entities(special: list[int], roles: list[int], limit: int) ->
     first, last = entity_positions[0], entity_positions[-1]
     needed = last - first + 1
     if needed > budget:
-        raise ValueError(
+        raise EntitiesTooFarApartError(
             f"The subject and object together span {needed} tokens, more than the {budget} that max_length={limit} "
             "leaves for text; raise max_length or shorten the distance between the entities."
         )
@@ -180,6 +221,51 @@ def encode_relations(
         for name in MODEL_INPUT_NAMES:
             batch[name].append(features[name])
     return batch
+
+
+def encode_entity_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    entities: Sequence[Mapping[str, Any]],
+    entity_types: Sequence[str],
+    max_length: int | None = None,
+    entity_markers: bool = False,
+) -> tuple[list[tuple[int, int, dict[str, list[int]]]], list[tuple[int, int, str]]]:
+    """Encode every ordered pair of distinct entities of a text, the first of each pair as the subject.
+
+    Args:
+        entities: `{"start", "end", "type"}` spans of `text` (other keys are ignored); they may overlap.
+        entity_types, max_length: as for `encode_relation`.
+        entity_markers: insert typed entity markers around each pair's two entities (marker input modes).
+
+    Returns:
+        `(i, j, features)` for each encodable pair (entity i the subject, entity j the object), and `(i, j, reason)`
+        for each skipped pair: entities that overlap or share a token, or that no `max_length` window holds together.
+        A bad entity raises a `ValueError` naming its index.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}.")
+    if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
+        raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
+    spans = [_checked_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
+    encoding = tokenize(tokenizer, text)
+    tokens = [entity_tokens(encoding, text, f"entity {i}", start, end) for i, (start, end, _) in enumerate(spans)]
+    type_ids = [list(entity_types).index(entity_type) for _, _, entity_type in spans]
+    limit = _limit(tokenizer, max_length)
+    encoded, skipped = [], []
+    for i, j in itertools.permutations(range(len(entities)), 2):
+        try:
+            _check_disjoint(entities[i], entities[j])
+            if entity_markers:
+                marked, subject, obj = add_typed_entity_markers(text, entities[i], entities[j])
+                features = encode_relation(tokenizer, marked, subject, obj, entity_types, limit)
+            else:
+                features = pair_features(encoding, tokens[i], tokens[j], type_ids[i], type_ids[j], limit)
+        except (EntityOverlapError, EntitiesTooFarApartError) as error:
+            skipped.append((i, j, str(error)))
+            continue
+        encoded.append((i, j, features))
+    return encoded, skipped
 
 
 def add_typed_entity_markers(
@@ -243,9 +329,11 @@ class TypedBertDataCollator:
 
 __all__ = [
     "MODEL_INPUT_NAMES",
+    "EntitiesTooFarApartError",
     "EntityOverlapError",
     "TypedBertDataCollator",
     "add_typed_entity_markers",
+    "encode_entity_pairs",
     "encode_relation",
     "encode_relations",
 ]

@@ -4,53 +4,146 @@ This file is uploaded to the Hugging Face Hub with the model and named in config
 
     pipeline("relation-classification", model="org/typed-bert", trust_remote_code=True)
 
-works in one line. It imports only torch, transformers and `encoding_typed_bert`.
+works in one line. It imports only torch, transformers and the other uploaded files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from transformers import Pipeline
+from transformers.pipelines.base import ChunkPipeline
 
 try:
-    from .encoding_typed_bert import add_typed_entity_markers, encode_relation
+    from .configuration_typed_bert import NO_RELATION
+    from .encoding_typed_bert import add_typed_entity_markers, encode_entity_pairs, encode_relation
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
-    from encoding_typed_bert import add_typed_entity_markers, encode_relation
+    from configuration_typed_bert import NO_RELATION
+    from encoding_typed_bert import add_typed_entity_markers, encode_entity_pairs, encode_relation
+
+# Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
+DEFAULT_BATCH_SIZE = 32
 
 
-class RelationClassificationPipeline(Pipeline):
-    """Classifies the relation between a typed subject span and a typed object span of a text.
+class RelationClassificationPipeline(ChunkPipeline):
+    """Classifies the relation between typed entity spans of a text.
 
-    Input: `{"text": str, "subject": {"start", "end", "type"}, "object": {...}}` (character offsets, end exclusive),
-    or a list of them. Output per input: `{"label", "score"}`, or with `top_k=k` a list of the k best.
+    Two input forms (character offsets, end exclusive), alone or mixed in a list:
+
+    - one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}` → `{"label", "score"}`, or with
+      `top_k=k` (or a `threshold`) a list of the k best labels scoring at least `threshold`;
+    - a text and its entities, `{"text", "entities": [{"start", "end", "type", ...}, ...]}` → every relation among
+      them: a list with one entry per ordered pair of distinct entities, `{"subject": <entity>, "object": <entity>,
+      "label", "score"}` (`<entity>` is the input dict, an `"id"` included). Pairs whose best label is `no_relation`
+      are left out unless `keep_no_relation=True`; with `top_k=k` each pair contributes its k best labels, and no
+      label below `threshold` is reported. A pair that cannot be encoded (overlapping entities, or too far apart for
+      `max_length`) is reported as `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
+
+    Pairs are encoded and run `batch_size` at a time (default 32), across inputs; each pair's label and score are
+    those the single-pair call gives for it.
     """
 
-    def _sanitize_parameters(self, top_k: int | None = None, max_length: int | None = None, **kwargs):
+    def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
+        super().__init__(*args, batch_size=batch_size or DEFAULT_BATCH_SIZE, **kwargs)
+
+    def _sanitize_parameters(
+        self,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        keep_no_relation: bool | None = None,
+        max_length: int | None = None,
+        **kwargs,
+    ):
         preprocess_params = {} if max_length is None else {"max_length": max_length}
-        postprocess_params = {} if top_k is None else {"top_k": top_k}
-        return preprocess_params, {}, postprocess_params
+        given = {"top_k": top_k, "threshold": threshold, "keep_no_relation": keep_no_relation}
+        return preprocess_params, {}, {name: value for name, value in given.items() if value is not None}
 
-    def preprocess(self, inputs: dict[str, Any], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        if not isinstance(inputs, dict) or not {"text", "subject", "object"} <= set(inputs):
-            raise ValueError(f"Expected a dict with 'text', 'subject' and 'object', got {inputs!r}.")
-        text, subject, obj = inputs["text"], inputs["subject"], inputs["object"]
-        if getattr(self.model.config, "entity_markers", False):
-            text, subject, obj = add_typed_entity_markers(text, subject, obj)
+    def preprocess(self, inputs: dict[str, Any], max_length: int | None = None) -> Iterator[dict[str, Any]]:
+        """One chunk per pair: the model inputs `(1, seq)` and which pair of which input it is."""
+        config = self.model.config
         if max_length is None:
-            max_length = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
-        features = encode_relation(self.tokenizer, text, subject, obj, self.model.config.entity_types, max_length)
-        return {name: torch.tensor([values]) for name, values in features.items()}
+            max_length = min(self.tokenizer.model_max_length, config.max_position_embeddings)
+        if isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs):
+            text, subject, obj = inputs["text"], inputs["subject"], inputs["object"]
+            if config.entity_markers:
+                text, subject, obj = add_typed_entity_markers(text, subject, obj)
+            features = encode_relation(self.tokenizer, text, subject, obj, config.entity_types, max_length)
+            yield self._chunk(features, None, [], [], True)
+            return
+        if not isinstance(inputs, dict) or not {"text", "entities"} <= set(inputs):
+            raise ValueError(
+                "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
+                f"relations of a text), got {inputs!r}."
+            )
+        entities = inputs["entities"]
+        encoded, skipped = encode_entity_pairs(
+            self.tokenizer, inputs["text"], entities, config.entity_types, max_length, config.entity_markers
+        )
+        skipped = [(i, j, {"skipped": reason}) for i, j, reason in skipped]
+        if not encoded:  # nothing to run; a placeholder chunk carries the input through the batched loop
+            yield self._chunk(self._placeholder_features(), entities, [], skipped, True, has_pairs=False)
+            return
+        for index, (i, j, features) in enumerate(encoded):
+            yield self._chunk(features, entities, [(i, j)], skipped, index == len(encoded) - 1)
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"logits": self.model(**model_inputs).logits}
+    def _placeholder_features(self) -> dict[str, list[int]]:
+        """The model inputs of an empty text, never run: the fields every chunk has, for batching."""
+        encoding = self.tokenizer("", return_token_type_ids=True)
+        zeros = [0] * len(encoding["input_ids"])
+        return {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros}
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor], top_k: int | None = None):
-        probabilities = model_outputs["logits"][0].float().softmax(-1)
-        ranked = probabilities.argsort(descending=True).tolist()
-        predictions = [
-            {"label": self.model.config.id2label[index], "score": float(probabilities[index])}
-            for index in ranked[: top_k or 1]
+    @staticmethod
+    def _chunk(features, entities, pairs, skipped, is_last, has_pairs: bool = True) -> dict[str, Any]:
+        return {
+            **{name: torch.tensor([values]) for name, values in features.items()},
+            "has_pairs": torch.tensor([has_pairs]),
+            "entities": entities,
+            "pairs": pairs,
+            "skipped": skipped if is_last else [],
+            "is_last": is_last,
+        }
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last")}
+        has_pairs = model_inputs.pop("has_pairs")
+        logits = torch.zeros(len(has_pairs), 1, self.model.config.num_labels, device=has_pairs.device)
+        if has_pairs.any():
+            batch = {name: tensor[has_pairs] for name, tensor in model_inputs.items()}
+            logits[has_pairs] = self.model(**batch).logits.float().unsqueeze(1)
+        return {"logits": logits, **metadata}
+
+    def postprocess(
+        self,
+        model_outputs: list[dict[str, Any]],
+        top_k: int | None = None,
+        threshold: float | None = None,
+        keep_no_relation: bool = False,
+    ):
+        id2label = self.model.config.id2label
+        if model_outputs[0]["entities"] is None:  # one pair
+            probabilities = model_outputs[0]["logits"][0, 0].softmax(-1)
+            ranked = _ranked(probabilities, id2label, top_k or 1, threshold)
+            return ranked if top_k is not None or threshold is not None else ranked[0]
+        entities = model_outputs[0]["entities"]
+        results = [(i, j, extra) for output in model_outputs for i, j, extra in output["skipped"]]
+        for output in model_outputs:
+            for index, (i, j) in enumerate(output["pairs"]):
+                for prediction in _ranked(output["logits"][0, index].softmax(-1), id2label, top_k or 1, threshold):
+                    if keep_no_relation or prediction["label"] != NO_RELATION:
+                        results.append((i, j, prediction))
+        results.sort(key=lambda item: (item[0], item[1]))
+        return [
+            {"subject": entities[i], "object": entities[j], **({"label": None, "score": None} | extra)}
+            for i, j, extra in results
         ]
-        return predictions if top_k is not None else predictions[0]
+
+
+def _ranked(probabilities: torch.Tensor, id2label: dict[int, str], k: int, threshold: float | None) -> list[dict]:
+    """The `k` most probable labels `{"label", "score"}`, best first, without those scoring below `threshold`."""
+    scores, indices = probabilities.topk(min(k, len(probabilities)))
+    return [
+        {"label": id2label[int(index)], "score": float(score)}
+        for score, index in zip(scores, indices, strict=True)
+        if threshold is None or score >= threshold
+    ]

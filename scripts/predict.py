@@ -3,10 +3,13 @@
     python scripts/predict.py --model OUT_OR_HUB_ID --input examples.jsonl [--output predictions.jsonl] [--top-k 3]
         [--batch-size 64] [--device auto] [--dtype bf16] [--skip-bad-lines] [--quiet]
 
-Each input line is `{"text", "subject": {"start", "end", "type"}, "object": {...}}` (other fields are kept); each
-output line is the input plus `"prediction": {"label", "score"}` (a list with --top-k). Every line is checked before
-the model runs: a bad line stops the command with its number, or, with --skip-bad-lines, is reported on stderr and
-left out while every good line is still predicted.
+Each input line is one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}`, or a text with its
+entities, `{"text", "entities": [{"start", "end", "type"}, ...]}` (other fields are kept). Each output line is the
+input plus `"prediction"`: for a pair `{"label", "score"}` (a list with --top-k or --threshold); for a text the list
+of its relations, `{"subject", "object", "label", "score"}` per ordered pair of entities, without `no_relation`
+unless --keep-no-relation (see the relation-classification pipeline). Every line is checked before the model runs:
+a bad line stops the command with its number, or, with --skip-bad-lines, is reported on stderr and left out while
+every good line is still predicted.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[
             example = json.loads(line)
             if not isinstance(example, dict):
                 raise ValueError(f"a JSON {type(example).__name__}, not an object")
-            classify.preprocess(example)  # the checks and encoding the pipeline will run, without the model
+            for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
+                pass
         except ValueError as error:  # json.JSONDecodeError is a ValueError
-            expected = "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}"
+            expected = (
+                "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}} or {'text', 'entities': "
+                "[{'start', 'end', 'type'}, ...]}"
+            )
             problem = f"{str(error).rstrip('.')}; {expected}"
             if not skip_bad_lines:
                 raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
@@ -51,7 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--input", required=True, help="JSON Lines file, or - for stdin")
     parser.add_argument("--output", default="-", help="JSON Lines file, or - for stdout")
-    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-k", type=int, default=None, help="the k best labels of each pair")
+    parser.add_argument("--threshold", type=float, default=None, help="report no label scoring below this")
+    parser.add_argument(
+        "--keep-no-relation", action="store_true", help="entity lists: report pairs predicted no_relation too"
+    )
     parser.add_argument("--revision", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
@@ -79,14 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     with source:
         examples = read_lines(classify, source, args.input, args.skip_bad_lines)
-    kwargs = {"batch_size": args.batch_size} | ({} if args.top_k is None else {"top_k": args.top_k})
+    given = {"top_k": args.top_k, "threshold": args.threshold, "keep_no_relation": args.keep_no_relation or None}
+    kwargs = {"batch_size": args.batch_size} | {name: value for name, value in given.items() if value is not None}
 
     def inputs() -> Iterator[dict]:
         yield from (example for _, example in examples)
 
     sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     predictions = classify(inputs(), **kwargs) if examples else []
-    with sink, tqdm(total=len(examples), unit="pair", disable=args.quiet or None, file=sys.stderr) as progress:
+    with sink, tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr) as progress:
         for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
             progress.update()

@@ -2,13 +2,18 @@
 
 Canonical example (JSON Lines, one a line, as in shared/data/conll04):
 `{"id", "text", "subject": {"start", "end", "type"}, "object": {...}, "label"}`, offsets end exclusive.
-KLUE-RE files (`sentence`, `subject_entity`/`object_entity` with `word`, `start_idx`, `end_idx` inclusive, `type`,
-`label`) are read too and turned into the canonical form.
+Two other line forms are read and turned into canonical examples:
+- KLUE-RE (`sentence`, `subject_entity`/`object_entity` with `word`, `start_idx`, `end_idx` inclusive, `type`,
+  `label`);
+- a text with its entities and gold relations, `{"id", "text", "entities": [{"start", "end", "type"}, ...],
+  "relations": [{"subject": i, "object": j, "label"}, ...]}`: one example per ordered pair of distinct entities,
+  labelled `no_relation` unless a relation names it, so it scores exactly as the equivalent pair file.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import math
 import random
@@ -24,9 +29,10 @@ from typed_bert.scripts.relation_metrics import NO_RELATION
 from encoding_typed_bert import MODEL_INPUT_NAMES, EntityOverlapError, encode_relations
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
-
-
-FIELDS = ("text", "subject", "object", "label")
+EXPECTED_TEXT_ROW = (
+    'expected {"text", "entities": [{"start", "end", "type"}, ...], "relations": [{"subject": i, "object": j, '
+    '"label"}, ...]}'
+)
 
 
 class DataFileError(InputError):
@@ -43,29 +49,78 @@ def _canonical_klue(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row.get("guid", row.get("id", ""))), "text": row["sentence"], **spans, "label": str(row["label"])}
 
 
+def _pairs_of_text(row: dict[str, Any]) -> list[dict[str, Any]] | str:
+    """The canonical examples of an entity-list line (every ordered pair of its entities), or what is wrong with it."""
+    text, entities, relations = row.get("text"), row.get("entities"), row.get("relations", [])
+    if not isinstance(text, str) or not text:
+        return "'text' must be a non-empty string"
+    if not isinstance(entities, list):
+        return "'entities' must be a list of objects with start, end and type"
+    for index, entity in enumerate(entities):
+        problem = _span_problem(f"entity {index}", entity, text)
+        if problem:
+            return problem
+    if not isinstance(relations, list) or not all(isinstance(relation, dict) for relation in relations):
+        return "'relations' must be a list of objects with subject, object and label"
+    labels = {}
+    for index, relation in enumerate(relations):
+        pair = relation.get("subject"), relation.get("object")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(entities) for i in pair):
+            return f"relation {index} names entities {list(pair)}; expected indices into the {len(entities)} entities"
+        if pair[0] == pair[1] or pair in labels:
+            return f"relation {index} repeats the pair {list(pair)} or relates an entity to itself"
+        if not isinstance(relation.get("label"), str) or not relation["label"]:
+            return f"relation {index}: 'label' must be a non-empty string"
+        labels[pair] = relation["label"]
+    line_id = str(row.get("id", ""))
+    return [
+        {
+            "id": f"{line_id}-{i}-{j}",
+            "text": text,
+            "subject": entities[i],
+            "object": entities[j],
+            "label": labels.get((i, j), NO_RELATION),
+        }
+        for i, j in itertools.permutations(range(len(entities)), 2)
+    ]
+
+
+def _span_problem(name: str, span: Any, text: str) -> str | None:
+    if not isinstance(span, dict) or any(span.get(key) is None for key in ("start", "end", "type")):
+        return f"{name} must be an object with start, end and type"
+    start, end = span["start"], span["end"]
+    if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
+        return f"{name} span [{start}, {end}) is not inside the text of length {len(text)}"
+    if not isinstance(span["type"], str) or not span["type"]:
+        return f"{name} type must be a non-empty string"
+    return None
+
+
 def _row_problem(row: dict[str, Any]) -> str | None:
     text = row.get("text")
     if not isinstance(text, str) or not text:
         return "'text' must be a non-empty string"
     for name in ("subject", "object"):
-        span = row.get(name)
-        if not isinstance(span, dict) or any(span.get(key) is None for key in ("start", "end", "type")):
-            return f"'{name}' must be an object with start, end and type"
-        start, end = span["start"], span["end"]
-        if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
-            return f"'{name}' span [{start}, {end}) is not inside the text of length {len(text)}"
-        if not isinstance(span["type"], str) or not span["type"]:
-            return f"'{name}' type must be a non-empty string"
+        problem = _span_problem(f"'{name}'", row.get(name), text)
+        if problem:
+            return problem
     if not isinstance(row.get("label"), str) or not row["label"]:
         return "'label' must be a non-empty string"
     return None
 
 
+def _canonical(row: dict[str, Any], line: int) -> dict[str, Any]:
+    spans = {name: {key: row[name][key] for key in ("start", "end", "type")} for name in ("subject", "object")}
+    return {"id": str(row.get("id", "")), "text": row["text"], **spans, "label": row["label"], "line": line}
+
+
 def load_relations(path: str | Path) -> datasets.Dataset:
-    """Load a canonical or KLUE-RE JSON Lines file into canonical rows plus `line` (the 1-based line number).
+    """Load a JSON Lines file of pairs, KLUE-RE examples or entity lists (see the module docstring) into canonical
+    rows plus `line` (the 1-based line number; an entity-list line gives one row per ordered pair).
 
     A `DataFileError` names the file and line of the first bad line: a missing or empty file, invalid JSON, a line
-    that is not an object, a missing field, a span outside the text, a KLUE entity that is not a Python literal.
+    that is not an object, a missing field, a span outside the text, a KLUE entity that is not a Python literal, a
+    relation naming an entity that is not in the list.
     """
     path = Path(path)
     if not path.is_file():
@@ -93,13 +148,38 @@ def load_relations(path: str | Path) -> datasets.Dataset:
                         path,
                         number,
                     ) from error
-            problem = _row_problem(row)
-            if problem:
-                raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
-            rows.append({"id": str(row.get("id", "")), **{k: row[k] for k in FIELDS}, "line": number})
+            if "entities" in row:
+                pairs = _pairs_of_text(row)
+                if isinstance(pairs, str):
+                    raise DataFileError(f"{pairs}; {EXPECTED_TEXT_ROW}", path, number)
+            else:
+                problem = _row_problem(row)
+                if problem:
+                    raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
+                pairs = [row]
+            rows += [_canonical(pair, number) for pair in pairs]
     if not rows:
         raise DataFileError("the file is empty; expected one JSON object per line", path)
     return datasets.Dataset.from_list(rows)
+
+
+def texts_with_entities(dataset: datasets.Dataset) -> list[dict[str, Any]]:
+    """The pairs of a dataset grouped by text: `{"text", "entities", "relations", "lines"}` per distinct text, in the
+    order texts first appear. `entities` are the distinct `{"start", "end", "type"}` spans of its pairs (in order of
+    appearance), `relations` one `{"subject": i, "object": j, "label"}` per pair of the data (no_relation included),
+    `lines` the data file lines of those pairs."""
+    texts: dict[str, dict[str, Any]] = {}
+    for row in dataset:
+        group = texts.setdefault(row["text"], {"text": row["text"], "entities": [], "relations": [], "lines": []})
+        indices = []
+        for name in ("subject", "object"):
+            entity = {key: row[name][key] for key in ("start", "end", "type")}
+            if entity not in group["entities"]:
+                group["entities"].append(entity)
+            indices.append(group["entities"].index(entity))
+        group["relations"].append({"subject": indices[0], "object": indices[1], "label": row["label"]})
+        group["lines"].append(row["line"])
+    return list(texts.values())
 
 
 def check_vocabulary(dataset: datasets.Dataset, path: str | Path, entity_types, labels, known_from: str) -> None:

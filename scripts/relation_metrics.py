@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import auc, precision_recall_curve
 
-NO_RELATION = "no_relation"
+from configuration_typed_bert import NO_RELATION
 
 
 def _f1(precision: float, recall: float) -> float:

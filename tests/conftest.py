@@ -98,9 +98,10 @@ def save_tiny_classifier(
     entity_types: Sequence[str] = ("O", "PER", "ORG"),
     labels: Sequence[str] = ("no_relation", "founded_by", "works_for"),
     trained_tables: bool = True,
+    input_mode: str = "typed-embeddings",
 ) -> Path:
     """Save a tiny TypedBert classifier (seed 0) with MiniLM's real tokenizer to `folder`. With `trained_tables`,
-    rows 1: of both entity tables hold noise, as after training; otherwise they are zero, as after conversion."""
+    rows 1: of its entity tables hold noise, as after training; otherwise they are zero, as after conversion."""
     from transformers import AutoTokenizer
 
     from modeling_typed_bert import TypedBertForSequenceClassification
@@ -112,12 +113,13 @@ def save_tiny_classifier(
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        input_mode=input_mode,
     )
     model = TypedBertForSequenceClassification(config).eval()
-    if trained_tables:
+    if trained_tables and config.use_entity_embeddings:
         with torch.no_grad():
-            model.bert.embeddings.entity_type_embeddings.weight[1:].normal_()
-            model.bert.embeddings.entity_role_embeddings.weight[1:].normal_()
+            for table in model.bert.embeddings.entity_tables():
+                table.weight[1:].normal_()
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
     return folder

@@ -11,6 +11,7 @@ from typed_bert.scripts.relation_data import (
     entity_type_names,
     label_names,
     load_relations,
+    texts_with_entities,
 )
 
 from tests.conftest import SHARED
@@ -100,3 +101,49 @@ def test_klue_entity_literal_with_an_apostrophe_loads(tmp_path):
     example = load_relations(write_lines(tmp_path / "klue.jsonl", [row]))[0]
     assert example["text"][example["subject"]["start"] : example["subject"]["end"]] == "Lovin' You"
     assert example["line"] == 1
+
+
+TEXT_ROW = {
+    "id": "t",
+    "text": "Bill founded Microsoft in Seattle",
+    "entities": [
+        {"start": 0, "end": 4, "type": "Peop", "id": "bill"},
+        {"start": 13, "end": 22, "type": "Org"},
+        {"start": 26, "end": 33, "type": "Loc"},
+    ],
+    "relations": [{"subject": 0, "object": 1, "label": "founded"}, {"subject": 1, "object": 2, "label": "based_in"}],
+}
+
+
+def test_entity_list_line_becomes_every_ordered_pair(tmp_path):
+    dataset = load_relations(write_lines(tmp_path / "texts.jsonl", [GOOD, TEXT_ROW]))
+    assert len(dataset) == 1 + 6 and set(dataset["line"]) == {1, 2}
+    pairs = {(row["subject"]["start"], row["object"]["start"]): row["label"] for row in dataset if row["line"] == 2}
+    assert pairs == {
+        (0, 13): "founded",
+        (13, 26): "based_in",
+        (0, 26): "no_relation",
+        (13, 0): "no_relation",
+        (26, 0): "no_relation",
+        (26, 13): "no_relation",
+    }
+    assert dataset[1]["id"] == "t-0-1" and dataset[1]["subject"] == {"start": 0, "end": 4, "type": "Peop"}
+    grouped = texts_with_entities(dataset)
+    assert [len(group["entities"]) for group in grouped] == [2, 3]
+    assert grouped[1]["entities"] == [{k: e[k] for k in ("start", "end", "type")} for e in TEXT_ROW["entities"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"relations": [{"subject": 0, "object": 3, "label": "x"}]}, r"relation 0 names entities \[0, 3\]; expected"),
+        ({"relations": [{"subject": 1, "object": 1, "label": "x"}]}, r"relation 0 repeats the pair \[1, 1\]"),
+        ({"relations": [{"subject": 0, "object": 1}]}, r"relation 0: 'label' must be a non-empty string"),
+        ({"entities": [{"start": 0, "end": 40, "type": "Peop"}]}, r"entity 0 span \[0, 40\) is not inside the text"),
+        ({"entities": {"start": 0}}, r"'entities' must be a list of objects"),
+    ],
+)
+def test_bad_entity_list_line_names_file_line_and_what(tmp_path, change, message):
+    path = write_lines(tmp_path / "texts.jsonl", [TEXT_ROW, {**TEXT_ROW, **change}])
+    with pytest.raises(DataFileError, match=rf"texts\.jsonl:2: {message}.*expected {{\"text\", \"entities\""):
+        load_relations(path)
