@@ -61,6 +61,11 @@ class TypedBertConfig(BertConfig):
             exist. With markers the relation-classification pipeline inserts them before encoding. Every mode still
             reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling. Configs written
             before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
+        position_id_offset (`int`, *optional*, defaults to 0):
+            The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
+            RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
+            checkpoint converted from them keeps, together with their own `type_vocab_size` (1) and
+            `layer_norm_eps` (1e-5).
     """
 
     model_type = "typed_bert"
@@ -71,6 +76,7 @@ class TypedBertConfig(BertConfig):
         entity_fusion: str = "sum",
         classifier_pooling: str = "entity_start",
         input_mode: str | None = None,
+        position_id_offset: int = 0,
         **kwargs,
     ) -> None:
         legacy_flags = kwargs.pop("use_entity_embeddings", None), kwargs.pop("entity_markers", None)
@@ -80,6 +86,12 @@ class TypedBertConfig(BertConfig):
         self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
+        if not isinstance(position_id_offset, int) or not 0 <= position_id_offset < self.max_position_embeddings:
+            raise ValueError(
+                f"position_id_offset={position_id_offset!r} must be an int in [0, max_position_embeddings="
+                f"{self.max_position_embeddings})."
+            )
+        self.position_id_offset = position_id_offset
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
@@ -99,6 +111,11 @@ class TypedBertConfig(BertConfig):
     def num_entity_roles(self) -> int:
         """Rows of the entity role table: none, subject, object."""
         return len(ENTITY_ROLES)
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The most tokens a sequence may have: the position table's rows after `position_id_offset`."""
+        return self.max_position_embeddings - self.position_id_offset
 
     @property
     def use_entity_type_embeddings(self) -> bool:

@@ -242,7 +242,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 Index into `config.entity_types` of the entity each token belongs to; 0 (no entity) when absent.
             entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 0 = outside both entities, 1 = subject, 2 = object; all 0 when absent.
-            attention_mask, token_type_ids, position_ids and the other keyword arguments are those of `BertModel`.
+            position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
+                default `config.position_id_offset`, `config.position_id_offset + 1`, ... (0, 1, ... for BERT).
+            attention_mask, token_type_ids and the other keyword arguments are those of `BertModel`.
 
         Returns:
             `BaseModelOutputWithPoolingAndCrossAttentions`: `last_hidden_state` `(batch, seq, hidden)`,
@@ -264,6 +266,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
 
         if isinstance(self.embeddings, TypedBertEmbeddings):
             inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
+        if position_ids is None and self.config.position_id_offset:  # RoBERTa's family: after the padding index
+            offset = self.config.position_id_offset
+            position_ids = torch.arange(offset, offset + shape[1], device=inputs_embeds.device).unsqueeze(0)
         return_dict = kwargs.pop("return_dict", None)
         outputs = super().forward(
             attention_mask=attention_mask,

@@ -63,7 +63,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         """One chunk per pair: the model inputs `(1, seq)` and which pair of which input it is."""
         config = self.model.config
         if max_length is None:
-            max_length = min(self.tokenizer.model_max_length, config.max_position_embeddings)
+            max_length = min(self.tokenizer.model_max_length, config.max_sequence_length)
         if isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs):
             text, subject, obj = inputs["text"], inputs["subject"], inputs["object"]
             if config.entity_markers:

@@ -1,4 +1,4 @@
-"""Turn a BERT checkpoint into a Hub-ready TypedBert checkpoint folder, and check such a folder."""
+"""Turn a BERT-family checkpoint into a Hub-ready TypedBert checkpoint folder, and check such a folder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from typed_bert.hub.verify import run_in_clean_process
 
 from configuration_typed_bert import TypedBertConfig
@@ -24,8 +24,6 @@ CODE_FILES = (
     "pipeline_typed_bert.py",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-# Weights a BERT checkpoint may lack: the entity tables, a new classifier, the pooler of a BERT saved without one.
-NEW_PARAMETERS = ("embeddings.entity_type_embeddings.", "embeddings.entity_role_embeddings.", "classifier.", "pooler.")
 VERIFY_SENTENCES = (
     "Son Heung-min's father is Son Woong-jung.",
     "Bill Gates founded Microsoft in Albuquerque, New Mexico, in 1975.",
@@ -37,7 +35,39 @@ class ConversionError(ValueError):
     """The base checkpoint or the requested conversion is not valid; the message says what to change."""
 
 
-def _check_base(base_model: str) -> str:
+# The encoder families TypedBert reproduces exactly: BERT's encoder with BERT's embedding layer. RoBERTa's family
+# differs in three known ways, each a config field: position ids start after the padding index
+# (`position_id_offset = pad_token_id + 1`), one token-type row (`type_vocab_size = 1`), LayerNorm eps 1e-5
+# (`layer_norm_eps`). ELECTRA's discriminator is BERT's architecture when its embeddings need no projection.
+FAMILIES = {
+    "bert": "BERT",
+    "roberta": "RoBERTa",
+    "xlm-roberta": "XLM-RoBERTa",
+    "camembert": "CamemBERT",
+    "electra": "ELECTRA",
+}
+ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
+# Why other encoders are refused, where the reason is known.
+NOT_REPRODUCIBLE = {
+    "deberta": "DeBERTa's disentangled relative-position attention is not BERT's attention",
+    "deberta-v2": "DeBERTa's disentangled relative-position attention is not BERT's attention",
+    "distilbert": "DistilBERT has no segment embeddings and its own layer layout",
+    "albert": "ALBERT shares one layer's weights across the encoder and projects its embeddings",
+    "xlnet": "XLNet is a permutation language model with relative attention, not BERT's encoder",
+}
+# Fields of the source configs that describe parts TypedBert does not have (ELECTRA's summary head).
+NOT_CARRIED = ("embedding_size", "summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout")
+# Fine-tuned sequence classifiers whose head TypedBert's "cls" pooling reproduces: BERT's pooler + classifier, and
+# RoBERTa's head (dense, tanh, out_proj on the first token), which is the same computation.
+CLASSIFIERS = {
+    "BertForSequenceClassification": "bert",
+    "RobertaForSequenceClassification": "roberta",
+    "XLMRobertaForSequenceClassification": "roberta",
+    "CamembertForSequenceClassification": "roberta",
+}
+
+
+def check_base_model(base_model: str) -> str:
     path = Path(base_model)
     looks_local = path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1
     if path.exists() or looks_local:
@@ -51,11 +81,23 @@ def _check_base(base_model: str) -> str:
         reason = str(error).split(". ")[0]
         raise ConversionError(
             f"--base-model {base_model!r}: not a local folder, and the Hub could not provide it ({reason}); expected a "
-            "BERT checkpoint folder or a Hub id"
+            "BERT-family checkpoint folder or a Hub id"
         ) from error
-    if config.model_type != "bert":
+    supported = f"only {', '.join(FAMILIES.values())} checkpoints convert exactly"
+    model_type = config.model_type
+    if model_type not in FAMILIES:
+        why = NOT_REPRODUCIBLE.get(model_type, "its architecture is not BERT's encoder")
+        raise ConversionError(f"--base-model {base_model!r} has model_type {model_type!r}: {why}; {supported}.")
+    if model_type == "electra" and config.embedding_size != config.hidden_size:
         raise ConversionError(
-            f"--base-model {base_model!r} has model_type {config.model_type!r}; only 'bert' checkpoints convert."
+            f"--base-model {base_model!r} is an ELECTRA model whose {config.embedding_size}-wide embeddings are "
+            f"projected to its hidden size {config.hidden_size} (embeddings_project), which BERT's embedding layer "
+            "cannot reproduce; only ELECTRA checkpoints with embedding_size == hidden_size convert exactly."
+        )
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(
+            f"--base-model {base_model!r} uses position_embedding_type={config.position_embedding_type!r}; TypedBert "
+            "reproduces absolute position embeddings only."
         )
     return base_model
 
@@ -70,16 +112,16 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
             )
 
 
-def typed_config_from_bert(
+def typed_config_from_encoder(
     base_model: str,
     entity_types: Sequence[str],
     labels: Sequence[str] | None = None,
     **typed_fields,
 ) -> TypedBertConfig:
-    """A `TypedBertConfig` with the base checkpoint's BERT fields, the entity types (no-entity "O" first) and labels.
-
-    A fine-tuned `BertForSequenceClassification` keeps its labels and gets `cls` pooling (its classifier is kept)
-    unless `labels` or `classifier_pooling` say otherwise.
+    """A `TypedBertConfig` with the base checkpoint's encoder fields, the entity types (no-entity "O" first) and
+    labels. A RoBERTa-family base gets `position_id_offset = pad_token_id + 1`; its one token-type row and LayerNorm
+    eps come with its own fields. A fine-tuned sequence classifier (see `CLASSIFIERS`) keeps its labels and gets
+    `cls` pooling (its head is kept) unless `labels` or `classifier_pooling` say otherwise.
     """
     names = list(entity_types)
     if not names:
@@ -87,13 +129,16 @@ def typed_config_from_bert(
     if "O" in names:
         names.remove("O")
     base = AutoConfig.from_pretrained(base_model).to_dict()
-    if is_sequence_classifier(base) and labels is None:
+    if classifier_family(base) and labels is None:
         typed_fields.setdefault("classifier_pooling", "cls")
     else:
         base.pop("id2label", None)
         base.pop("label2id", None)
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path"):
+    family = base["model_type"]
+    for key in ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path", *NOT_CARRIED):
         base.pop(key, None)
+    if family in ROBERTA_FAMILY:
+        base["position_id_offset"] = base["pad_token_id"] + 1
     if labels is not None:
         labels = list(labels)
         if len(set(labels)) != len(labels) or not labels:
@@ -105,31 +150,63 @@ def typed_config_from_bert(
         raise ConversionError(str(error)) from error
 
 
-def is_sequence_classifier(config: dict) -> bool:
-    """Whether a checkpoint's config.json is that of a fine-tuned `BertForSequenceClassification`."""
-    return "BertForSequenceClassification" in (config.get("architectures") or [])
+def classifier_family(config: dict) -> str | None:
+    """`"bert"` or `"roberta"` when a checkpoint's config.json is that of a fine-tuned sequence classifier whose head
+    TypedBert reproduces (`CLASSIFIERS`), else None."""
+    return next((CLASSIFIERS[name] for name in config.get("architectures") or [] if name in CLASSIFIERS), None)
 
 
-def load_typed_from_bert(model_class: type, base_model: str, config: TypedBertConfig):
-    """Load BERT weights into `model_class`; raise `ConversionError` if any BERT weight is not found or mismatched.
+def load_typed_from_encoder(model_class: type, base_model: str, config: TypedBertConfig, keep_classifier: bool = False):
+    """Build `model_class(config)` with the encoder weights of a BERT-family checkpoint (and, with
+    `keep_classifier`, its fine-tuned classifier head); raise `ConversionError` if any encoder weight is not found or
+    mismatched.
 
-    Returns the model and `{"unused_weights": [...], "new_weights": [...]}` (checkpoint weights TypedBert does not
-    use, such as an MLM head or a pooler that entity-start pooling does not need, and the TypedBert weights the
-    checkpoint lacks: entity tables, classifier, and the pooler of a BERT saved without one).
+    The checkpoint is read through its own transformers class (`AutoModel`), so each family's weight names and
+    layout are transformers' own. Returns the model and `{"unused_weights": [...], "new_weights": [...]}`
+    (checkpoint weights TypedBert does not use, such as an MLM head or a pooler that entity-start pooling does not
+    need, and the TypedBert weights the checkpoint lacks: entity tables, classifier, the pooler of a checkpoint saved
+    without one).
     """
-    model, info = model_class.from_pretrained(base_model, config=config, output_loading_info=True)
-    missing = sorted(info["missing_keys"])
-    lost = [key for key in missing if not key.removeprefix("bert.").startswith(NEW_PARAMETERS)]
-    mismatched = [str(item) for item in info.get("mismatched_keys", [])]
+    source, loading = AutoModel.from_pretrained(base_model, output_loading_info=True)
+    absent = set(loading["missing_keys"])
+    lost = sorted(key for key in absent if not key.startswith("pooler."))
+    mismatched = [str(item) for item in loading.get("mismatched_keys", [])]
     if lost or mismatched:
         raise ConversionError(
             f"{base_model!r} does not fit a TypedBert of its own config: weights not found {lost}, "
             f"shape mismatches {mismatched}. Nothing was written."
         )
-    return model, {"unused_weights": sorted(info["unexpected_keys"]), "new_weights": missing}
+    # A pooler the checkpoint did not have was initialised at random by AutoModel: not a weight to carry over.
+    state = {name: tensor for name, tensor in source.state_dict().items() if name not in absent}
+    if keep_classifier:
+        state.update(_classifier_weights(base_model))
+    model = model_class(config)
+    prefix = "" if model is model.base_model else f"{model.base_model_prefix}."
+    state = {name if name.startswith("classifier.") else prefix + name: tensor for name, tensor in state.items()}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise ConversionError(f"{base_model!r} does not fit a TypedBert of its own config: {error}") from error
+    unused = sorted(set(result.unexpected_keys) | set(loading["unexpected_keys"]))
+    return model.eval(), {"unused_weights": unused, "new_weights": sorted(result.missing_keys)}
 
 
-def convert_bert_checkpoint(
+def _classifier_weights(base_model: str) -> dict[str, torch.Tensor]:
+    """The fine-tuned head of a sequence classifier under TypedBert's names: BERT's `classifier` as is (its pooler
+    comes with the encoder); RoBERTa's `classifier.dense` as the pooler's dense layer, `classifier.out_proj` as
+    `classifier`."""
+    state = AutoModelForSequenceClassification.from_pretrained(base_model).state_dict()
+    if classifier_family(AutoConfig.from_pretrained(base_model).to_dict()) == "bert":
+        return {name: tensor for name, tensor in state.items() if name.startswith("classifier.")}
+    return {
+        "pooler.dense.weight": state["classifier.dense.weight"],
+        "pooler.dense.bias": state["classifier.dense.bias"],
+        "classifier.weight": state["classifier.out_proj.weight"],
+        "classifier.bias": state["classifier.out_proj.bias"],
+    }
+
+
+def convert_checkpoint(
     base_model: str,
     entity_types: Sequence[str],
     output_dir: str | Path,
@@ -138,27 +215,27 @@ def convert_bert_checkpoint(
     tolerance: float = 1e-5,
     **typed_fields,
 ) -> dict:
-    """Write a TypedBert checkpoint folder built from the BERT checkpoint `base_model` (folder or Hub id).
+    """Write a TypedBert checkpoint folder built from the BERT-family checkpoint `base_model` (folder or Hub id).
 
-    All BERT weights are carried over; the entity tables start at zero; with `labels` a fresh classifier head is
-    added, and a fine-tuned `BertForSequenceClassification` keeps its own. The folder is written beside
-    `output_dir`, loaded back with `trust_remote_code=True` in a clean interpreter and compared with the base; only
-    when the hidden states (and a kept classifier's logits) agree within `tolerance` is it moved into place.
-    Raises `ConversionError`, having written nothing, when a BERT weight would be lost or the check fails.
-    Returns a report: weights not used, weights newly initialised, the differences, seconds taken.
+    All encoder weights are carried over; the entity tables start at zero; with `labels` a fresh classifier head is
+    added, and a fine-tuned sequence classifier keeps its own (see `CLASSIFIERS`). The folder is written beside
+    `output_dir`, loaded back with `trust_remote_code=True` in a clean interpreter and compared with the base on a
+    padded batch and on each sentence alone; only when the hidden states on real tokens (and a kept classifier's
+    logits) agree within `tolerance` is it moved into place. Raises `ConversionError`, having written nothing, when
+    an encoder weight would be lost or the check fails. Returns a report: weights not used, weights newly
+    initialised, the differences, seconds taken.
     """
     started = time.perf_counter()
-    base_model = _check_base(str(base_model))
+    base_model = check_base_model(str(base_model))
     output_dir = Path(output_dir)
-    config = typed_config_from_bert(base_model, entity_types, labels, **typed_fields)
+    config = typed_config_from_encoder(base_model, entity_types, labels, **typed_fields)
     _check_output_dir(output_dir, overwrite)
     base_config = AutoConfig.from_pretrained(base_model).to_dict()
-    keeps_classifier = labels is None and is_sequence_classifier(base_config) and config.classifier_pooling == "cls"
+    keeps_classifier = labels is None and classifier_family(base_config) is not None
+    keeps_classifier = keeps_classifier and config.classifier_pooling == "cls"
 
     model_class = TypedBertModel if labels is None and not keeps_classifier else TypedBertForSequenceClassification
-    model, info = load_typed_from_bert(model_class, base_model, config)
-    if keeps_classifier and any(key.startswith("classifier.") for key in info["new_weights"]):
-        raise ConversionError(f"{base_model!r} is a BertForSequenceClassification whose classifier did not load.")
+    model, info = load_typed_from_encoder(model_class, base_model, config, keep_classifier=keeps_classifier)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     try:
@@ -178,6 +255,10 @@ def convert_bert_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
     return {
         "base_model": base_model,
+        "model_type": base_config["model_type"],
+        "position_id_offset": config.position_id_offset,
+        "type_vocab_size": config.type_vocab_size,
+        "layer_norm_eps": config.layer_norm_eps,
         "output_dir": str(output_dir),
         **info,
         "classifier_kept": keeps_classifier,
@@ -191,25 +272,36 @@ def differences_from_base(
     folder: str | Path, base_model: str, sentences: Sequence[str] = VERIFY_SENTENCES, compare_logits: bool = False
 ) -> tuple[dict[str, float], str]:
     """Max abs differences of `folder`, loaded through the Auto classes with `trust_remote_code=True` in a clean
-    interpreter (so the folder's own code runs), from the base BERT checkpoint: last hidden states on real tokens
-    (entity ids given, tables at zero) and, with `compare_logits`, a fine-tuned classifier's logits. Returns them
-    and the module the folder's model class came from."""
+    interpreter (so the folder's own code runs), from the base checkpoint loaded by its own class: last hidden
+    states on real tokens (entity ids given, tables at zero) and, with `compare_logits`, a fine-tuned classifier's
+    logits, for the sentences as one right-padded batch and for each sentence alone. Returns them and the module the
+    folder's model class came from."""
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    inputs = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
-    entity_ids = torch.zeros_like(inputs["input_ids"])
-    entity_ids[:, 1:3] = 1
-    got, module = run_in_clean_process(
-        folder, {**inputs, "entity_type_ids": entity_ids, "entity_role_ids": entity_ids.clone()}, "AutoModel"
-    )
+    batches = [dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))]
+    batches += [dict(tokenizer([sentence], return_tensors="pt")) for sentence in sentences]
+    typed_batches = []
+    for inputs in batches:
+        entity_ids = torch.zeros_like(inputs["input_ids"])
+        entity_ids[:, 1:3] = 1
+        typed_batches.append({**inputs, "entity_type_ids": entity_ids, "entity_role_ids": entity_ids.clone()})
+    got, module = run_in_clean_process(folder, typed_batches, "AutoModel")
+    base = AutoModel.from_pretrained(base_model).eval()
+    differences = {"max_abs_difference": 0.0}
     with torch.no_grad():
-        expected = BertModel.from_pretrained(base_model, add_pooling_layer=False).eval()(**inputs).last_hidden_state
-    mask = inputs["attention_mask"].bool()
-    differences = {"max_abs_difference": float((got - expected)[mask].abs().max())}
+        for inputs, output in zip(batches, got, strict=True):
+            expected = base(**inputs).last_hidden_state
+            mask = inputs["attention_mask"].bool()
+            differences["max_abs_difference"] = max(
+                differences["max_abs_difference"], float((output - expected)[mask].abs().max())
+            )
     if compare_logits:
-        got, _ = run_in_clean_process(folder, inputs, "AutoModelForSequenceClassification")
+        got, _ = run_in_clean_process(folder, typed_batches, "AutoModelForSequenceClassification")
+        classifier = AutoModelForSequenceClassification.from_pretrained(base_model).eval()
         with torch.no_grad():
-            expected = BertForSequenceClassification.from_pretrained(base_model).eval()(**inputs).logits
-        differences["max_abs_logit_difference"] = float((got - expected).abs().max())
+            differences["max_abs_logit_difference"] = max(
+                float((output - classifier(**inputs).logits).abs().max())
+                for inputs, output in zip(batches, got, strict=True)
+            )
     return differences, module
 
 

@@ -126,8 +126,10 @@ def push_folder(
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
         inputs = sample_inputs(folder, tokenizer)
         with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
-            remote, module = run_in_clean_process(repo_id, inputs, auto_class, revision=commit.oid, cache_dir=cache_dir)
-        local, _ = run_in_clean_process(folder, inputs, auto_class)
+            (remote,), module = run_in_clean_process(
+                repo_id, [inputs], auto_class, revision=commit.oid, cache_dir=cache_dir
+            )
+        (local,), _ = run_in_clean_process(folder, [inputs], auto_class)
         result.loaded_from = module
         result.verified_with = auto_class
         result.max_abs_difference = float((remote - local).abs().max())

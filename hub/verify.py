@@ -24,10 +24,12 @@ from safetensors.torch import load_file, save_file
 request = json.loads(sys.argv[1])
 auto_class = getattr(transformers, request["auto_class"])
 model = auto_class.from_pretrained(request["source"], trust_remote_code=True, **request["load_kwargs"]).eval()
-with torch.no_grad():
-    output = model(**load_file(request["inputs"]))
-tensor = output.logits if hasattr(output, "logits") else output.last_hidden_state
-save_file({"output": tensor.contiguous()}, request["outputs"])
+outputs = {}
+for index in range(request["batches"]):
+    with torch.no_grad():
+        output = model(**load_file(f"{request['inputs']}-{index}"))
+    outputs[str(index)] = (output.logits if hasattr(output, "logits") else output.last_hidden_state).contiguous()
+save_file(outputs, request["outputs"])
 print(json.dumps({"module": type(model).__module__, "class": type(model).__name__}))
 """
 
@@ -37,17 +39,23 @@ class VerificationError(RuntimeError):
 
 
 def run_in_clean_process(
-    source: str | Path, inputs: dict[str, torch.Tensor], auto_class: str = "AutoModel", **load_kwargs
-) -> tuple[torch.Tensor, str]:
+    source: str | Path,
+    batches: list[dict[str, torch.Tensor]],
+    auto_class: str = "AutoModel",
+    **load_kwargs,
+) -> tuple[list[torch.Tensor], str]:
     """Load `source` with `auto_class.from_pretrained(..., trust_remote_code=True)` in a fresh interpreter and run
-    `inputs`. Returns the logits (classifiers) or last hidden states, and the module the class came from."""
+    each batch of inputs. Returns the logits (classifiers) or last hidden states of each batch, and the module the
+    class came from."""
     with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as work:
         work = Path(work)
-        save_file({name: tensor.contiguous() for name, tensor in inputs.items()}, work / "inputs.safetensors")
+        for index, inputs in enumerate(batches):
+            save_file({name: tensor.contiguous() for name, tensor in inputs.items()}, work / f"inputs-{index}")
         request = {
             "source": str(source),
             "auto_class": auto_class,
-            "inputs": str(work / "inputs.safetensors"),
+            "inputs": str(work / "inputs"),
+            "batches": len(batches),
             "outputs": str(work / "outputs.safetensors"),
             "load_kwargs": load_kwargs,
         }
@@ -57,4 +65,5 @@ def run_in_clean_process(
         if result.returncode != 0:
             raise VerificationError(f"loading {source} in a clean interpreter failed:\n{result.stderr[-4000:]}")
         module = json.loads(result.stdout.strip().splitlines()[-1])["module"]
-        return load_file(work / "outputs.safetensors")["output"], module
+        outputs = load_file(work / "outputs.safetensors")
+        return [outputs[str(index)] for index in range(len(batches))], module

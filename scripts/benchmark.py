@@ -186,12 +186,12 @@ def main(argv: list[str] | None = None) -> dict:
         memory_probe(args.memory_probe, args.converted)
         return {}
 
-    from typed_bert.hub.export import convert_bert_checkpoint
+    from typed_bert.hub.export import convert_checkpoint
 
     device, dtype = args.device, (torch.bfloat16 if args.device == "cuda" else torch.float32)
     work = Path(tempfile.mkdtemp(prefix="typed-bert-bench-"))
     converted = str(work / "converted")
-    convert_bert_checkpoint(
+    convert_checkpoint(
         minilm_path(), ["Peop", "Org", "Loc", "Other"], converted, labels=[f"L{i}" for i in range(NUM_LABELS)]
     )
     typed, bert = load_typed(converted, device, dtype), load_bert(device, dtype)

@@ -1,20 +1,25 @@
-"""Turn a BERT checkpoint into a TypedBert checkpoint folder without losing any of its weights.
+"""Turn a BERT-family checkpoint into a TypedBert checkpoint folder without losing any of its weights.
 
     python scripts/convert.py --base-model PATH_OR_HUB_ID --entity-types Peop,Org,Loc,Other --output-dir OUT \
         [--labels L1,L2,...] [--overwrite]
 
-Any BERT checkpoint converts: a BertModel, one saved from BertForMaskedLM / BertForPreTraining /
-BertForTokenClassification (no pooler), or a fine-tuned BertForSequenceClassification, which keeps its classifier
-and labels ("cls" pooling). Before OUT is written, the converted folder is loaded through
-AutoModel.from_pretrained(..., trust_remote_code=True) in a clean interpreter and compared with the base: if its
-hidden states (or a kept classifier's logits) differ by more than 1e-5, the command fails and writes nothing.
+BERT, RoBERTa, XLM-RoBERTa, CamemBERT and ELECTRA (discriminators whose embedding_size equals hidden_size)
+checkpoints convert: a base model, one saved from a masked-LM, pre-training or token-classification head (no
+pooler), or a fine-tuned sequence classifier of BERT or the RoBERTa family, which keeps its classifier and labels
+("cls" pooling). RoBERTa's family differs from BERT in its position ids (after the padding index), its one token-type
+row and its LayerNorm eps: the converted config keeps each (position_id_offset, type_vocab_size, layer_norm_eps), and
+the source tokenizer is kept. Other architectures (DeBERTa, ELECTRA with projected embeddings, ...) are refused with
+the reason. Before OUT is written, the converted folder is loaded through AutoModel.from_pretrained(...,
+trust_remote_code=True) in a clean interpreter and compared with the base, loaded by its own transformers class, on
+a right-padded batch and on each sentence alone: if its hidden states on real tokens (or a kept classifier's logits)
+differ by more than 1e-5, the command fails and writes nothing.
 """
 
 from __future__ import annotations
 
 import json
 
-from typed_bert.hub.export import convert_bert_checkpoint
+from typed_bert.hub.export import convert_checkpoint
 from typed_bert.scripts.command_line import command_parser, run
 
 EXAMPLE = "typed-bert convert --base-model bert-base-cased --entity-types PER,ORG,LOC --output-dir typed-bert-base"
@@ -26,7 +31,7 @@ def split_names(value: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--base-model", required=True, help="BERT checkpoint folder or Hub id")
+    parser.add_argument("--base-model", required=True, help="BERT-family checkpoint folder or Hub id")
     parser.add_argument("--entity-types", required=True, type=split_names, help="comma-separated, e.g. PER,ORG")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--labels", type=split_names, default=None, help="comma-separated relation labels")
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     typed_fields = {"entity_fusion": args.entity_fusion}
     if args.pooling is not None:
         typed_fields["classifier_pooling"] = args.pooling
-    report = convert_bert_checkpoint(
+    report = convert_checkpoint(
         args.base_model,
         args.entity_types,
         args.output_dir,
@@ -50,7 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
         overwrite=args.overwrite,
         **typed_fields,
     )
-    print(f"converted {args.base_model} -> {args.output_dir} in {report['seconds']} s")
+    print(f"converted {args.base_model} ({report['model_type']}) -> {args.output_dir} in {report['seconds']} s")
+    print(
+        f"position_id_offset {report['position_id_offset']}, type_vocab_size {report['type_vocab_size']}, "
+        f"layer_norm_eps {report['layer_norm_eps']:g} (from the base's config)"
+    )
     print(f"weights of the base not used by TypedBert: {report['unused_weights'] or 'none'}")
     print(f"weights new in TypedBert (initialised): {report['new_weights']}")
     print(f"classifier of the base kept: {report['classifier_kept']}")

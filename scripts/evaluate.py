@@ -76,7 +76,9 @@ def evaluate(
     device = pick_device(device)
     model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     model.to(device)
-    max_length = min(tokenizer.model_max_length, config.max_position_embeddings)
+    # Checkpoints of older versions have no position_id_offset: they count positions from 0.
+    positions = config.max_position_embeddings - getattr(config, "position_id_offset", 0)
+    max_length = min(tokenizer.model_max_length, positions)
     dataset = encode_dataset(
         data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
     )

@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments, set_seed
-from typed_bert.hub.export import load_typed_from_bert, typed_config_from_bert
+from typed_bert.hub.export import (
+    FAMILIES,
+    check_base_model,
+    load_typed_from_encoder,
+    typed_config_from_encoder,
+)
 from typed_bert.hub.model_card import write_model_card
 from typed_bert.scripts.command_line import InputError, command_parser, pick_precision, run
 from typed_bert.scripts.evaluate import evaluate
@@ -125,14 +130,13 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
     """
     config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
     model_type = config.model_type
-    if model_type == "bert":
-        config = typed_config_from_bert(args.base_model, entity_types, labels, **typed_fields(args, None))
-        model, _ = load_typed_from_bert(TypedBertForSequenceClassification, args.base_model, config)
-        return model
+    if model_type in FAMILIES:
+        check_base_model(args.base_model)
+        config = typed_config_from_encoder(args.base_model, entity_types, labels, **typed_fields(args, None))
+        model, _ = load_typed_from_encoder(TypedBertForSequenceClassification, args.base_model, config)
+        return model.train()
     if model_type != "typed_bert":
-        raise ValueError(
-            f"--base-model {args.base_model!r} has model_type {model_type!r}; expected bert or typed_bert."
-        )
+        check_base_model(args.base_model)  # says why this architecture does not convert
     unknown = sorted(set(entity_types) - set(config.entity_types))
     if unknown:
         raise ValueError(f"entity types {unknown} of the data are not in the checkpoint's {config.entity_types}.")
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.lora_rank > 0:
         model = with_lora(model, args)
     tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
-    max_length = min(args.max_length, config.max_position_embeddings)
+    max_length = min(args.max_length, config.max_sequence_length)
 
     def encode(dataset, path):
         return encode_dataset(

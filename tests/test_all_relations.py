@@ -73,8 +73,18 @@ def test_predict_writes_one_line_per_input_line_for_both_forms(tmp_path, model_d
     source.write_text("\n".join([text_lines[0], pair_line, text_lines[1]]) + "\n")
     out = tmp_path / "predictions.jsonl"
     run_script(
-        [sys.executable, "scripts/predict.py", "--model", str(model_dir), "--input", str(source), "--output", str(out),
-         "--keep-no-relation", "--quiet"]  # fmt: skip
+        [
+            sys.executable,
+            "scripts/predict.py",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--keep-no-relation",
+            "--quiet",
+        ]  # fmt: skip
     )
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(written) == 3

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
-from typed_bert.hub.export import CODE_FILES, ConversionError, convert_bert_checkpoint
+from typed_bert.hub.export import CODE_FILES, ConversionError, convert_checkpoint
 
 from tests.conftest import REPO_ROOT, minilm_path, run_isolated, run_script
 
@@ -94,7 +94,7 @@ def test_converted_minilm_reproduces_bert_hidden_states(converted_minilm, tmp_pa
 
 
 def test_labels_add_a_classifier_head(tmp_path):
-    report = convert_bert_checkpoint(
+    report = convert_checkpoint(
         str(minilm_path()), ["PER", "ORG"], tmp_path / "out", labels=["no_relation", "founded_by"]
     )
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -108,24 +108,25 @@ def test_not_bert_is_refused(tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
     DistilBertModel(DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=37)).save_pretrained(tmp_path / "d")
-    with pytest.raises(ConversionError, match="has model_type 'distilbert'; only 'bert' checkpoints convert"):
-        convert_bert_checkpoint(str(tmp_path / "d"), ["PER"], tmp_path / "out")
+    message = "has model_type 'distilbert': DistilBERT has no segment embeddings.*; only BERT, RoBERTa"
+    with pytest.raises(ConversionError, match=message):
+        convert_checkpoint(str(tmp_path / "d"), ["PER"], tmp_path / "out")
 
 
 def test_missing_folder_and_non_empty_output_are_refused(tmp_path):
     with pytest.raises(ConversionError, match="no such folder"):
-        convert_bert_checkpoint(str(tmp_path / "nope"), ["PER"], tmp_path / "out")
+        convert_checkpoint(str(tmp_path / "nope"), ["PER"], tmp_path / "out")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(ConversionError, match="exists and is not empty; pass --overwrite"):
-        convert_bert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out")
+        convert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(("types", "message"), [([], "entity types are empty"), (["PER", "PER"], "duplicates")])
 def test_bad_entity_types_are_refused(tmp_path, types, message):
     with pytest.raises(ConversionError, match=message):
-        convert_bert_checkpoint(str(minilm_path()), types, tmp_path / "out")
+        convert_checkpoint(str(minilm_path()), types, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -136,7 +137,7 @@ def test_checkpoint_missing_encoder_weights_fails_loudly(tmp_path):
     weights = {k: v for k, v in weights.items() if "layer.1." not in k}
     save_file(weights, tmp_path / "b" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ConversionError, match=r"weights not found \[.*encoder\.layer\.1\..*Nothing was written"):
-        convert_bert_checkpoint(str(tmp_path / "b"), ["PER"], tmp_path / "out")
+        convert_checkpoint(str(tmp_path / "b"), ["PER"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -196,7 +197,7 @@ def test_bert_saved_without_pooler_converts(tmp_path, tiny_tokenizer_dir, head):
     assert not [key for key in load_file(tmp_path / "base" / "model.safetensors") if "pooler" in key] or head != (
         "BertForMaskedLM"
     )
-    report = convert_bert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
+    report = convert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
     assert report["max_abs_difference"] <= 1e-5
     assert not [key for key in report["new_weights"] if not key.startswith("embeddings.entity_")]
 
@@ -211,7 +212,7 @@ def test_fine_tuned_bert_classifier_keeps_its_classifier(tmp_path, tiny_tokenize
     BertForSequenceClassification(tiny_bert_config(id2label=labels)).save_pretrained(tmp_path / "base")
     for file in tiny_tokenizer_dir.iterdir():
         shutil.copy(file, tmp_path / "base")
-    report = convert_bert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
+    report = convert_checkpoint(str(tmp_path / "base"), ["PER", "ORG"], tmp_path / "out")
     assert report["classifier_kept"] is True
     assert report["max_abs_difference"] <= 1e-5 and report["max_abs_logit_difference"] <= 1e-5
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -220,7 +221,7 @@ def test_fine_tuned_bert_classifier_keeps_its_classifier(tmp_path, tiny_tokenize
 
 
 def test_mean_fusion_conversion_preserves_bert(tmp_path):
-    report = convert_bert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", entity_fusion="mean")
+    report = convert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", entity_fusion="mean")
     assert report["max_abs_difference"] <= 1e-5
 
 
@@ -228,6 +229,6 @@ def test_failed_check_writes_nothing_and_keeps_the_old_folder(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(ConversionError, match=r"differs from .* \(tolerance -1.0\); nothing was written"):
-        convert_bert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", overwrite=True, tolerance=-1.0)
+        convert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", overwrite=True, tolerance=-1.0)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"

@@ -220,9 +220,9 @@ def test_train_push_pull_round_trip_is_bitwise(tmp_path, local_hub, tiny_bert_di
 
 
 def test_push_of_a_base_encoder_publishes_card_tag_and_verifies_hidden_states(tmp_path, local_hub):
-    from typed_bert.hub.export import convert_bert_checkpoint
+    from typed_bert.hub.export import convert_checkpoint
 
-    convert_bert_checkpoint(str(minilm_path()), ["PER", "ORG"], tmp_path / "encoder")
+    convert_checkpoint(str(minilm_path()), ["PER", "ORG"], tmp_path / "encoder")
     result = json.loads(push(tmp_path / "encoder", local_hub).stdout.strip().splitlines()[-1])
     assert result["tag"] == "v1" and result["verified_with"] == "AutoModel"
     assert result["max_abs_difference"] == 0.0
