@@ -20,6 +20,9 @@ INPUT_MODES = {
     "markers+embeddings": (True, True, True),
     "plain": (False, False, False),
 }
+# "per_pair": one sequence per (subject, object) pair. "all_pairs": one sequence per text, every pair as two extra
+# tokens that stand for its subject and object (see TypedBertConfig).
+PAIR_ENCODINGS = ("per_pair", "all_pairs")
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
 ENTITY_ROLES = ("none", "subject", "object")
@@ -61,6 +64,15 @@ class TypedBertConfig(BertConfig):
             exist. With markers the relation-classification pipeline inserts them before encoding. Every mode still
             reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling. Configs written
             before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
+        pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
+            How the pairs of a text are encoded. `"per_pair"`: one sequence per (subject, object) pair, the entity
+            tables marking its two entities. `"all_pairs"`: one sequence per text (or per chunk of its pairs) in
+            which every entity's tokens carry their type vector, and every pair gets two extra tokens, one for its
+            subject and one for its object: the entity's first word piece plus its type and role vectors, at the
+            entity's position. The text cannot see the pair tokens and each pair token sees the text and its own
+            partner only, so a pair's result does not depend on the other pairs of the pass (PURE's levitated
+            markers, Zhong & Chen 2021). Needs an input mode with entity tables and no markers, and
+            `"entity_start"` pooling (of the two pair tokens).
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -76,6 +88,7 @@ class TypedBertConfig(BertConfig):
         entity_fusion: str = "sum",
         classifier_pooling: str = "entity_start",
         input_mode: str | None = None,
+        pair_encoding: str = "per_pair",
         position_id_offset: int = 0,
         **kwargs,
     ) -> None:
@@ -86,6 +99,14 @@ class TypedBertConfig(BertConfig):
         self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
+        self.pair_encoding = _checked_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
+        if pair_encoding == "all_pairs" and (
+            self.entity_markers or not self.use_entity_embeddings or self.classifier_pooling != "entity_start"
+        ):
+            raise ValueError(
+                f"pair_encoding='all_pairs' needs entity tables, no text markers and entity_start pooling; got "
+                f"input_mode={self.input_mode!r}, classifier_pooling={self.classifier_pooling!r}."
+            )
         if not isinstance(position_id_offset, int) or not 0 <= position_id_offset < self.max_position_embeddings:
             raise ValueError(
                 f"position_id_offset={position_id_offset!r} must be an int in [0, max_position_embeddings="

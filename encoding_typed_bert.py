@@ -24,6 +24,10 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
+# pair_encoding="all_pairs" adds explicit positions (a pair token sits at its entity's) and each token's pair number.
+ALL_PAIRS_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "pair_ids")
+# Pairs in one all-pairs sequence: the text is encoded once for them.
+PAIRS_PER_SEQUENCE = 64
 # Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
 SUBJECT_MARKERS = ("@", "*")
 OBJECT_MARKERS = ("#", "^")
@@ -243,14 +247,7 @@ def encode_entity_pairs(
         for each skipped pair: entities that overlap or share a token, or that no `max_length` window holds together.
         A bad entity raises a `ValueError` naming its index.
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}.")
-    if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
-        raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
-    spans = [_checked_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
-    encoding = tokenize(tokenizer, text)
-    tokens = [entity_tokens(encoding, text, f"entity {i}", start, end) for i, (start, end, _) in enumerate(spans)]
-    type_ids = [list(entity_types).index(entity_type) for _, _, entity_type in spans]
+    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types)
     limit = _limit(tokenizer, max_length)
     encoded, skipped = [], []
     for i, j in itertools.permutations(range(len(entities)), 2):
@@ -266,6 +263,126 @@ def encode_entity_pairs(
             continue
         encoded.append((i, j, features))
     return encoded, skipped
+
+
+def _encoded_entities(
+    tokenizer: PreTrainedTokenizerBase, text: str, entities: Sequence[Mapping[str, Any]], entity_types: Sequence[str]
+) -> tuple[BatchEncoding, list[list[int]], list[int]]:
+    """The text's encoding and, per entity, its token positions and type id; a `ValueError` names a bad entity."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}.")
+    if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
+        raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
+    spans = [_checked_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
+    encoding = tokenize(tokenizer, text)
+    tokens = [entity_tokens(encoding, text, f"entity {i}", start, end) for i, (start, end, _) in enumerate(spans)]
+    return encoding, tokens, [list(entity_types).index(entity_type) for _, _, entity_type in spans]
+
+
+def encode_all_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    entities: Sequence[Mapping[str, Any]],
+    entity_types: Sequence[str],
+    max_length: int | None = None,
+    position_id_offset: int = 0,
+    pairs_per_sequence: int = PAIRS_PER_SEQUENCE,
+    pairs: Sequence[tuple[int, int]] | None = None,
+) -> tuple[list[tuple[list[tuple[int, int]], dict[str, list[int]]]], list[tuple[int, int, str]]]:
+    """Encode pairs of a text's entities for `pair_encoding="all_pairs"`: one sequence holds the text once and up to
+    `pairs_per_sequence` pairs.
+
+    The text's tokens carry the type id of the entity they belong to (the first listed, for tokens of overlapping
+    entities), whichever pairs the sequence holds, and no role. Each pair `(i, j)` then adds two tokens: entity i's
+    first word piece with role 1 (subject) and entity j's with role 2 (object), each with its entity's type id and
+    position id and with the pair's number (1, 2, ...) in `pair_ids`, which is 0 on the text. `position_ids` are
+    explicit (`position_id_offset` onwards). A text longer than `max_length` tokens is cut to a window around the
+    entities of the sequence's pairs; where no window holds them all, each pair gets a sequence of its own.
+
+    Args:
+        entities, entity_types, max_length: as for `encode_entity_pairs`.
+        pairs: the `(subject index, object index)` pairs to encode; default every ordered pair of distinct entities.
+
+    Returns:
+        `(pairs, features)` per sequence, with the seven fields of `ALL_PAIRS_INPUT_NAMES`, and `(i, j, reason)` for
+        each skipped pair: entities that overlap or share a token, or that no window holds together.
+    """
+    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types)
+    text_types = [0] * len(encoding["input_ids"])
+    for positions, type_id in reversed(list(zip(tokens, type_ids, strict=True))):  # the first listed entity wins
+        for position in positions:
+            text_types[position] = type_id
+    if pairs is None:
+        pairs = list(itertools.permutations(range(len(entities)), 2))
+    encodable, skipped = [], []
+    for i, j in pairs:
+        try:
+            _check_disjoint(entities[i], entities[j])
+            if set(tokens[i]) & set(tokens[j]):
+                raise EntityOverlapError(f"entities {i} and {j} share a token; they must fall into different tokens.")
+        except EntityOverlapError as error:
+            skipped.append((i, j, str(error)))
+            continue
+        encodable.append((i, j))
+    limit = _limit(tokenizer, max_length)
+    sequences = []
+    chunks = [encodable[start : start + pairs_per_sequence] for start in range(0, len(encodable), pairs_per_sequence)]
+    while chunks:
+        chunk = chunks.pop(0)
+        try:
+            sequences.append(
+                (chunk, _all_pairs_sequence(encoding, text_types, tokens, type_ids, chunk, limit, position_id_offset))
+            )
+        except EntitiesTooFarApartError as error:
+            if len(chunk) == 1:
+                skipped.append((*chunk[0], str(error)))
+            else:
+                chunks[:0] = [[pair] for pair in chunk]
+    return sequences, skipped
+
+
+def _all_pairs_sequence(
+    encoding: BatchEncoding,
+    text_types: list[int],
+    tokens: list[list[int]],
+    type_ids: list[int],
+    pairs: list[tuple[int, int]],
+    limit: int,
+    position_id_offset: int,
+) -> dict[str, list[int]]:
+    """One all-pairs sequence: the text (windowed to `limit` around the pairs' entities) then two tokens per pair."""
+    special = encoding["special_tokens_mask"]
+    window = list(range(len(special)))
+    if len(special) > limit:
+        used = [0] * len(special)
+        for index in {index for pair in pairs for index in pair}:
+            for position in tokens[index]:
+                used[position] = 1
+        window = _window_around_entities(special, used, limit)
+    where = {position: new for new, position in enumerate(window)}
+    features = {
+        "input_ids": [encoding["input_ids"][p] for p in window],
+        "attention_mask": [1] * len(window),
+        "token_type_ids": [encoding["token_type_ids"][p] for p in window],
+        "position_ids": [position_id_offset + new for new in range(len(window))],
+        "entity_type_ids": [text_types[p] for p in window],
+        "entity_role_ids": [0] * len(window),
+        "pair_ids": [0] * len(window),
+    }
+    for number, pair in enumerate(pairs, start=1):
+        for role, index in zip((SUBJECT_ROLE, OBJECT_ROLE), pair, strict=True):
+            first = tokens[index][0]
+            for name, value in (
+                ("input_ids", encoding["input_ids"][first]),
+                ("attention_mask", 1),
+                ("token_type_ids", encoding["token_type_ids"][first]),
+                ("position_ids", position_id_offset + where[first]),
+                ("entity_type_ids", type_ids[index]),
+                ("entity_role_ids", role),
+                ("pair_ids", number),
+            ):
+                features[name].append(value)
+    return features
 
 
 def add_typed_entity_markers(
@@ -295,10 +412,12 @@ def add_typed_entity_markers(
 
 
 class TypedBertDataCollator:
-    """Pads the five TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
+    """Pads the TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
 
-    `input_ids` are padded with the tokenizer's pad id, everything else with 0. A `labels` (or `label`) field is
-    stacked as is. Returns a dict of tensors `(batch, seq)` plus `labels` `(batch,)`.
+    `input_ids` are padded with the tokenizer's pad id, everything else with 0 (the all-pairs fields `position_ids`
+    and `pair_ids` too: padding is never attended to). A `labels` (or `label`) field is stacked: one label per row, or
+    for all-pairs rows one per pair, padded with -100 (ignored by the loss). Returns a dict of tensors `(batch, seq)`
+    plus `labels` `(batch,)` or `(batch, pairs)`.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
@@ -312,27 +431,34 @@ class TypedBertDataCollator:
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch = {}
-        for name in MODEL_INPUT_NAMES:
-            if name not in features[0]:
-                continue
-            pad = self.pad_token_id if name == "input_ids" else 0
-            batch[name] = torch.tensor(
-                [list(feature[name]) + [pad] * (length - len(feature[name])) for feature in features],
-                dtype=torch.long,
-            )
+        for name in ALL_PAIRS_INPUT_NAMES:
+            if name in features[0]:
+                pad = self.pad_token_id if name == "input_ids" else 0
+                batch[name] = _padded([feature[name] for feature in features], length, pad)
         for name in ("labels", "label"):
             if name in features[0]:
-                batch["labels"] = torch.tensor([feature[name] for feature in features])
+                labels = [feature[name] for feature in features]
+                if isinstance(labels[0], (list, tuple)):  # all-pairs rows: one label per pair
+                    batch["labels"] = _padded(labels, max(len(row) for row in labels), -100)
+                else:
+                    batch["labels"] = torch.tensor(labels)
                 break
         return batch
 
 
+def _padded(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:
+    return torch.tensor([list(row) + [pad] * (length - len(row)) for row in rows], dtype=torch.long)
+
+
 __all__ = [
+    "ALL_PAIRS_INPUT_NAMES",
     "MODEL_INPUT_NAMES",
+    "PAIRS_PER_SEQUENCE",
     "EntitiesTooFarApartError",
     "EntityOverlapError",
     "TypedBertDataCollator",
     "add_typed_entity_markers",
+    "encode_all_pairs",
     "encode_entity_pairs",
     "encode_relation",
     "encode_relations",

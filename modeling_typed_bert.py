@@ -12,6 +12,7 @@ until it is trained, and only entity tokens need a vector.
 """
 
 import torch
+import transformers
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import (
@@ -56,6 +57,27 @@ LEGACY_KEY_MAPPING = {
 def _is_tracing() -> bool:
     """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent code breaks."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+# transformers 5 takes a prepared 4D additive mask `(batch, 1, seq, seq)` and refuses a 3D one; 4.57 takes a 3D 0/1
+# mask `(batch, seq, seq)` and refuses 4D. In both, the mask reaches BERT's own attention (eager or SDPA) unchanged.
+_TAKES_4D_MASKS = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def pair_attention_mask(attention_mask: torch.Tensor, pair_ids: torch.LongTensor, dtype: torch.dtype) -> torch.Tensor:
+    """Who sees whom in an all-pairs sequence, as the installed transformers takes it.
+
+    `attention_mask` `(batch, seq)` marks real tokens; `pair_ids` `(batch, seq)` is 0 on the text and k on the two
+    tokens of the k-th pair. A text token sees the text only; a pair token sees the text and its own pair's tokens.
+    So the text's hidden states are those of the text alone, and a pair's do not depend on the other pairs.
+    Returns `(batch, 1, seq, seq)` of 0 / dtype-min (transformers 5) or `(batch, seq, seq)` of 1 / 0 (4.57).
+    """
+    keys = pair_ids[:, None, :]
+    allowed = attention_mask.bool()[:, None, :] & ((keys == 0) | (keys == pair_ids[:, :, None]))
+    if not _TAKES_4D_MASKS:
+        return allowed.long()
+    blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return blocked.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def _check_entity_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.Size) -> None:
@@ -232,6 +254,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
+        pair_ids: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple[torch.Tensor, ...]:
         r"""
@@ -242,6 +265,10 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 Index into `config.entity_types` of the entity each token belongs to; 0 (no entity) when absent.
             entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 0 = outside both entities, 1 = subject, 2 = object; all 0 when absent.
+            pair_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
+                All-pairs sequences (`encode_all_pairs`): 0 on the text, k on the two tokens of the k-th pair. The
+                attention mask then keeps the text from seeing any pair token and each pair token from seeing other
+                pairs (`pair_attention_mask`).
             position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
                 default `config.position_id_offset`, `config.position_id_offset + 1`, ... (0, 1, ... for BERT).
             attention_mask, token_type_ids and the other keyword arguments are those of `BertModel`.
@@ -269,6 +296,10 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         if position_ids is None and self.config.position_id_offset:  # RoBERTa's family: after the padding index
             offset = self.config.position_id_offset
             position_ids = torch.arange(offset, offset + shape[1], device=inputs_embeds.device).unsqueeze(0)
+        if pair_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones(shape, dtype=torch.long, device=inputs_embeds.device)
+            attention_mask = pair_attention_mask(attention_mask, pair_ids, inputs_embeds.dtype)
         return_dict = kwargs.pop("return_dict", None)
         outputs = super().forward(
             attention_mask=attention_mask,
@@ -283,7 +314,8 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
 
 
 class TypedBertEntityStartHead(nn.Module):
-    """Classifies the concatenated hidden states of the first subject and first object tokens (Zhou & Chen 2021)."""
+    """Classifies the concatenated hidden states of the first subject and first object tokens (Zhou & Chen 2021),
+    or, in all-pairs sequences, of each pair's subject and object tokens."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
@@ -293,13 +325,25 @@ class TypedBertEntityStartHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, hidden_states: torch.Tensor, entity_role_ids: torch.LongTensor) -> torch.Tensor:
-        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`."""
-        subject_start = _first_position(entity_role_ids, SUBJECT_ROLE, "subject")
-        object_start = _first_position(entity_role_ids, OBJECT_ROLE, "object")
-        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        pair = torch.cat([hidden_states[rows, subject_start], hidden_states[rows, object_start]], dim=-1)
-        return self.out_proj(self.dropout(self.activation(self.dense(pair))))
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        entity_role_ids: torch.LongTensor,
+        pair_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`;
+        with `pair_ids` `(batch, seq)`, logits `(batch, pairs, num_labels)` for pairs 1 ... `pair_ids.max()` (a row
+        with fewer pairs gets meaningless logits for the pairs it lacks)."""
+        if pair_ids is None:
+            subject = _first_position(entity_role_ids, SUBJECT_ROLE, "subject").unsqueeze(1)
+            obj = _first_position(entity_role_ids, OBJECT_ROLE, "object").unsqueeze(1)
+        else:
+            subject = _pair_positions(entity_role_ids, pair_ids, SUBJECT_ROLE)
+            obj = _pair_positions(entity_role_ids, pair_ids, OBJECT_ROLE)
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(1)
+        pair = torch.cat([hidden_states[rows, subject], hidden_states[rows, obj]], dim=-1)
+        logits = self.out_proj(self.dropout(self.activation(self.dense(pair))))
+        return logits if pair_ids is not None else logits.squeeze(1)
 
 
 def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str) -> torch.LongTensor:
@@ -313,6 +357,14 @@ def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str
                 f"row; rows {missing} have none."
             )
     return is_role.int().argmax(dim=1)
+
+
+def _pair_positions(entity_role_ids: torch.LongTensor, pair_ids: torch.LongTensor, role: int) -> torch.LongTensor:
+    """Index `(batch, pairs)` of each pair's token with `role` (0 for pairs a row does not have)."""
+    rows, columns = ((entity_role_ids == role) & (pair_ids > 0)).nonzero(as_tuple=True)
+    positions = torch.zeros(pair_ids.shape[0], int(pair_ids.max()), dtype=torch.long, device=pair_ids.device)
+    positions[rows, pair_ids[rows, columns] - 1] = columns
+    return positions
 
 
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
@@ -352,25 +404,33 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
+        pair_ids: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
-            entity_type_ids, entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`): see `TypedBertModel`;
-                `entity_role_ids` is required with `classifier_pooling="entity_start"`.
+            entity_type_ids, entity_role_ids, pair_ids (`torch.LongTensor` of shape `(batch, seq)`): see
+                `TypedBertModel`; `entity_role_ids` is required with `classifier_pooling="entity_start"`, `pair_ids`
+                with `config.pair_encoding="all_pairs"` (the sequences of `encode_all_pairs`).
             labels (`torch.Tensor` of shape `(batch,)`, or `(batch, num_labels)` for multi-label): as for
                 `BertForSequenceClassification` (regression when `num_labels == 1`, else single- or multi-label by
-                `config.problem_type`).
+                `config.problem_type`). With `pair_ids`: `(batch, pairs)`, -100 for pairs a row does not have.
 
         Returns:
-            `SequenceClassifierOutput` with `logits` `(batch, num_labels)` and `loss` when `labels` is given.
+            `SequenceClassifierOutput` with `logits` `(batch, num_labels)`, or `(batch, pairs, num_labels)` with
+            `pair_ids`, and `loss` when `labels` is given.
         """
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if self.config.classifier_pooling == "entity_start" and entity_role_ids is None:
             raise ValueError(
                 "classifier_pooling='entity_start' needs entity_role_ids (1 on subject tokens, 2 on object tokens)."
+            )
+        if self.config.pair_encoding == "all_pairs" and pair_ids is None:
+            raise ValueError(
+                "this model was trained with pair_encoding='all_pairs': pass pair_ids and the other fields of "
+                "encode_all_pairs (or use the relation-classification pipeline)."
             )
         outputs = self.bert(
             input_ids,
@@ -380,13 +440,14 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
             inputs_embeds=inputs_embeds,
             entity_type_ids=entity_type_ids,
             entity_role_ids=entity_role_ids,
+            pair_ids=pair_ids,
             return_dict=True,
             **kwargs,
         )
         if self.config.classifier_pooling == "cls":
             logits = self.classifier(self.dropout(outputs.pooler_output))
         else:
-            logits = self.classifier(outputs.last_hidden_state, entity_role_ids)
+            logits = self.classifier(outputs.last_hidden_state, entity_role_ids, pair_ids)
         loss = None if labels is None else self._loss(logits, labels)
 
         if not return_dict:

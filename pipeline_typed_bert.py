@@ -17,10 +17,24 @@ from transformers.pipelines.base import ChunkPipeline
 
 try:
     from .configuration_typed_bert import NO_RELATION
-    from .encoding_typed_bert import add_typed_entity_markers, encode_entity_pairs, encode_relation
+    from .encoding_typed_bert import (
+        PAIRS_PER_SEQUENCE,
+        EntityOverlapError,
+        add_typed_entity_markers,
+        encode_all_pairs,
+        encode_entity_pairs,
+        encode_relation,
+    )
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import NO_RELATION
-    from encoding_typed_bert import add_typed_entity_markers, encode_entity_pairs, encode_relation
+    from encoding_typed_bert import (
+        PAIRS_PER_SEQUENCE,
+        EntityOverlapError,
+        add_typed_entity_markers,
+        encode_all_pairs,
+        encode_entity_pairs,
+        encode_relation,
+    )
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
 DEFAULT_BATCH_SIZE = 32
@@ -40,8 +54,11 @@ class RelationClassificationPipeline(ChunkPipeline):
       label below `threshold` is reported. A pair that cannot be encoded (overlapping entities, or too far apart for
       `max_length`) is reported as `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
 
-    Pairs are encoded and run `batch_size` at a time (default 32), across inputs; each pair's label and score are
-    those the single-pair call gives for it.
+    Pairs are encoded and run `batch_size` sequences at a time (default 32), across inputs. A model with
+    `pair_encoding="per_pair"` runs one sequence per pair, and each pair's label and score are those the single-pair
+    call gives for it. One with `pair_encoding="all_pairs"` runs one sequence per text holding up to
+    `pairs_per_sequence` pairs (default 64): a pair's result does not depend on the others in its sequence, and all
+    the text's entities are typed in it, where a single-pair call knows only its two.
     """
 
     def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
@@ -53,22 +70,33 @@ class RelationClassificationPipeline(ChunkPipeline):
         threshold: float | None = None,
         keep_no_relation: bool | None = None,
         max_length: int | None = None,
+        pairs_per_sequence: int | None = None,
         **kwargs,
     ):
-        preprocess_params = {} if max_length is None else {"max_length": max_length}
+        preprocess_params = {"max_length": max_length, "pairs_per_sequence": pairs_per_sequence}
+        preprocess_params = {name: value for name, value in preprocess_params.items() if value is not None}
         given = {"top_k": top_k, "threshold": threshold, "keep_no_relation": keep_no_relation}
         return preprocess_params, {}, {name: value for name, value in given.items() if value is not None}
 
-    def preprocess(self, inputs: dict[str, Any], max_length: int | None = None) -> Iterator[dict[str, Any]]:
-        """One chunk per pair: the model inputs `(1, seq)` and which pair of which input it is."""
+    def preprocess(
+        self, inputs: dict[str, Any], max_length: int | None = None, pairs_per_sequence: int = PAIRS_PER_SEQUENCE
+    ) -> Iterator[dict[str, Any]]:
+        """One chunk per sequence: the model inputs `(1, seq)` and which pairs of which input it holds."""
         config = self.model.config
         if max_length is None:
             max_length = min(self.tokenizer.model_max_length, config.max_sequence_length)
+        all_pairs = config.pair_encoding == "all_pairs"
         if isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs):
             text, subject, obj = inputs["text"], inputs["subject"], inputs["object"]
-            if config.entity_markers:
-                text, subject, obj = add_typed_entity_markers(text, subject, obj)
-            features = encode_relation(self.tokenizer, text, subject, obj, config.entity_types, max_length)
+            if all_pairs:
+                sequences, skipped = self._all_pairs(text, [subject, obj], max_length, 1, pairs=[(0, 1)])
+                if skipped:
+                    raise EntityOverlapError(skipped[0][2])
+                features = sequences[0][1]
+            else:
+                if config.entity_markers:
+                    text, subject, obj = add_typed_entity_markers(text, subject, obj)
+                features = encode_relation(self.tokenizer, text, subject, obj, config.entity_types, max_length)
             yield self._chunk(features, None, [], [], True)
             return
         if not isinstance(inputs, dict) or not {"text", "entities"} <= set(inputs):
@@ -76,22 +104,34 @@ class RelationClassificationPipeline(ChunkPipeline):
                 "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
                 f"relations of a text), got {inputs!r}."
             )
-        entities = inputs["entities"]
-        encoded, skipped = encode_entity_pairs(
-            self.tokenizer, inputs["text"], entities, config.entity_types, max_length, config.entity_markers
-        )
+        text, entities = inputs["text"], inputs["entities"]
+        if all_pairs:
+            sequences, skipped = self._all_pairs(text, entities, max_length, pairs_per_sequence)
+        else:
+            encoded, skipped = encode_entity_pairs(
+                self.tokenizer, text, entities, config.entity_types, max_length, config.entity_markers
+            )
+            sequences = [([(i, j)], features) for i, j, features in encoded]
         skipped = [(i, j, {"skipped": reason}) for i, j, reason in skipped]
-        if not encoded:  # nothing to run; a placeholder chunk carries the input through the batched loop
-            yield self._chunk(self._placeholder_features(), entities, [], skipped, True, has_pairs=False)
+        if not sequences:  # nothing to run; a placeholder chunk carries the input through the batched loop
+            yield self._chunk(self._placeholder_features(all_pairs), entities, [], skipped, True, has_pairs=False)
             return
-        for index, (i, j, features) in enumerate(encoded):
-            yield self._chunk(features, entities, [(i, j)], skipped, index == len(encoded) - 1)
+        for index, (pairs, features) in enumerate(sequences):
+            yield self._chunk(features, entities, pairs, skipped, index == len(sequences) - 1)
 
-    def _placeholder_features(self) -> dict[str, list[int]]:
+    def _all_pairs(self, text, entities, max_length: int, pairs_per_sequence: int, pairs=None):
+        config = self.model.config
+        return encode_all_pairs(
+            self.tokenizer, text, entities, config.entity_types, max_length, config.position_id_offset,
+            pairs_per_sequence, pairs,
+        )  # fmt: skip
+
+    def _placeholder_features(self, all_pairs: bool) -> dict[str, list[int]]:
         """The model inputs of an empty text, never run: the fields every chunk has, for batching."""
         encoding = self.tokenizer("", return_token_type_ids=True)
         zeros = [0] * len(encoding["input_ids"])
-        return {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros}
+        extra = {"position_ids": zeros, "pair_ids": zeros} if all_pairs else {}
+        return {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros, **extra}
 
     @staticmethod
     def _chunk(features, entities, pairs, skipped, is_last, has_pairs: bool = True) -> dict[str, Any]:
@@ -110,7 +150,10 @@ class RelationClassificationPipeline(ChunkPipeline):
         logits = torch.zeros(len(has_pairs), 1, self.model.config.num_labels, device=has_pairs.device)
         if has_pairs.any():
             batch = {name: tensor[has_pairs] for name, tensor in model_inputs.items()}
-            logits[has_pairs] = self.model(**batch).logits.float().unsqueeze(1)
+            ran = self.model(**batch).logits.float()
+            ran = ran if ran.dim() == 3 else ran.unsqueeze(1)  # (sequences, pairs, labels)
+            logits = logits.new_zeros(len(has_pairs), *ran.shape[1:])
+            logits[has_pairs] = ran
         return {"logits": logits, **metadata}
 
     def postprocess(

@@ -99,6 +99,7 @@ def save_tiny_classifier(
     labels: Sequence[str] = ("no_relation", "founded_by", "works_for"),
     trained_tables: bool = True,
     input_mode: str = "typed-embeddings",
+    **config_overrides,
 ) -> Path:
     """Save a tiny TypedBert classifier (seed 0) with MiniLM's real tokenizer to `folder`. With `trained_tables`,
     rows 1: of its entity tables hold noise, as after training; otherwise they are zero, as after conversion."""
@@ -114,6 +115,7 @@ def save_tiny_classifier(
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         input_mode=input_mode,
+        **config_overrides,
     )
     model = TypedBertForSequenceClassification(config).eval()
     if trained_tables and config.use_entity_embeddings:
