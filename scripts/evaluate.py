@@ -20,7 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from typed_bert.scripts.command_line import command_parser, pick_device, pick_precision, run
-from typed_bert.scripts.relation_data import check_vocabulary, encode_dataset, load_relations
+from typed_bert.scripts.relation_data import (
+    check_vocabulary,
+    encode_all_pairs_dataset,
+    encode_dataset,
+    load_relations,
+)
 from typed_bert.scripts.relation_metrics import (
     NO_RELATION,
     confusion_matrix,
@@ -29,7 +34,7 @@ from typed_bert.scripts.relation_metrics import (
     with_no_relation_rows,
 )
 
-from encoding_typed_bert import MODEL_INPUT_NAMES, TypedBertDataCollator
+from encoding_typed_bert import ALL_PAIRS_INPUT_NAMES, TypedBertDataCollator
 
 EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
 
@@ -37,23 +42,28 @@ EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusio
 def predict_probabilities(
     model, tokenizer, dataset, batch_size: int = 128, quiet: bool = False, dtype: torch.dtype | None = None
 ) -> np.ndarray:
-    """Softmax probabilities `(len(dataset), num_labels)` of an encoded dataset, in dataset order, batched by
-    similar length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given."""
+    """Softmax probabilities `(pairs, num_labels)` of an encoded dataset, in dataset order, batched by similar
+    length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given. A row is one
+    pair, or for all-pairs sequences (`pair_ids`) each of its pairs in turn."""
     collator = TypedBertDataCollator(tokenizer)
-    rows = dataset.select_columns([name for name in MODEL_INPUT_NAMES if name in dataset.column_names])
+    rows = dataset.select_columns([name for name in ALL_PAIRS_INPUT_NAMES if name in dataset.column_names])
+    counts = [max(ids) for ids in rows["pair_ids"]] if "pair_ids" in rows.column_names else [1] * len(rows)
+    starts = np.concatenate([[0], np.cumsum(counts)])
     order = np.argsort([len(ids) for ids in rows["input_ids"]])  # similar lengths together: less padding
-    probabilities = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
+    probabilities = np.zeros((starts[-1], model.config.num_labels), dtype=np.float32)
     loader = DataLoader(rows.select(order), batch_size=batch_size, collate_fn=collator)
     model.eval()
     done = 0
     autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
-    with torch.inference_mode(), autocast, tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
+    with torch.inference_mode(), autocast, tqdm(total=starts[-1], unit="pair", disable=quiet or None) as progress:
         for batch in loader:
             batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
             probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
-            probabilities[order[done : done + len(probs)]] = probs
-            done += len(probs)
-            progress.update(len(probs))
+            for row_probs in probs if probs.ndim == 3 else probs[:, None]:
+                row = order[done]
+                probabilities[starts[row] : starts[row + 1]] = row_probs[: counts[row]]
+                progress.update(counts[row])
+                done += 1
     return probabilities
 
 
@@ -79,18 +89,27 @@ def evaluate(
     # Checkpoints of older versions have no position_id_offset: they count positions from 0.
     positions = config.max_position_embeddings - getattr(config, "position_id_offset", 0)
     max_length = min(tokenizer.model_max_length, positions)
-    dataset = encode_dataset(
-        data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
-    )
-    encodable = dataset.filter(lambda row: row["encodable"])
-    unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
+    if getattr(config, "pair_encoding", "per_pair") == "all_pairs":
+        encodable, unencodable = encode_all_pairs_dataset(
+            data, tokenizer, config.entity_types, config.label2id, max_length, config.position_id_offset, data_file,
+            strict,
+        )  # fmt: skip
+        encodable_labels = [label for labels in encodable["labels"] for label in labels]
+        unencodable_labels = [config.label2id[data[row]["label"]] for row in unencodable]
+    else:
+        dataset = encode_dataset(
+            data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
+        )
+        encodable = dataset.filter(lambda row: row["encodable"])
+        encodable_labels = encodable["labels"]
+        unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
     started = time.perf_counter()
     precision = pick_precision(dtype, device)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
     labels = [config.id2label[i] for i in range(config.num_labels)]
     gold, probabilities = with_no_relation_rows(
-        encodable["labels"], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
+        encodable_labels, probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
     )
     metrics = relation_metrics(gold, probabilities, labels)
     metrics["seconds"] = round(time.perf_counter() - started, 2)

@@ -26,9 +26,12 @@ from torch.utils.data import Sampler
 from typed_bert.scripts.command_line import InputError
 from typed_bert.scripts.relation_metrics import NO_RELATION
 
-from encoding_typed_bert import MODEL_INPUT_NAMES, EntityOverlapError, encode_relations
+from encoding_typed_bert import MODEL_INPUT_NAMES, EntityOverlapError, encode_all_pairs, encode_relations
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
+OVERLAP_EXPECTED = (
+    "expected disjoint spans (without --strict, training skips such pairs and evaluation scores them as no_relation)"
+)
 EXPECTED_TEXT_ROW = (
     'expected {"text", "entities": [{"start", "end", "type"}, ...], "relations": [{"subject": i, "object": j, '
     '"label"}, ...]}'
@@ -167,10 +170,12 @@ def texts_with_entities(dataset: datasets.Dataset) -> list[dict[str, Any]]:
     """The pairs of a dataset grouped by text: `{"text", "entities", "relations", "lines"}` per distinct text, in the
     order texts first appear. `entities` are the distinct `{"start", "end", "type"}` spans of its pairs (in order of
     appearance), `relations` one `{"subject": i, "object": j, "label"}` per pair of the data (no_relation included),
-    `lines` the data file lines of those pairs."""
+    `lines` the data file lines of those pairs and `rows` their indices in the dataset."""
     texts: dict[str, dict[str, Any]] = {}
-    for row in dataset:
-        group = texts.setdefault(row["text"], {"text": row["text"], "entities": [], "relations": [], "lines": []})
+    for index, row in enumerate(dataset):
+        group = texts.setdefault(
+            row["text"], {"text": row["text"], "entities": [], "relations": [], "lines": [], "rows": []}
+        )
         indices = []
         for name in ("subject", "object"):
             entity = {key: row[name][key] for key in ("start", "end", "type")}
@@ -179,6 +184,7 @@ def texts_with_entities(dataset: datasets.Dataset) -> list[dict[str, Any]]:
             indices.append(group["entities"].index(entity))
         group["relations"].append({"subject": indices[0], "object": indices[1], "label": row["label"]})
         group["lines"].append(row["line"])
+        group["rows"].append(index)
     return list(texts.values())
 
 
@@ -242,11 +248,7 @@ def encode_dataset(
         except EntityOverlapError as error:
             if strict:
                 problem = str(error).removeprefix("example 0: ").rstrip(".")
-                expected = (
-                    "expected disjoint spans (without --strict, training skips such pairs and evaluation scores them "
-                    "as no_relation)"
-                )
-                raise DataFileError(f"{problem}; {expected}", path, row["line"]) from None
+                raise DataFileError(f"{problem}; {OVERLAP_EXPECTED}", path, row["line"]) from None
             features = {name: [] for name in MODEL_INPUT_NAMES} | {"encodable": False}
         except ValueError as error:
             problem = str(error).removeprefix("example 0: ").rstrip(".")
@@ -261,6 +263,47 @@ def encode_dataset(
     if label2id is not None:
         features["labels"] = datasets.Value("int64")
     return dataset.map(encode, features=features, desc="Encoding")
+
+
+def encode_all_pairs_dataset(
+    dataset: datasets.Dataset,
+    tokenizer,
+    entity_types: Sequence[str],
+    label2id: dict[str, int],
+    max_length: int,
+    position_id_offset: int = 0,
+    path: str | Path | None = None,
+    strict: bool = False,
+) -> tuple[datasets.Dataset, list[int]]:
+    """The pairs of a dataset as all-pairs sequences (`encode_all_pairs`): each text once, with every pair of the data
+    for it, in sequences of up to `PAIRS_PER_SEQUENCE` pairs.
+
+    Returns the sequences (the seven model fields, `labels` and `pair_rows`: one label and one dataset row index
+    per pair) and the rows that could not be encoded: pairs whose subject and object overlap or share a token (an
+    error naming the line with `strict=True`), or that no `max_length` window holds. Any other bad example raises a
+    `DataFileError` naming `path` and its line.
+    """
+    sequences, unencodable = [], []
+    labels, lines = dataset["label"], dataset["line"]
+    for group in texts_with_entities(dataset):
+        pairs = [(relation["subject"], relation["object"]) for relation in group["relations"]]
+        row_of = dict(zip(pairs, group["rows"], strict=True))
+        try:
+            encoded, skipped = encode_all_pairs(
+                tokenizer, group["text"], group["entities"], entity_types, max_length, position_id_offset, pairs=pairs
+            )
+        except ValueError as error:
+            raise DataFileError(
+                f"{str(error).rstrip('.')}; expected pairs the model can encode", path, group["lines"][0]
+            ) from error
+        for i, j, reason in skipped:
+            if strict:
+                raise DataFileError(f"{reason.rstrip('.')}; {OVERLAP_EXPECTED}", path, lines[row_of[i, j]])
+            unencodable.append(row_of[i, j])
+        for sequence_pairs, features in encoded:
+            rows = [row_of[pair] for pair in sequence_pairs]
+            sequences.append({**features, "labels": [label2id[labels[row]] for row in rows], "pair_rows": rows})
+    return datasets.Dataset.from_list(sequences), unencodable
 
 
 class NegativeSubsamplingSampler(Sampler[int]):

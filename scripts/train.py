@@ -36,6 +36,7 @@ from typed_bert.scripts.evaluate import evaluate
 from typed_bert.scripts.relation_data import (
     NegativeSubsamplingSampler,
     check_vocabulary,
+    encode_all_pairs_dataset,
     encode_dataset,
     entity_type_names,
     label_names,
@@ -48,7 +49,7 @@ from typed_bert.scripts.relation_metrics import (
     with_no_relation_rows,
 )
 
-from configuration_typed_bert import INPUT_MODES, TypedBertConfig
+from configuration_typed_bert import INPUT_MODES, PAIR_ENCODINGS, TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.trainer import TypedBertTrainer
@@ -59,6 +60,8 @@ EXAMPLE = (
 )
 ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
 DEFAULT_INPUT_MODE = "typed-embeddings"
+# Sequences per training step: pairs, or texts with all their pairs (13 on average in CoNLL04).
+DEFAULT_BATCH_SIZES = {"per_pair": 32, "all_pairs": 8}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,11 +73,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     checkpoints = "default: a TypedBert --base-model's own setting, else"
     parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
     parser.add_argument("--entity-fusion", choices=["sum", "mean"], help=f"{checkpoints} sum")
+    parser.add_argument(
+        "--pair-encoding",
+        choices=list(PAIR_ENCODINGS),
+        help=f"{checkpoints} per_pair; all_pairs: one sequence per text with every pair (see TypedBertConfig)",
+    )
     parser.add_argument("--pooling", choices=["cls", "entity_start"], help=f"{checkpoints} by input mode")
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
     parser.add_argument("--epochs", type=float, default=4.0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"sequences per step; default {DEFAULT_BATCH_SIZES['per_pair']} pairs (per_pair) or "
+        f"{DEFAULT_BATCH_SIZES['all_pairs']} texts (all_pairs)",
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--entity-learning-rate", type=float, default=1e-3, help="for the two entity tables")
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
@@ -119,6 +133,7 @@ def typed_fields(args: argparse.Namespace, checkpoint: TypedBertConfig | None) -
         entity_fusion=args.entity_fusion or (checkpoint.entity_fusion if checkpoint is not None else "sum"),
         classifier_pooling=args.pooling or (checkpoint.classifier_pooling if same_mode else default_pooling),
         input_mode=args.input_mode,
+        pair_encoding=args.pair_encoding or (checkpoint.pair_encoding if same_mode else "per_pair"),
     )
 
 
@@ -152,6 +167,43 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
     return TypedBertForSequenceClassification.from_pretrained(
         args.base_model, config=config, ignore_mismatched_sizes=not keeps_head
     )
+
+
+def encoded_splits(args, config, tokenizer, train_raw, validation_raw, max_length: int):
+    """The training and dev sets in the model's pair encoding, the labels of the dev pairs that cannot be encoded
+    (scored as predicted no_relation) and how many pairs of each split were left out.
+
+    Pairs whose subject and object overlap (nested mentions) cannot be encoded: training skips them, the dev score
+    keeps them as predicted no_relation (--strict refuses them while encoding).
+    """
+    if config.pair_encoding == "all_pairs":
+        sets, left_out = [], []
+        for raw, path in ((train_raw, args.train_file), (validation_raw, args.validation_file)):
+            encoded, unencodable = encode_all_pairs_dataset(
+                raw, tokenizer, config.entity_types, config.label2id, max_length, config.position_id_offset, path,
+                args.strict
+            )  # fmt: skip
+            sets.append(encoded)
+            left_out.append(unencodable)
+        unencoded_dev_labels = [config.label2id[validation_raw[row]["label"]] for row in left_out[1]]
+        return *sets, unencoded_dev_labels, {"train": len(left_out[0]), "validation": len(left_out[1])}
+    train_set, validation_set = (
+        encode_dataset(
+            raw,
+            tokenizer,
+            config.entity_types,
+            config.label2id,
+            max_length,
+            config.entity_markers,
+            path=path,
+            strict=args.strict,
+        )
+        for raw, path in ((train_raw, args.train_file), (validation_raw, args.validation_file))
+    )
+    unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
+    skipped = {"train": train_set["encodable"].count(False), "validation": len(unencoded_dev_labels)}
+    train_set, validation_set = (split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set))
+    return train_set, validation_set, unencoded_dev_labels, skipped
 
 
 def with_lora(model, args: argparse.Namespace):
@@ -199,7 +251,10 @@ class RelationTrainer(TypedBertTrainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         weights = self.class_weights.to(outputs.logits.device)
-        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights)
+        logits = outputs.logits.float()  # (batch, labels), or (sequences, pairs, labels) for all-pairs sequences
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), weight=weights
+        )
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, *args, **kwargs):
@@ -252,30 +307,15 @@ def main(argv: list[str] | None = None) -> dict:
     check_vocabulary(validation_raw, args.validation_file, entity_types, labels, f"the training file {args.train_file}")
     model = build_model(args, entity_types, labels)
     config = model.config
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZES[config.pair_encoding]
     if args.lora_rank > 0:
         model = with_lora(model, args)
     tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
     max_length = min(args.max_length, config.max_sequence_length)
 
-    def encode(dataset, path):
-        return encode_dataset(
-            dataset,
-            tokenizer,
-            config.entity_types,
-            config.label2id,
-            max_length,
-            config.entity_markers,
-            path=path,
-            strict=args.strict,
-        )
-
-    train_set, validation_set = encode(train_raw, args.train_file), encode(validation_raw, args.validation_file)
-    # Pairs whose subject and object overlap (nested mentions) cannot be encoded: training skips them, the dev score
-    # keeps them as predicted no_relation (--strict refused them while encoding).
-    train_set = train_set.filter(lambda row: row["encodable"])
-    unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
-    validation_set = validation_set.filter(lambda row: row["encodable"])
-    skipped = {"train": len(train_raw) - len(train_set), "validation": len(unencoded_dev_labels)}
+    train_set, validation_set, unencoded_dev_labels, skipped = encoded_splits(
+        args, config, tokenizer, train_raw, validation_raw, max_length
+    )
     if any(skipped.values()):
         print(
             f"{skipped['train']} training pairs skipped and {skipped['validation']} dev pairs scored as no_relation: "
@@ -289,14 +329,19 @@ def main(argv: list[str] | None = None) -> dict:
     def compute_metrics(prediction) -> dict:
         """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        gold = prediction.label_ids
+        if logits.ndim == 3:  # all-pairs sequences: (sequences, pairs, labels), absent pairs labelled -100
+            logits, gold = logits[gold != -100], gold[gold != -100]
         probabilities = torch.tensor(logits).float().softmax(-1).numpy()
         gold, probabilities = with_no_relation_rows(
-            prediction.label_ids, probabilities, unencoded_dev_labels, config.label2id.get(NO_RELATION)
+            gold, probabilities, unencoded_dev_labels, config.label2id.get(NO_RELATION)
         )
         metrics = relation_metrics(gold, probabilities, label_list)
         return {key: value for key, value in metrics.items() if isinstance(value, float)}
 
-    no_relation_id = config.label2id.get(NO_RELATION)
+    # All-pairs sequences hold every pair of their text: nothing to subsample, no prior shift to undo.
+    all_pairs = config.pair_encoding == "all_pairs"
+    no_relation_id = None if all_pairs else config.label2id.get(NO_RELATION)
     negative_ratio = args.negative_ratio if no_relation_id is not None else -1
     num_related = sum(label != no_relation_id for label in train_set["labels"])
     if args.negative_weight == "auto":
@@ -381,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
             "world_size": training_args.world_size,
             "precision": precision,
             "input_mode": args.input_mode,
+            "pair_encoding": config.pair_encoding,
             "negative_weight": round(negative_weight, 4),
             "skipped_overlapping_pairs": skipped,
             "args": vars(args),
