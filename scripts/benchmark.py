@@ -6,7 +6,10 @@ One run, same weights, same attention implementation (SDPA), repetitions interle
 alternates every repetition). Prints medians and the ratio TypedBert / BERT for: inference forward at B=32, L=128
 and B=1, L=64; one training step (forward + backward + AdamW) at B=32, L=128; from_pretrained of the converted
 checkpoint with trust_remote_code=True vs native BertModel.from_pretrained of the base (warm module cache); and the
-peak memory of the training step (CPU: peak RSS of a fresh process per model; CUDA: the allocator's peak).
+peak memory of the training step (CPU: peak RSS of a fresh process per model; CUDA: the allocator's peak); the
+relation-classification pipeline's pairs/s; and the all-relations call on CoNLL04 dev sentences with at least 4
+entities with pair_encoding="per_pair" vs "all_pairs" on the same weights, each at its best batch size
+(`--only all-pairs` runs this comparison alone).
 With --device cuda the models run in bf16 and tokens/s and model FLOP utilisation are added.
 """
 
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +35,17 @@ EXAMPLE = "typed-bert benchmark --repeats 30 --threads 2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_LABELS = 6
 ENTITY_TYPES = ["Peop", "Org", "Loc", "Other"]
+SIX_ENTITIES = {
+    "text": "Bill Gates and Paul Allen founded Microsoft in Albuquerque before moving it to Redmond near Seattle.",
+    "entities": [
+        {"start": 0, "end": 10, "type": "Peop"},
+        {"start": 15, "end": 25, "type": "Peop"},
+        {"start": 34, "end": 43, "type": "Org"},
+        {"start": 47, "end": 58, "type": "Loc"},
+        {"start": 79, "end": 86, "type": "Loc"},
+        {"start": 92, "end": 99, "type": "Loc"},
+    ],
+}
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -164,6 +179,55 @@ def pipeline_pairs_per_second(converted: str, device: str, num_pairs: int, batch
     return num_pairs / (time.perf_counter() - started)
 
 
+def all_pairs_speed(converted: str, data_file: str, device: str, min_entities: int = 4) -> dict:
+    """Pairs/s of the all-relations pipeline call (`{"text", "entities"}`) over the sentences of `data_file` with at
+    least `min_entities` entities, for the same weights with `pair_encoding="per_pair"` and `"all_pairs"`, each at
+    the batch size that suits it best (several are tried; pairs per all-pairs sequence: the default, 64)."""
+    from transformers import pipeline
+    from typed_bert.scripts.relation_data import load_relations, texts_with_entities
+
+    groups = [
+        group for group in texts_with_entities(load_relations(data_file)) if len(group["entities"]) >= min_entities
+    ]
+    inputs = [{"text": group["text"], "entities": group["entities"]} for group in groups]
+    num_pairs = sum(len(group["entities"]) * (len(group["entities"]) - 1) for group in groups)
+    batch_sizes = {"per_pair": (16, 32, 64, 128), "all_pairs": (1, 4, 8, 16, 32)}
+    results = {"sentences": len(inputs), "pairs": num_pairs, "min_entities": min_entities}
+    for encoding, sizes in batch_sizes.items():
+        folder = Path(converted).parent / encoding
+        shutil.copytree(converted, folder, dirs_exist_ok=True)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "pair_encoding": encoding}))
+        classify = pipeline("relation-classification", model=str(folder), trust_remote_code=True, device=device)
+        classify(inputs[:8], keep_no_relation=True)  # warm-up
+        speeds = {}
+        for batch_size in sizes:
+            started = time.perf_counter()
+            relations = classify(inputs, batch_size=batch_size, keep_no_relation=True)
+            speeds[batch_size] = num_pairs / (time.perf_counter() - started)
+            if sum(len(found) for found in relations) != num_pairs:
+                raise RuntimeError(f"{encoding}: the pipeline reported {sum(map(len, relations))} of {num_pairs} pairs")
+            print(f"all relations, {encoding:<9} batch {batch_size:>3}: {speeds[batch_size]:8.1f} pairs/s", flush=True)
+        best = max(speeds, key=speeds.get)
+        results[encoding] = {"pairs_per_s": speeds, "best_batch_size": best, "best_pairs_per_s": speeds[best]}
+        times = []
+        for _ in range(20):  # the README's call: one sentence with 6 entities (30 pairs), default batch size
+            started = time.perf_counter()
+            classify(SIX_ENTITIES)
+            times.append(time.perf_counter() - started)
+        results[encoding]["six_entity_sentence_pairs_per_s"] = 30 / statistics.median(times)
+        print(f"one 6-entity sentence, {encoding}: {30 / statistics.median(times):.1f} pairs/s", flush=True)
+    results["speedup"] = results["all_pairs"]["best_pairs_per_s"] / results["per_pair"]["best_pairs_per_s"]
+    print(
+        f"all relations of {len(inputs)} sentences with >= {min_entities} entities ({num_pairs} pairs): per_pair "
+        f"{results['per_pair']['best_pairs_per_s']:.1f} pairs/s (batch {results['per_pair']['best_batch_size']}), "
+        f"all_pairs {results['all_pairs']['best_pairs_per_s']:.1f} pairs/s (batch "
+        f"{results['all_pairs']['best_batch_size']}): {results['speedup']:.2f}x",
+        flush=True,
+    )
+    return results
+
+
 def model_flops_per_token(config, length: int) -> float:
     """Forward FLOPs per token: 2 × (encoder matmul parameters) + attention scores and mixing (4 × L × hidden)."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
@@ -177,6 +241,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--pipeline-pairs", type=int, default=1024, help="pairs for the pipeline throughput")
+    parser.add_argument(
+        "--only",
+        choices=["all-pairs"],
+        default=None,
+        help="all-pairs: only the per_pair vs all_pairs comparison of the all-relations pipeline call",
+    )
+    parser.add_argument(
+        "--data-file",
+        default=str(REPO_ROOT.parent / "shared" / "data" / "conll04" / "dev.jsonl"),
+        help="sentences for the all-pairs comparison (default: CoNLL04 dev in shared/)",
+    )
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -194,6 +269,10 @@ def main(argv: list[str] | None = None) -> dict:
     convert_checkpoint(
         minilm_path(), ["Peop", "Org", "Loc", "Other"], converted, labels=[f"L{i}" for i in range(NUM_LABELS)]
     )
+    if args.only == "all-pairs":
+        report = {"all_pairs": all_pairs_speed(converted, args.data_file, device), "threads": torch.get_num_threads()}
+        print(json.dumps(report))
+        return report
     typed, bert = load_typed(converted, device, dtype), load_bert(device, dtype)
     bert.load_state_dict(typed.state_dict(), strict=False)  # the same encoder weights in both
     torch.manual_seed(0)
@@ -284,6 +363,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows.append(
         {"measure": "pipeline pairs/s (batch 1, batch 64)", **{f"batch_{b}": v for b, v in pipeline_rows.items()}}
     )
+
+    if Path(args.data_file).is_file():
+        rows.append(
+            {"measure": "all relations: per_pair vs all_pairs", **all_pairs_speed(converted, args.data_file, device)}
+        )
 
     memory = {}
     if device == "cuda":

@@ -129,3 +129,20 @@ def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp
     a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a if key.startswith("classifier."))
     assert json.loads((second / "eval_results.json").read_text())["input_mode"] == "typed-markers"
+
+
+def test_all_pairs_training_trains_on_texts_and_reports_what_evaluate_gives(tmp_path, tiny_bert_dir, small_data):
+    out = tmp_path / "all-pairs"
+    train(tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--epochs", "2", steps=None)
+    config = json.loads((out / "config.json").read_text())
+    assert config["pair_encoding"] == "all_pairs"
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_examples"] == 60 and results["pair_encoding"] == "all_pairs"
+    texts = {json.loads(line)["text"] for line in small_data["train"].read_text().splitlines()}
+    assert results["train_steps"] == 2 * -(-len(texts) // 8)  # a step is 8 texts with all their pairs
+    evaluated = run_script(
+        [sys.executable, "scripts/evaluate.py", "--model", str(out), "--data-file", str(small_data["dev"])]
+    )
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    for name in ("micro_f1", "auprc", "accuracy"):
+        assert abs(metrics[name] - results[name]) < 1e-6, name
