@@ -1,13 +1,15 @@
 """Compare what each entity signal is worth: train every requested variant with every requested seed on the same
 data, budget and base model, then report mean ± std over the seeds.
 
-    python scripts/compare.py --base-model PATH --train-file F --validation-file F --output-dir runs/compare \
+    python scripts/compare.py --base-model PATH --train-file F --validation-file F --output-dir runs/compare
         --variants typed-embeddings typed-markers --seeds 1 2 3 [-- TRAIN_ARGS...]
 
 A variant is an `--input-mode` of train.py (typed-embeddings, type-only, role-only, typed-markers,
-markers+embeddings, plain). Arguments after `--` go to every training run (the shared budget, e.g. `-- --epochs 2`);
-train.py's defaults apply otherwise, `--precision auto` included (bf16 autocast where the hardware has it, CUDA when a
-GPU is present). Each run is `OUT/runs/VARIANT/seed-S/` (the trained model, `train.log`, `run.json`).
+markers+embeddings, plain), or a mode with entity tables and no markers followed by `:all_pairs` (e.g.
+`typed-embeddings:all_pairs`) for `--pair-encoding all_pairs`. Arguments after `--` go to every training run (the
+shared budget, e.g. `-- --epochs 2`); train.py's defaults apply otherwise, `--precision auto` included (bf16
+autocast where the hardware has it, CUDA when a GPU is present). Each run is `OUT/runs/VARIANT/seed-S/` (the trained
+model, `train.log`, `run.json`; `:` is `@` in folder names).
 
 Resumable: a finished run is not redone, an interrupted one is started again, and a later call with more variants or
 seeds adds to the same folder, whose settings (base model, data files, training arguments) must then be the same.
@@ -32,6 +34,10 @@ from typed_bert.scripts.command_line import InputError, command_parser, pick_pre
 
 from configuration_typed_bert import INPUT_MODES
 
+# Input modes that can also encode all pairs of a text in one sequence (entity tables, no markers).
+ALL_PAIRS_MODES = [mode for mode, (types, roles, markers) in INPUT_MODES.items() if (types or roles) and not markers]
+VARIANTS = [*INPUT_MODES, *(f"{mode}:all_pairs" for mode in ALL_PAIRS_MODES)]
+
 EXAMPLE = (
     "typed-bert compare --base-model typed-bert-base --train-file train.jsonl --validation-file dev.jsonl "
     "--output-dir runs/compare --variants typed-embeddings typed-markers --seeds 1 2 3 -- --epochs 4"
@@ -45,8 +51,13 @@ DESCRIPTIONS = {
     "markers+embeddings": "typed markers + type and role embeddings",
     "plain": "nothing ([CLS] pooling)",
 }
+DESCRIPTIONS |= {
+    f"{mode}:all_pairs": f"{DESCRIPTIONS[mode]}, all pairs of a text in one pass" for mode in ALL_PAIRS_MODES
+}
 # Set by the command for each run; not allowed among the shared training arguments.
-RUN_FLAGS = ("--base-model", "--train-file", "--validation-file", "--output-dir", "--input-mode", "--seed")
+RUN_FLAGS = (
+    *("--base-model", "--train-file", "--validation-file", "--output-dir", "--input-mode", "--pair-encoding", "--seed"),
+)
 METRICS = (
     ("micro_f1", "dev micro-F1"),
     ("auprc", "AUPRC"),
@@ -63,7 +74,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--train-file", required=True)
     parser.add_argument("--validation-file", required=True)
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--variants", nargs="+", required=True, choices=list(INPUT_MODES), metavar="VARIANT")
+    parser.add_argument("--variants", nargs="+", required=True, choices=VARIANTS, metavar="VARIANT")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
     args = parser.parse_args(own)
     refused = [arg for arg in train_args if arg.split("=")[0] in RUN_FLAGS]
@@ -95,7 +106,7 @@ def check_settings(folder: Path, settings: dict) -> None:
 
 
 def run_folder(output_dir: Path, variant: str, seed: int) -> Path:
-    return output_dir / "runs" / variant / f"seed-{seed}"
+    return output_dir / "runs" / variant.replace(":", "@") / f"seed-{seed}"
 
 
 def is_finished(folder: Path) -> bool:
@@ -105,10 +116,12 @@ def is_finished(folder: Path) -> bool:
 def train_one(args, variant: str, seed: int, folder: Path, command: str) -> dict:
     """Train one run in a fresh interpreter (logs in `folder/train.log`); return its `run.json` record."""
     folder.mkdir(parents=True, exist_ok=True)
+    mode, _, pair_encoding = variant.partition(":")
     train_argv = [
         *("--base-model", args.base_model, "--train-file", args.train_file),
         *("--validation-file", args.validation_file, "--output-dir", str(folder)),
-        *("--input-mode", variant, "--seed", str(seed), "--overwrite"),
+        *("--input-mode", mode, "--seed", str(seed), "--overwrite"),
+        *(("--pair-encoding", pair_encoding) if pair_encoding else ()),
         *args.train_args,
     ]
     started = time.perf_counter()
@@ -151,9 +164,9 @@ def collect(output_dir: Path) -> list[dict]:
 
 def summarize(runs: list[dict]) -> list[dict]:
     """Mean and sample standard deviation over seeds of each metric and the wall time, per variant, in the order of
-    `INPUT_MODES`."""
+    `VARIANTS`."""
     rows = []
-    for variant in INPUT_MODES:
+    for variant in VARIANTS:
         mine = sorted((run for run in runs if run["variant"] == variant), key=lambda run: run["seed"])
         if not mine:
             continue
