@@ -76,8 +76,8 @@ def render_model_card(
         eval_results=eval_results or None,
         license="apache-2.0",
     )
-    example_subject_type = entity_types[1] if len(entity_types) > 1 else "PER"
-    example_object_type = entity_types[2] if len(entity_types) > 2 else example_subject_type
+    example_subject_type = _example_type(entity_types, ("per", "peop"), 1)  # "Bill Gates"
+    example_object_type = _example_type(entity_types, ("org",), 2)  # "Microsoft"
     summary = [
         (name, f"{results[name]:.4f}")
         for name in ("micro_f1", "micro_precision", "micro_recall", "auprc", "accuracy")
@@ -90,7 +90,8 @@ def render_model_card(
         repo_id=repo_id,
         revision=revision,
         base_model=base_model or "a BERT checkpoint",
-        input_mode=results.get("input_mode", "typed-embeddings"),
+        input_mode=config.get("input_mode", results.get("input_mode", "typed-embeddings")),
+        pair_encoding=config.get("pair_encoding", "per_pair"),
         classifier_pooling=config.get("classifier_pooling"),
         entity_fusion=config.get("entity_fusion"),
         example_text=EXAMPLE["text"],
@@ -107,6 +108,14 @@ def render_model_card(
         confusion_matrix=confusion_matrix,
         training_curve=training_curve,
     )
+
+
+def _example_type(entity_types: list[str], prefixes: tuple[str, ...], fallback: int) -> str:
+    """The model's type for the card's example entity: the first whose name starts with one of `prefixes` (any case),
+    else the `fallback`-th type (or the last)."""
+    types = entity_types[1:] or ["PER"]
+    matching = [name for name in types if name.lower().startswith(prefixes)]
+    return matching[0] if matching else types[min(fallback, len(types)) - 1]
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
