@@ -153,10 +153,23 @@ class TypedBertConfig(BertConfig):
         """Whether the input mode has either entity table."""
         return self.use_entity_type_embeddings or self.use_entity_role_embeddings
 
+    @use_entity_embeddings.setter
+    def use_entity_embeddings(self, value: bool) -> None:
+        """The flag of configs before `input_mode` (`from_pretrained(..., use_entity_embeddings=False)`): sets the
+        input mode with both tables (or none) and the same markers."""
+        self.input_mode = _input_mode_of(None, value, self.entity_markers)
+
     @property
     def entity_markers(self) -> bool:
         """Whether the text gets typed entity markers before encoding."""
         return INPUT_MODES[self.input_mode][2]
+
+    @entity_markers.setter
+    def entity_markers(self, value: bool) -> None:
+        """The flag of configs before `input_mode`: sets the input mode with the same tables and `value` markers."""
+        if self.use_entity_type_embeddings != self.use_entity_role_embeddings:
+            raise ValueError(f"input_mode={self.input_mode!r} has no variant with markers; set input_mode instead.")
+        self.input_mode = _input_mode_of(None, self.use_entity_embeddings, value)
 
 
 def _checked_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:

@@ -66,6 +66,7 @@ def encode_relation(
     object: Mapping[str, Any],  # noqa: A002 - the RE name of the second entity
     entity_types: Sequence[str],
     max_length: int | None = None,
+    entity_markers: bool = False,
 ) -> dict[str, list[int]]:
     """Encode one relation example.
 
@@ -76,15 +77,23 @@ def encode_relation(
         entity_types: the model's `config.entity_types`; index 0 is the "no entity" type.
         max_length: at most this many tokens, special tokens included (default: the tokenizer's
             `model_max_length`). A longer text is cut to a window around the two entities, never through them.
+        entity_markers: first insert typed entity markers around both entities (`add_typed_entity_markers`; the
+            marker input modes, `config.entity_markers`).
 
     Returns:
         `input_ids`, `attention_mask`, `token_type_ids`, `entity_type_ids`, `entity_role_ids`: lists of equal length.
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}.")
+    check_pair(text, subject, object, entity_types)
     subject_start, subject_end, subject_type = _checked_span("subject", subject, text, entity_types)
     object_start, object_end, object_type = _checked_span("object", object, text, entity_types)
-    _check_disjoint(subject, object)
+    if entity_markers:
+        text, subject, object = add_typed_entity_markers(text, subject, object)  # noqa: A001
+        subject_start, subject_end, object_start, object_end = (
+            subject["start"],
+            subject["end"],
+            object["start"],
+            object["end"],
+        )
     encoding = tokenize(tokenizer, text)
     return pair_features(
         encoding,
@@ -169,6 +178,21 @@ def _limit(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int:
     return tokenizer.model_max_length if max_length is None else max_length
 
 
+def check_pair(
+    text: str,
+    subject: Mapping[str, Any],
+    object: Mapping[str, Any],  # noqa: A002
+    entity_types: Sequence[str],
+) -> None:
+    """Raise a `ValueError` naming the problem when a (subject, object) pair of `text` cannot be encoded: a bad span,
+    an unknown type, or spans that overlap (`EntityOverlapError`)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}.")
+    _checked_span("subject", subject, text, entity_types)
+    _checked_span("object", object, text, entity_types)
+    _check_disjoint(subject, object)
+
+
 def _check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> None:  # noqa: A002
     if subject["start"] < object["end"] and object["start"] < subject["end"]:
         raise EntityOverlapError(
@@ -215,10 +239,7 @@ def encode_relations(
     for index, example in enumerate(examples):
         try:
             text, subject, obj = example["text"], example["subject"], example["object"]
-            if entity_markers:
-                _check_disjoint(subject, obj)
-                text, subject, obj = add_typed_entity_markers(text, subject, obj)
-            features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length)
+            features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length, entity_markers)
         except (KeyError, TypeError, ValueError) as error:
             error_class = EntityOverlapError if isinstance(error, EntityOverlapError) else ValueError
             raise error_class(f"example {index}: {error}") from error
@@ -254,8 +275,7 @@ def encode_entity_pairs(
         try:
             _check_disjoint(entities[i], entities[j])
             if entity_markers:
-                marked, subject, obj = add_typed_entity_markers(text, entities[i], entities[j])
-                features = encode_relation(tokenizer, marked, subject, obj, entity_types, limit)
+                features = encode_relation(tokenizer, text, entities[i], entities[j], entity_types, limit, True)
             else:
                 features = pair_features(encoding, tokens[i], tokens[j], type_ids[i], type_ids[j], limit)
         except (EntityOverlapError, EntitiesTooFarApartError) as error:
@@ -297,7 +317,9 @@ def encode_all_pairs(
     first word piece with role 1 (subject) and entity j's with role 2 (object), each with its entity's type id and
     position id and with the pair's number (1, 2, ...) in `pair_ids`, which is 0 on the text. `position_ids` are
     explicit (`position_id_offset` onwards). A text longer than `max_length` tokens is cut to a window around the
-    entities of the sequence's pairs; where no window holds them all, each pair gets a sequence of its own.
+    entities of the sequence's pairs, halving the sequence's pairs until a window holds them (the text part then
+    depends on the sequence's pairs: independence holds for texts that fit). A sequence has at most `max_length` text
+    tokens plus two per pair.
 
     Args:
         entities, entity_types, max_length: as for `encode_entity_pairs`.
@@ -336,8 +358,8 @@ def encode_all_pairs(
         except EntitiesTooFarApartError as error:
             if len(chunk) == 1:
                 skipped.append((*chunk[0], str(error)))
-            else:
-                chunks[:0] = [[pair] for pair in chunk]
+            else:  # halves, until the pairs whose entities are too far apart are alone
+                chunks[:0] = [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
     return sequences, skipped
 
 
@@ -458,6 +480,7 @@ __all__ = [
     "EntityOverlapError",
     "TypedBertDataCollator",
     "add_typed_entity_markers",
+    "check_pair",
     "encode_all_pairs",
     "encode_entity_pairs",
     "encode_relation",

@@ -270,7 +270,8 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 attention mask then keeps the text from seeing any pair token and each pair token from seeing other
                 pairs (`pair_attention_mask`).
             position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
-                default `config.position_id_offset`, `config.position_id_offset + 1`, ... (0, 1, ... for BERT).
+                default 0, 1, ... as in BERT, or with `config.position_id_offset` (RoBERTa's family) the real tokens
+                counted from the offset, as RoBERTa counts them. Required with `pair_ids`.
             attention_mask, token_type_ids and the other keyword arguments are those of `BertModel`.
 
         Returns:
@@ -293,10 +294,18 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
 
         if isinstance(self.embeddings, TypedBertEmbeddings):
             inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
-        if position_ids is None and self.config.position_id_offset:  # RoBERTa's family: after the padding index
-            offset = self.config.position_id_offset
-            position_ids = torch.arange(offset, offset + shape[1], device=inputs_embeds.device).unsqueeze(0)
+        if position_ids is None and self.config.position_id_offset:
+            position_ids = _counted_positions(
+                attention_mask, shape, self.config.position_id_offset, inputs_embeds.device
+            )
         if pair_ids is not None:
+            if position_ids is None:
+                raise ValueError("pair_ids need position_ids: a pair token sits at its entity's position.")
+            if self.config._attn_implementation not in ("eager", "sdpa"):
+                raise ValueError(
+                    f"all-pairs sequences need eager or sdpa attention (an additive mask), not "
+                    f"{self.config._attn_implementation!r}."
+                )
             if attention_mask is None:
                 attention_mask = torch.ones(shape, dtype=torch.long, device=inputs_embeds.device)
             attention_mask = pair_attention_mask(attention_mask, pair_ids, inputs_embeds.dtype)
@@ -311,6 +320,17 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         )
         # The tuple form without the absent pooler output, on every transformers version (4.57's keeps a None).
         return outputs if (return_dict if return_dict is not None else self.config.return_dict) else outputs.to_tuple()
+
+
+def _counted_positions(
+    attention_mask: torch.Tensor | None, shape: torch.Size, offset: int, device: torch.device
+) -> torch.LongTensor:
+    """RoBERTa's position ids `(batch, seq)`: real tokens count up from `offset`, whatever the padding side; padding
+    gets `offset - 1` (the padding index). Without a 2D mask every token is real."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return torch.arange(offset, offset + shape[1], device=device).unsqueeze(0)
+    mask = attention_mask.long()
+    return torch.cumsum(mask, dim=1) * mask + (offset - 1)
 
 
 class TypedBertEntityStartHead(nn.Module):

@@ -19,8 +19,7 @@ try:
     from .configuration_typed_bert import NO_RELATION
     from .encoding_typed_bert import (
         PAIRS_PER_SEQUENCE,
-        EntityOverlapError,
-        add_typed_entity_markers,
+        check_pair,
         encode_all_pairs,
         encode_entity_pairs,
         encode_relation,
@@ -29,8 +28,7 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import NO_RELATION
     from encoding_typed_bert import (
         PAIRS_PER_SEQUENCE,
-        EntityOverlapError,
-        add_typed_entity_markers,
+        check_pair,
         encode_all_pairs,
         encode_entity_pairs,
         encode_relation,
@@ -50,9 +48,10 @@ class RelationClassificationPipeline(ChunkPipeline):
     - a text and its entities, `{"text", "entities": [{"start", "end", "type", ...}, ...]}` → every relation among
       them: a list with one entry per ordered pair of distinct entities, `{"subject": <entity>, "object": <entity>,
       "label", "score"}` (`<entity>` is the input dict, an `"id"` included). Pairs whose best label is `no_relation`
-      are left out unless `keep_no_relation=True`; with `top_k=k` each pair contributes its k best labels, and no
-      label below `threshold` is reported. A pair that cannot be encoded (overlapping entities, or too far apart for
-      `max_length`) is reported as `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
+      are left out unless `keep_no_relation=True`; with `top_k=k` each other pair contributes its k best labels
+      (`no_relation` among them only with `keep_no_relation`), and no label below `threshold` is reported. A pair
+      that cannot be encoded (overlapping entities, or too far apart for `max_length`) is reported as
+      `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
 
     Pairs are encoded and run `batch_size` sequences at a time (default 32), across inputs. A model with
     `pair_encoding="per_pair"` runs one sequence per pair, and each pair's label and score are those the single-pair
@@ -89,14 +88,15 @@ class RelationClassificationPipeline(ChunkPipeline):
         if isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs):
             text, subject, obj = inputs["text"], inputs["subject"], inputs["object"]
             if all_pairs:
+                check_pair(text, subject, obj, config.entity_types)  # errors name the subject and object
                 sequences, skipped = self._all_pairs(text, [subject, obj], max_length, 1, pairs=[(0, 1)])
                 if skipped:
-                    raise EntityOverlapError(skipped[0][2])
+                    raise ValueError(skipped[0][2])
                 features = sequences[0][1]
             else:
-                if config.entity_markers:
-                    text, subject, obj = add_typed_entity_markers(text, subject, obj)
-                features = encode_relation(self.tokenizer, text, subject, obj, config.entity_types, max_length)
+                features = encode_relation(
+                    self.tokenizer, text, subject, obj, config.entity_types, max_length, config.entity_markers
+                )
             yield self._chunk(features, None, [], [], True)
             return
         if not isinstance(inputs, dict) or not {"text", "entities"} <= set(inputs):
@@ -172,8 +172,12 @@ class RelationClassificationPipeline(ChunkPipeline):
         results = [(i, j, extra) for output in model_outputs for i, j, extra in output["skipped"]]
         for output in model_outputs:
             for index, (i, j) in enumerate(output["pairs"]):
-                for prediction in _ranked(output["logits"][0, index].softmax(-1), id2label, top_k or 1, threshold):
-                    if keep_no_relation or prediction["label"] != NO_RELATION:
+                ranked = _ranked(output["logits"][0, index].softmax(-1), id2label, top_k or 1, None)
+                if ranked[0]["label"] == NO_RELATION and not keep_no_relation:
+                    continue  # the pair holds no relation
+                for prediction in ranked:
+                    above = threshold is None or prediction["score"] >= threshold
+                    if above and (keep_no_relation or prediction["label"] != NO_RELATION):
                         results.append((i, j, prediction))
         results.sort(key=lambda item: (item[0], item[1]))
         return [

@@ -67,7 +67,9 @@ CLASSIFIERS = {
 }
 
 
-def check_base_model(base_model: str) -> str:
+def check_base_model(base_model: str, labels: Sequence[str] | None = None) -> str:
+    """`base_model` if it is a checkpoint TypedBert reproduces exactly (with `labels`: a new head is wanted), else a
+    `ConversionError` that says why not."""
     path = Path(base_model)
     looks_local = path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1
     if path.exists() or looks_local:
@@ -93,6 +95,12 @@ def check_base_model(base_model: str) -> str:
             f"--base-model {base_model!r} is an ELECTRA model whose {config.embedding_size}-wide embeddings are "
             f"projected to its hidden size {config.hidden_size} (embeddings_project), which BERT's embedding layer "
             "cannot reproduce; only ELECTRA checkpoints with embedding_size == hidden_size convert exactly."
+        )
+    head = next((name for name in config.architectures or [] if name.endswith("ForSequenceClassification")), None)
+    if head and head not in CLASSIFIERS and not labels:
+        raise ConversionError(
+            f"--base-model {base_model!r} is a {head}, whose classification head is not BERT's pooler + classifier "
+            "(ELECTRA's applies GELU, not tanh), so it cannot be kept; pass --labels to start a new head."
         )
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         raise ConversionError(
@@ -226,7 +234,7 @@ def convert_checkpoint(
     initialised, the differences, seconds taken.
     """
     started = time.perf_counter()
-    base_model = check_base_model(str(base_model))
+    base_model = check_base_model(str(base_model), labels)
     output_dir = Path(output_dir)
     config = typed_config_from_encoder(base_model, entity_types, labels, **typed_fields)
     _check_output_dir(output_dir, overwrite)

@@ -18,7 +18,7 @@ from typed_bert.hub.model_card import EXAMPLE, write_model_card
 from typed_bert.hub.verify import run_in_clean_process
 
 from configuration_typed_bert import TypedBertConfig
-from encoding_typed_bert import TypedBertDataCollator, encode_relations
+from encoding_typed_bert import TypedBertDataCollator, encode_all_pairs, encode_relations
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 
@@ -59,9 +59,17 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
             "object": {"start": 0, "end": 9, "type": second},
         },
     ]
-    markers = TypedBertConfig.from_dict(config).entity_markers  # also reads configs written before input_mode
-    encoded = encode_relations(tokenizer, examples, types, entity_markers=markers)
-    return TypedBertDataCollator(tokenizer)([{k: v[i] for k, v in encoded.items()} for i in range(len(examples))])
+    typed = TypedBertConfig.from_dict(config)  # also reads configs written before input_mode
+    if typed.pair_encoding == "all_pairs":
+        rows = [
+            encode_all_pairs(tokenizer, e["text"], [e["subject"], e["object"]], types, pairs=[(0, 1)],
+                             position_id_offset=typed.position_id_offset)[0][0][1]
+            for e in examples
+        ]  # fmt: skip
+    else:
+        encoded = encode_relations(tokenizer, examples, types, entity_markers=typed.entity_markers)
+        rows = [{name: values[i] for name, values in encoded.items()} for i in range(len(examples))]
+    return TypedBertDataCollator(tokenizer)(rows)
 
 
 def push_folder(

@@ -134,7 +134,8 @@ def format_table(metrics: dict) -> str:
         lines.append(f"{label:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9}")
     lines.append(
         f"micro-F1 (no_relation excluded) {metrics['micro_f1']:.4f}   P {metrics['micro_precision']:.4f}   "
-        f"R {metrics['micro_recall']:.4f}   AUPRC {metrics['auprc']:.4f}   accuracy {metrics['accuracy']:.4f}"
+        f"R {metrics['micro_recall']:.4f}   AUPRC {metrics['auprc']:.4f}   accuracy {metrics['accuracy']:.4f}   "
+        f"({metrics['num_examples']} pairs, {metrics['precision']} inference)"
     )
     return "\n".join(lines)
 

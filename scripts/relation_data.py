@@ -13,6 +13,7 @@ Two other line forms are read and turned into canonical examples:
 from __future__ import annotations
 
 import ast
+import collections
 import itertools
 import json
 import math
@@ -128,11 +129,12 @@ def load_relations(path: str | Path) -> datasets.Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataFileError("no such file; expected a JSON Lines file of relation examples", path)
-    rows = []
+    rows, read_any = [], False
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            read_any = True
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
@@ -161,6 +163,8 @@ def load_relations(path: str | Path) -> datasets.Dataset:
                     raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
                 pairs = [row]
             rows += [_canonical(pair, number) for pair in pairs]
+    if not rows and read_any:
+        raise DataFileError(f"no pairs: every entity list has fewer than two entities; {EXPECTED_TEXT_ROW}", path)
     if not rows:
         raise DataFileError("the file is empty; expected one JSON object per line", path)
     return datasets.Dataset.from_list(rows)
@@ -286,22 +290,26 @@ def encode_all_pairs_dataset(
     sequences, unencodable = [], []
     labels, lines = dataset["label"], dataset["line"]
     for group in texts_with_entities(dataset):
+        # One pair a row: a pair that appears on several lines (with the same or another label) is encoded once for
+        # each, as the per-pair encoding does; each occurrence takes the next of its rows.
         pairs = [(relation["subject"], relation["object"]) for relation in group["relations"]]
-        row_of = dict(zip(pairs, group["rows"], strict=True))
+        rows_of = {pair: collections.deque() for pair in pairs}
+        for pair, row in zip(pairs, group["rows"], strict=True):
+            rows_of[pair].append(row)
         try:
             encoded, skipped = encode_all_pairs(
                 tokenizer, group["text"], group["entities"], entity_types, max_length, position_id_offset, pairs=pairs
             )
         except ValueError as error:
-            raise DataFileError(
-                f"{str(error).rstrip('.')}; expected pairs the model can encode", path, group["lines"][0]
-            ) from error
+            problem = str(error).rstrip(".")
+            raise DataFileError(f"{problem}; expected pairs the model can encode", path, group["lines"][0]) from error
         for i, j, reason in skipped:
+            row = rows_of[i, j].popleft()
             if strict:
-                raise DataFileError(f"{reason.rstrip('.')}; {OVERLAP_EXPECTED}", path, lines[row_of[i, j]])
-            unencodable.append(row_of[i, j])
+                raise DataFileError(f"{reason.rstrip('.')}; {OVERLAP_EXPECTED}", path, lines[row])
+            unencodable.append(row)
         for sequence_pairs, features in encoded:
-            rows = [row_of[pair] for pair in sequence_pairs]
+            rows = [rows_of[pair].popleft() for pair in sequence_pairs]
             sequences.append({**features, "labels": [label2id[labels[row]] for row in rows], "pair_rows": rows})
     return datasets.Dataset.from_list(sequences), unencodable
 

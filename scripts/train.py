@@ -146,7 +146,7 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
     config = AutoConfig.from_pretrained(args.base_model, trust_remote_code=True)
     model_type = config.model_type
     if model_type in FAMILIES:
-        check_base_model(args.base_model)
+        check_base_model(args.base_model, labels)
         config = typed_config_from_encoder(args.base_model, entity_types, labels, **typed_fields(args, None))
         model, _ = load_typed_from_encoder(TypedBertForSequenceClassification, args.base_model, config)
         return model.train()
@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     if any(skipped.values()):
         print(
             f"{skipped['train']} training pairs skipped and {skipped['validation']} dev pairs scored as no_relation: "
-            "their subject and object overlap (nested mentions); --strict makes them errors",
+            "their subject and object overlap (nested mentions) or, for all_pairs, no --max-length window holds "
+            "both; --strict makes them errors",
             flush=True,
         )
     # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
@@ -339,10 +340,10 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = relation_metrics(gold, probabilities, label_list)
         return {key: value for key, value in metrics.items() if isinstance(value, float)}
 
-    # All-pairs sequences hold every pair of their text: nothing to subsample, no prior shift to undo.
-    all_pairs = config.pair_encoding == "all_pairs"
-    no_relation_id = None if all_pairs else config.label2id.get(NO_RELATION)
-    negative_ratio = args.negative_ratio if no_relation_id is not None else -1
+    no_relation_id = config.label2id.get(NO_RELATION)
+    # All-pairs sequences hold every pair of their text: nothing to subsample, so no prior shift to undo either.
+    subsamples = no_relation_id is not None and config.pair_encoding == "per_pair"
+    negative_ratio = args.negative_ratio if subsamples else -1
     num_related = sum(label != no_relation_id for label in train_set["labels"])
     if args.negative_weight == "auto":
         # Sampled ratio / available ratio: 1 when every no_relation example is used anyway.

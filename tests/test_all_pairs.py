@@ -5,6 +5,7 @@ every supported transformers; the pipeline, the collator and bad input."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -149,3 +150,22 @@ def test_the_pipeline_runs_all_pairs_models_in_one_pass_per_text(tmp_path, monke
     two = classify({"text": TEXT, "entities": ENTITIES[:2]}, keep_no_relation=True)
     single = classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1]})
     assert two[0]["label"] == single["label"] and two[0]["score"] == pytest.approx(single["score"], abs=1e-5)
+
+
+def test_an_all_pairs_model_pushes_and_runs_from_the_hub(tmp_path, local_hub):
+    from tests.conftest import hub_env, run_isolated
+    from tests.test_hub import push
+
+    folder = save_tiny_classifier(tmp_path / "model", entity_types=TYPES, pair_encoding="all_pairs")
+    result = json.loads(push(folder, local_hub).stdout.strip().splitlines()[-1])
+    assert result["max_abs_difference"] == 0.0  # verified through the downloaded repo's own code
+    script = f"""
+import json
+from transformers import pipeline
+classify = pipeline("relation-classification", model="org/typed-bert", trust_remote_code=True,
+                    revision={result["commit"]!r})
+relations = classify({{"text": {TEXT!r}, "entities": {ENTITIES!r}}}, keep_no_relation=True)
+print(json.dumps({{"pairs": len(relations), "encoding": classify.model.config.pair_encoding}}))
+"""
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+    assert run_isolated(script, cwd=tmp_path, env=env) == {"pairs": 30, "encoding": "all_pairs"}

@@ -8,6 +8,7 @@ import pytest
 from typed_bert.scripts.relation_data import (
     DataFileError,
     NegativeSubsamplingSampler,
+    encode_all_pairs_dataset,
     entity_type_names,
     label_names,
     load_relations,
@@ -147,3 +148,25 @@ def test_bad_entity_list_line_names_file_line_and_what(tmp_path, change, message
     path = write_lines(tmp_path / "texts.jsonl", [TEXT_ROW, {**TEXT_ROW, **change}])
     with pytest.raises(DataFileError, match=rf"texts\.jsonl:2: {message}.*expected {{\"text\", \"entities\""):
         load_relations(path)
+
+
+def test_all_pairs_sequences_keep_every_row_of_a_repeated_pair(tmp_path):
+    from transformers import AutoTokenizer
+
+    from tests.conftest import minilm_path
+
+    repeated = {**GOOD, "id": "x-2", "label": "works_for"}
+    nested = {**GOOD, "id": "x-3", "object": {"start": 5, "end": 12, "type": "Org"}, "label": "no_relation"}
+    dataset = load_relations(write_lines(tmp_path / "data.jsonl", [GOOD, repeated, nested]))
+    label2id = {"no_relation": 0, "founded": 1, "works_for": 2}
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    sequences, unencodable = encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64)
+    assert len(sequences) == 1 and unencodable == []
+    assert sequences[0]["pair_rows"] == [0, 1, 2] and sequences[0]["labels"] == [1, 2, 0]
+    assert max(sequences[0]["pair_ids"]) == 3
+    overlapping = {**GOOD, "id": "x-4", "object": {"start": 2, "end": 12, "type": "Org"}}
+    path = write_lines(tmp_path / "overlap.jsonl", [GOOD, overlapping])
+    dataset = load_relations(path)
+    assert encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64)[1] == [1]
+    with pytest.raises(DataFileError, match=r"overlap\.jsonl:2: subject \[0, 4\) and object \[2, 12\) overlap"):
+        encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64, path=path, strict=True)

@@ -192,3 +192,11 @@ def test_family_trains_pushes_and_loads_back_from_the_hub(tmp_path, local_hub, s
     assert len(loaded["relations"]) == 6
     assert loaded["relations"][0]["label"] == loaded["single"]["label"]
     assert loaded["relations"][0]["score"] == pytest.approx(loaded["single"]["score"], abs=1e-5)
+
+
+def test_an_electra_classifier_head_is_not_kept_silently(tmp_path):
+    save_tiny(tmp_path / "base", "electra", "ForSequenceClassification", num_labels=3)
+    with pytest.raises(ConversionError, match="ElectraForSequenceClassification, whose classification head is not"):
+        convert_checkpoint(str(tmp_path / "base"), ["PER"], tmp_path / "typed")
+    report = convert_checkpoint(str(tmp_path / "base"), ["PER"], tmp_path / "typed", labels=["no_relation", "x"])
+    assert report["max_abs_difference"] <= 1e-5 and report["classifier_kept"] is False
