@@ -195,7 +195,10 @@ def load_typed_from_encoder(model_class: type, base_model: str, config: TypedBer
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:
         raise ConversionError(f"{base_model!r} does not fit a TypedBert of its own config: {error}") from error
-    unused = sorted(set(result.unexpected_keys) | set(loading["unexpected_keys"]))
+    unused = set(result.unexpected_keys) | set(loading["unexpected_keys"])
+    if keep_classifier:  # read through the classifier class and carried over
+        unused = {name for name in unused if not name.startswith("classifier.")}
+    unused = sorted(unused)
     return model.eval(), {"unused_weights": unused, "new_weights": sorted(result.missing_keys)}
 
 
