@@ -60,6 +60,9 @@ EXAMPLE = (
 )
 ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
 DEFAULT_INPUT_MODE = "typed-embeddings"
+DEFAULT_EPOCHS = 4.0
+# all_pairs: the per_pair default run, then this many epochs in the all_pairs layout (README, "All pairs in one pass").
+ALL_PAIRS_EPOCHS = 3.0
 # Sequences per training step: pairs, or texts with all their pairs (13 on average in CoNLL04).
 DEFAULT_BATCH_SIZES = {"per_pair": 32, "all_pairs": 8}
 
@@ -81,7 +84,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pooling", choices=["cls", "entity_start"], help=f"{checkpoints} by input mode")
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
-    parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help=f"default {DEFAULT_EPOCHS}; {ALL_PAIRS_EPOCHS} for the all_pairs epochs that follow --per-pair-epochs",
+    )
+    parser.add_argument(
+        "--per-pair-epochs",
+        type=float,
+        default=None,
+        help=f"all_pairs only: first train the same model this many epochs one pair per sequence (default "
+        f"{DEFAULT_EPOCHS}, the per_pair default run), then --epochs in the all_pairs layout; 0: all_pairs only",
+    )
+    parser.add_argument(
+        "--all-pairs-learning-rate",
+        type=float,
+        default=5e-5,
+        help="rate of the all_pairs epochs that follow --per-pair-epochs",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -293,10 +314,58 @@ class RelationTrainer(TypedBertTrainer):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    started = time.perf_counter()
     output_dir = Path(args.output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise InputError("exists and is not empty; pass --overwrite or choose another --output-dir", output_dir)
+    if args.per_pair_epochs is None:
+        args.per_pair_epochs = DEFAULT_EPOCHS if args.pair_encoding == "all_pairs" else 0.0
+    elif args.per_pair_epochs != 0 and args.pair_encoding != "all_pairs":
+        raise InputError(
+            f"{args.per_pair_epochs}: --per-pair-epochs needs --pair-encoding all_pairs", "--per-pair-epochs"
+        )
+    if args.epochs is None:
+        args.epochs = ALL_PAIRS_EPOCHS if args.per_pair_epochs > 0 else DEFAULT_EPOCHS
+    if args.epochs <= 0 or args.per_pair_epochs < 0:
+        raise InputError(f"{args.epochs}, {args.per_pair_epochs}: expected > 0, >= 0", "--epochs, --per-pair-epochs")
+    if args.pair_encoding == "all_pairs" and (args.input_mode or args.pooling):  # refused now, not after phase 1
+        TypedBertConfig(
+            input_mode=args.input_mode or DEFAULT_INPUT_MODE,
+            classifier_pooling=args.pooling or "entity_start",
+            pair_encoding="all_pairs",
+        )
+    if args.per_pair_epochs == 0:
+        return train(args)
+    return train_per_pair_then_all_pairs(args)
+
+
+def train_per_pair_then_all_pairs(args: argparse.Namespace) -> dict:
+    """The all_pairs recipe: `--per-pair-epochs` one pair per sequence, then `--epochs` in the all_pairs layout,
+    continuing from the best per-pair checkpoint (same model class, same weights, head kept) at
+    `--all-pairs-learning-rate`. Trained in the all_pairs layout alone, the model learns more slowly (README, "All
+    pairs in one pass"). OUT reports both phases: time, steps and the training log."""
+    output_dir = Path(args.output_dir)
+    first_dir = output_dir.parent / f".{output_dir.name}.per-pair"
+    first = argparse.Namespace(**vars(args))
+    first.output_dir, first.overwrite = str(first_dir), True
+    first.pair_encoding, first.epochs = "per_pair", args.per_pair_epochs
+    started = time.perf_counter()
+    train(first)
+    log = json.loads((first_dir / "training_log.json").read_text())
+    steps = json.loads((first_dir / "eval_results.json").read_text())["train_steps"]
+    second = argparse.Namespace(**vars(args))
+    second.base_model, second.base_model_id = str(first_dir), args.base_model_id or args.base_model
+    second.learning_rate = args.all_pairs_learning_rate
+    metrics = train(second, earlier={"log": log, "steps": steps, "seconds": time.perf_counter() - started})
+    if int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(first_dir, ignore_errors=True)
+    return metrics
+
+
+def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
+    """One fine-tuning run of `args` into `args.output_dir`; `earlier` (log, steps, seconds) is a first phase of the
+    same run that OUT's eval_results.json and training_log.json also report."""
+    started = time.perf_counter()
+    output_dir = Path(args.output_dir)
     set_seed(args.seed)
 
     train_raw = load_relations(args.train_file)
@@ -403,6 +472,7 @@ def main(argv: list[str] | None = None) -> dict:
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()
+    earlier = earlier or {"log": [], "steps": 0, "seconds": 0.0}
     if args.lora_rank > 0:  # every rank merges the same best adapter
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
     trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
@@ -422,8 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = {
             "validation_file": str(args.validation_file),
             **metrics,
-            "train_runtime_s": round(time.perf_counter() - started, 1),
-            "train_steps": train_result.global_step,
+            "train_runtime_s": round(earlier["seconds"] + time.perf_counter() - started, 1),
+            "train_steps": earlier["steps"] + train_result.global_step,
             "world_size": training_args.world_size,
             "precision": precision,
             "input_mode": args.input_mode,
@@ -432,10 +502,11 @@ def main(argv: list[str] | None = None) -> dict:
             "skipped_overlapping_pairs": skipped,
             "args": vars(args),
         }
+        log = training_log(earlier["log"], trainer.state.log_history, config.pair_encoding)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (output_dir / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
+        (output_dir / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
         curve = plot_training_curve(
-            trainer.state.log_history,
+            log,
             output_dir / "training_curve.png",
             f"{output_dir.name}: trained on {Path(args.train_file).name}, scored on {Path(args.validation_file).name}",
         )
@@ -447,7 +518,29 @@ def main(argv: list[str] | None = None) -> dict:
             language=args.language,
         )
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # OUT is written before any rank goes on (a second phase reads it)
     return metrics
+
+
+def training_log(earlier: list[dict], log: list[dict], pair_encoding: str) -> list[dict]:
+    """The Trainer's log of this run after an `earlier` phase's: each entry says its `pair_encoding`, epochs and
+    steps count on from the earlier phase's last."""
+    if not earlier:
+        return log
+    epochs = max((entry.get("epoch", 0) for entry in earlier), default=0)
+    steps = max((entry.get("step", 0) for entry in earlier), default=0)
+    first = [{**entry, "pair_encoding": entry.get("pair_encoding", "per_pair")} for entry in earlier]
+    later = [
+        {
+            **entry,
+            "epoch": entry.get("epoch", 0) + epochs,
+            "step": entry.get("step", 0) + steps,
+            "pair_encoding": pair_encoding,
+        }
+        for entry in log
+    ]
+    return first + later
 
 
 if __name__ == "__main__":

@@ -133,7 +133,10 @@ def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp
 
 def test_all_pairs_training_trains_on_texts_and_reports_what_evaluate_gives(tmp_path, tiny_bert_dir, small_data):
     out = tmp_path / "all-pairs"
-    train(tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--epochs", "2", steps=None)
+    train(
+        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--epochs", "2", "--per-pair-epochs", "0",
+        steps=None,
+    )  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config["pair_encoding"] == "all_pairs"
     results = json.loads((out / "eval_results.json").read_text())
@@ -146,3 +149,27 @@ def test_all_pairs_training_trains_on_texts_and_reports_what_evaluate_gives(tmp_
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     for name in ("micro_f1", "auprc", "accuracy"):
         assert abs(metrics[name] - results[name]) < 1e-6, name
+
+
+def test_all_pairs_training_starts_with_per_pair_epochs(tmp_path, tiny_bert_dir, small_data):
+    out = tmp_path / "all-pairs"
+    train(
+        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--per-pair-epochs", "1", "--epochs", "1",
+        steps=None,
+    )  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["pair_encoding"] == "all_pairs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all-pairs"]  # the per-pair phase's folder is gone
+    log = json.loads((out / "training_log.json").read_text())
+    phases = [entry["pair_encoding"] for entry in log]
+    assert phases == sorted(phases, reverse=True) and set(phases) == {"per_pair", "all_pairs"}
+    per_pair_steps = max(entry["step"] for entry in log if entry["pair_encoding"] == "per_pair")
+    texts = {json.loads(line)["text"] for line in small_data["train"].read_text().splitlines()}
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["train_steps"] == log[-1]["step"] == per_pair_steps + -(-len(texts) // 8)  # 1 all-pairs epoch
+    assert [entry["epoch"] for entry in log if "eval_micro_f1" in entry] == [1.0, 2.0]
+    assert results["args"]["all_pairs_learning_rate"] == 5e-5 and results["pair_encoding"] == "all_pairs"
+
+
+def test_per_pair_epochs_need_all_pairs(tmp_path, tiny_bert_dir, small_data):
+    with pytest.raises(AssertionError, match="--per-pair-epochs needs --pair-encoding all_pairs"):
+        train(tiny_bert_dir, small_data, tmp_path / "out", "--per-pair-epochs", "1")
