@@ -355,15 +355,16 @@ def train_per_pair_then_all_pairs(args: argparse.Namespace) -> dict:
     second = argparse.Namespace(**vars(args))
     second.base_model, second.base_model_id = str(first_dir), args.base_model_id or args.base_model
     second.learning_rate = args.all_pairs_learning_rate
-    metrics = train(second, earlier={"log": log, "steps": steps, "seconds": time.perf_counter() - started})
+    earlier = {"log": log, "steps": steps, "seconds": time.perf_counter() - started, "args": vars(args)}
+    metrics = train(second, earlier)
     if int(os.environ.get("RANK", "0")) == 0:
         shutil.rmtree(first_dir, ignore_errors=True)
     return metrics
 
 
 def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
-    """One fine-tuning run of `args` into `args.output_dir`; `earlier` (log, steps, seconds) is a first phase of the
-    same run that OUT's eval_results.json and training_log.json also report."""
+    """One fine-tuning run of `args` into `args.output_dir`; `earlier` (log, steps, seconds, the command line's args)
+    is a first phase of the same run that OUT's eval_results.json and training_log.json also report."""
     started = time.perf_counter()
     output_dir = Path(args.output_dir)
     set_seed(args.seed)
@@ -472,7 +473,7 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()
-    earlier = earlier or {"log": [], "steps": 0, "seconds": 0.0}
+    earlier = earlier or {"log": [], "steps": 0, "seconds": 0.0, "args": vars(args)}
     if args.lora_rank > 0:  # every rank merges the same best adapter
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
     trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
@@ -500,7 +501,7 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
             "pair_encoding": config.pair_encoding,
             "negative_weight": round(negative_weight, 4),
             "skipped_overlapping_pairs": skipped,
-            "args": vars(args),
+            "args": earlier["args"],
         }
         log = training_log(earlier["log"], trainer.state.log_history, config.pair_encoding)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -167,6 +167,7 @@ def test_all_pairs_training_starts_with_per_pair_epochs(tmp_path, tiny_bert_dir,
     results = json.loads((out / "eval_results.json").read_text())
     assert results["train_steps"] == log[-1]["step"] == per_pair_steps + -(-len(texts) // 8)  # 1 all-pairs epoch
     assert [entry["epoch"] for entry in log if "eval_micro_f1" in entry] == [1.0, 2.0]
+    assert results["args"]["base_model"] == str(tiny_bert_dir) and results["args"]["per_pair_epochs"] == 1
     assert results["args"]["all_pairs_learning_rate"] == 5e-5 and results["pair_encoding"] == "all_pairs"
 
 
