@@ -366,6 +366,7 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
     """One fine-tuning run of `args` into `args.output_dir`; `earlier` (log, steps, seconds, the command line's args)
     is a first phase of the same run that OUT's eval_results.json and training_log.json also report."""
     started = time.perf_counter()
+    earlier = earlier or {"log": [], "steps": 0, "seconds": 0.0, "args": vars(args)}
     output_dir = Path(args.output_dir)
     set_seed(args.seed)
 
@@ -473,7 +474,6 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
         entity_learning_rate=args.entity_learning_rate,
     )
     train_result = trainer.train()
-    earlier = earlier or {"log": [], "steps": 0, "seconds": 0.0, "args": vars(args)}
     if args.lora_rank > 0:  # every rank merges the same best adapter
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
     trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
@@ -519,8 +519,7 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
             language=args.language,
         )
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}))
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # OUT is written before any rank goes on (a second phase reads it)
+    trainer.accelerator.wait_for_everyone()  # OUT is written before any rank goes on (a second phase reads it)
     return metrics
 
 
