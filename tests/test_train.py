@@ -108,6 +108,20 @@ def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_be
         assert abs(metrics[name] - results[name]) < 1e-6, (name, metrics[name], results[name])
 
 
+def test_ddp_all_pairs_training_runs_both_phases_on_every_rank(tmp_path, tiny_bert_dir, small_data):
+    out = tmp_path / "ddp-all-pairs"
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29732")
+    train(
+        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--per-pair-epochs", "1", "--epochs", "1",
+        launcher=launcher, steps=None,
+    )  # fmt: skip
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["world_size"] == 2 and results["pair_encoding"] == "all_pairs"
+    log = json.loads((out / "training_log.json").read_text())
+    assert [entry["pair_encoding"] for entry in log if "eval_micro_f1" in entry] == ["per_pair", "all_pairs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp-all-pairs"]
+
+
 def test_lora_trains_the_entity_tables_and_writes_a_merged_folder(tmp_path, tiny_bert_dir, small_data):
     out = tmp_path / "lora"
     train(tiny_bert_dir, small_data, out, "--lora-rank", "4")
