@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from typed_bert.hub.verify import run_in_clean_process
+from typed_bert.scripts.command_line import is_local_path
 
 from configuration_typed_bert import TypedBertConfig
 from modeling_typed_bert import TYPED_BERT_AUTO_MAP, TypedBertForSequenceClassification, TypedBertModel
@@ -70,9 +71,8 @@ CLASSIFIERS = {
 def check_base_model(base_model: str, labels: Sequence[str] | None = None) -> str:
     """`base_model` if it is a checkpoint TypedBert reproduces exactly (with `labels`: a new head is wanted), else a
     `ConversionError` that says why not."""
-    path = Path(base_model)
-    looks_local = path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1
-    if path.exists() or looks_local:
+    path = Path(base_model).expanduser()
+    if is_local_path(base_model):
         if not path.is_dir():
             raise ConversionError(f"--base-model {base_model!r}: no such folder.")
         if not (path / "config.json").is_file():

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from typed_bert.scripts.command_line import command_parser, run
+from typed_bert.scripts.command_line import command_parser, local_path, run
 
 EXAMPLE = "typed-bert hub --storage ~/typed-bert-hub --port 8765"
 LFS_THRESHOLD = 1_000_000  # bytes; larger files, and all weights, go through LFS as on the real Hub
@@ -660,7 +660,7 @@ class LocalHubServer(ThreadingHTTPServer):
 
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--storage", required=True, help="folder for the uploaded files")
+    parser.add_argument("--storage", required=True, type=local_path, help="folder for the uploaded files")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument(

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from typed_bert.hub.export import check_publishable
 from typed_bert.hub.model_card import EXAMPLE, write_model_card
 from typed_bert.hub.verify import run_in_clean_process
+from typed_bert.scripts.command_line import InputError
 
 from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator, encode_all_pairs, encode_relations
@@ -23,8 +27,25 @@ from encoding_typed_bert import TypedBertDataCollator, encode_all_pairs, encode_
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 
 
-class PublishError(ValueError):
-    """The folder cannot be published as it is; the message says what to do."""
+class PublishError(InputError):
+    """The folder cannot be published as it is, or the Hub cannot be reached; the message says what to do."""
+
+
+def check_endpoint_reachable(endpoint: str, timeout: float = 10.0) -> None:
+    """Raise a `PublishError` naming `endpoint` when no connection to it can be opened, before anything is sent (so
+    nothing is half-written on the Hub side). Behind a proxy (`HTTPS_PROXY`, ...) the HTTP client is left to try."""
+    url = urlparse(endpoint)
+    if not url.hostname or (urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname)):
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise PublishError(
+            f"cannot reach the Hub endpoint {endpoint} ({reason}); check HF_ENDPOINT (unset, it is "
+            "https://huggingface.co), the network and any proxy settings; nothing was uploaded"
+        ) from None
 
 
 @dataclass
@@ -99,6 +120,7 @@ def push_folder(
     if problems:
         raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
 
+    check_endpoint_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision != "main":

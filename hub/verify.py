@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from typed_bert.scripts.command_line import InputError
 
 _SCRIPT = """
 import json, sys
@@ -34,8 +35,22 @@ print(json.dumps({"module": type(model).__module__, "class": type(model).__name_
 """
 
 
-class VerificationError(RuntimeError):
-    """The checkpoint could not be loaded and run in a clean interpreter; the message has its stderr."""
+class VerificationError(InputError):
+    """The checkpoint could not be loaded and run in a clean interpreter. The message is one line, naming the folder
+    or repo and the child's last error line; the child's whole stderr is in `stderr` (and a note on the traceback,
+    which `--debug` shows)."""
+
+    def __init__(self, source: str | Path, auto_class: str, stderr: str) -> None:
+        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+        super().__init__(
+            f"{auto_class}.from_pretrained(..., trust_remote_code=True) failed in a clean interpreter: "
+            f"{lines[-1] if lines else 'no error message'}; expected a TypedBert checkpoint that loads as published "
+            "(--debug shows the whole traceback)",
+            source,
+        )
+        self.stderr = stderr
+        if hasattr(self, "add_note"):  # Python >= 3.11
+            self.add_note(f"stderr of the clean interpreter:\n{stderr}")
 
 
 def run_in_clean_process(
@@ -46,7 +61,10 @@ def run_in_clean_process(
 ) -> tuple[list[torch.Tensor], str]:
     """Load `source` with `auto_class.from_pretrained(..., trust_remote_code=True)` in a fresh interpreter and run
     each batch of inputs. Returns the logits (classifiers) or last hidden states of each batch, and the module the
-    class came from."""
+    class came from. A local `source` is handed to the child as an absolute path: the child runs in another working
+    directory, and transformers would take a relative path that is not a folder there for a Hub repo id."""
+    if Path(source).exists():
+        source = Path(source).absolute()
     with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as work:
         work = Path(work)
         for index, inputs in enumerate(batches):
@@ -63,7 +81,7 @@ def run_in_clean_process(
             [sys.executable, "-I", "-c", _SCRIPT, json.dumps(request)], cwd=work, capture_output=True, text=True
         )
         if result.returncode != 0:
-            raise VerificationError(f"loading {source} in a clean interpreter failed:\n{result.stderr[-4000:]}")
+            raise VerificationError(source, auto_class, result.stderr)
         module = json.loads(result.stdout.strip().splitlines()[-1])["module"]
         outputs = load_file(work / "outputs.safetensors")
         return [outputs[str(index)] for index in range(len(batches))], module

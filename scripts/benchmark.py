@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from typed_bert.scripts.command_line import command_parser, run
+from typed_bert.scripts.command_line import command_parser, local_path, run
 
 EXAMPLE = "typed-bert benchmark --repeats 30 --threads 2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -249,11 +249,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--data-file",
+        type=local_path,
         default=str(REPO_ROOT.parent / "shared" / "data" / "conll04" / "dev.jsonl"),
         help="sentences for the all-pairs comparison (default: CoNLL04 dev in shared/)",
     )
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
-    parser.add_argument("--converted", help=argparse.SUPPRESS)
+    parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

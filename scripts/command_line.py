@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 DEBUG_VARIABLE = "TYPED_BERT_DEBUG"
@@ -31,6 +32,26 @@ def command_parser(description: str | None, example: str) -> argparse.ArgumentPa
     )
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
     return parser
+
+
+def local_path(value: str) -> str:
+    """argparse type of a file or folder argument: the absolute path, resolved once against the working directory the
+    command was started in. Every child process (the clean-interpreter checks run elsewhere) and transformers (which
+    takes a relative path that is not a folder there for a Hub id) then get the same file. `-` (stdin, stdout) stays."""
+    return value if value == "-" else str(Path(value).expanduser().absolute())
+
+
+def is_local_path(value: str) -> bool:
+    """Whether a checkpoint argument names a local folder rather than a Hub id: it exists, or it can only be a path
+    (absolute, `./`, `../`, `~`, or more than one `/`)."""
+    path = Path(value).expanduser()
+    return path.exists() or path.is_absolute() or value.startswith((".", "~")) or value.count("/") > 1
+
+
+def model_path(value: str) -> str:
+    """argparse type of a checkpoint argument, a folder or a Hub id: a local one becomes absolute (`local_path`), a
+    Hub id stays as given."""
+    return local_path(value) if is_local_path(value) else value
 
 
 def run(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:

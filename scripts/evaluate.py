@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from typed_bert.scripts.command_line import command_parser, pick_device, pick_precision, run
+from typed_bert.scripts.command_line import command_parser, local_path, model_path, pick_device, pick_precision, run
 from typed_bert.scripts.relation_data import (
     check_vocabulary,
     encode_all_pairs_dataset,
@@ -142,10 +142,10 @@ def format_table(metrics: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    parser.add_argument("--data-file", required=True, help="JSON Lines, canonical or KLUE-RE format")
+    parser.add_argument("--model", required=True, type=model_path, help="checkpoint folder or Hub id")
+    parser.add_argument("--data-file", required=True, type=local_path, help="JSON Lines, canonical or KLUE-RE format")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--plot", default=None, help="write the confusion matrix to this PNG")
+    parser.add_argument("--plot", type=local_path, default=None, help="write the confusion matrix to this PNG")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
     parser.add_argument(

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from tqdm.auto import tqdm
 from transformers import pipeline
-from typed_bert.scripts.command_line import InputError, command_parser, pick_device, run
+from typed_bert.scripts.command_line import InputError, command_parser, local_path, model_path, pick_device, run
 
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
@@ -55,9 +55,9 @@ def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[
 
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--input", required=True, help="JSON Lines file, or - for stdin")
-    parser.add_argument("--output", default="-", help="JSON Lines file, or - for stdout")
+    parser.add_argument("--model", required=True, type=model_path)
+    parser.add_argument("--input", required=True, type=local_path, help="JSON Lines file, or - for stdin")
+    parser.add_argument("--output", type=local_path, default="-", help="JSON Lines file, or - for stdout")
     parser.add_argument("--top-k", type=int, default=None, help="the k best labels of each pair")
     parser.add_argument("--threshold", type=float, default=None, help="report no label scoring below this")
     parser.add_argument(

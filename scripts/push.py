@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 
 from typed_bert.hub.push import push_folder
-from typed_bert.scripts.command_line import command_parser, run
+from typed_bert.scripts.command_line import command_parser, model_path, run
 
 EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
 
 
 def main(argv: list[str] | None = None):
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--model", required=True, help="checkpoint folder written by train.py or convert.py")
+    parser.add_argument(
+        "--model", required=True, type=model_path, help="checkpoint folder written by train.py or convert.py"
+    )
     parser.add_argument("--repo-id", required=True, help="namespace/name")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default="main", help="branch to commit to (created if missing)")

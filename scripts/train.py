@@ -31,7 +31,7 @@ from typed_bert.hub.export import (
     typed_config_from_encoder,
 )
 from typed_bert.hub.model_card import write_model_card
-from typed_bert.scripts.command_line import InputError, command_parser, pick_precision, run
+from typed_bert.scripts.command_line import InputError, command_parser, local_path, model_path, pick_precision, run
 from typed_bert.scripts.evaluate import evaluate
 from typed_bert.scripts.relation_data import (
     NegativeSubsamplingSampler,
@@ -69,10 +69,12 @@ DEFAULT_BATCH_SIZES = {"per_pair": 32, "all_pairs": 8}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument("--base-model", required=True, help="BERT or TypedBert checkpoint folder or Hub id")
-    parser.add_argument("--train-file", required=True)
-    parser.add_argument("--validation-file", required=True)
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--base-model", required=True, type=model_path, help="BERT or TypedBert checkpoint folder or Hub id"
+    )
+    parser.add_argument("--train-file", required=True, type=local_path)
+    parser.add_argument("--validation-file", required=True, type=local_path)
+    parser.add_argument("--output-dir", required=True, type=local_path)
     checkpoints = "default: a TypedBert --base-model's own setting, else"
     parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
     parser.add_argument("--entity-fusion", choices=["sum", "mean"], help=f"{checkpoints} sum")
