@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -49,7 +50,14 @@ from typed_bert.scripts.relation_metrics import (
     with_no_relation_rows,
 )
 
-from configuration_typed_bert import INPUT_MODES, PAIR_ENCODINGS, TypedBertConfig
+from configuration_typed_bert import (
+    ENTITY_ROLES,
+    INPUT_MODES,
+    OBJECT_ROLE,
+    PAIR_ENCODINGS,
+    SUBJECT_ROLE,
+    TypedBertConfig,
+)
 from encoding_typed_bert import TypedBertDataCollator
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.trainer import TypedBertTrainer
@@ -59,6 +67,10 @@ EXAMPLE = (
     "--output-dir out"
 )
 ENTITY_TABLES = ["entity_type_embeddings", "entity_role_embeddings"]
+ENTITY_INITS = ("zero", "names")
+# A name-initialised entity row is this fraction of its name's mean word vector: a type row and a role row together
+# are about one word vector on an entity token.
+NAME_INIT_SCALE = 0.5
 DEFAULT_INPUT_MODE = "typed-embeddings"
 DEFAULT_EPOCHS = 4.0
 # all_pairs: the per_pair default run, then this many epochs in the all_pairs layout (README, "All pairs in one pass").
@@ -114,6 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--entity-learning-rate", type=float, default=1e-3, help="for the two entity tables")
+    parser.add_argument(
+        "--entity-init",
+        choices=list(ENTITY_INITS),
+        default="zero",
+        help="how entity tables that are still zero (a converted BERT) start training: zero, or names (each type's "
+        "row from the word vectors of its name, the role rows from 'subject' and 'object'; see init_from_names)",
+    )
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--max-length", type=int, default=256)
@@ -190,6 +209,35 @@ def build_model(args: argparse.Namespace, entity_types: list[str], labels: list[
     return TypedBertForSequenceClassification.from_pretrained(
         args.base_model, config=config, ignore_mismatched_sizes=not keeps_head
     )
+
+
+def readable_name(name: str) -> str:
+    """The words of an entity type or role name: `OtherScientificTerm` → `other scientific term`, `per_org` → `per
+    org`, `LOC` → `loc`."""
+    return " ".join(re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").split()).lower()
+
+
+@torch.no_grad()
+def init_from_names(model, tokenizer, scale: float = NAME_INIT_SCALE) -> list[str]:
+    """Start each entity table row from the meaning of its name: `scale` × the mean word vector of the name's word
+    pieces (`readable_name`), for the types of `config.entity_types` and the roles `subject` and `object`. Only
+    tables that are still all zero (a converted BERT) are set, so continuing from a trained TypedBert changes
+    nothing; row 0 (no entity, no role) stays zero. Returns the names of the tables it set."""
+    embeddings = model.get_input_embeddings().weight
+    rows = {
+        "entity_type_embeddings": model.config.entity_types[1:],
+        "entity_role_embeddings": [ENTITY_ROLES[SUBJECT_ROLE], ENTITY_ROLES[OBJECT_ROLE]],
+    }
+    set_tables = []
+    for name, names in rows.items():
+        table = getattr(model.base_model.embeddings, name, None)
+        if table is None or torch.count_nonzero(table.weight):
+            continue
+        for row, words in enumerate(names, start=1):
+            ids = tokenizer(readable_name(words), add_special_tokens=False)["input_ids"]
+            table.weight[row] = scale * embeddings[ids].mean(dim=0)
+        set_tables.append(name)
+    return set_tables
 
 
 def encoded_splits(args, config, tokenizer, train_raw, validation_raw, max_length: int):
@@ -381,9 +429,12 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
     model = build_model(args, entity_types, labels)
     config = model.config
     args.batch_size = args.batch_size or DEFAULT_BATCH_SIZES[config.pair_encoding]
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
+    if args.entity_init == "names":
+        initialised = init_from_names(model, tokenizer)
+        print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
     if args.lora_rank > 0:
         model = with_lora(model, args)
-    tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=True)
     max_length = min(args.max_length, config.max_sequence_length)
 
     train_set, validation_set, unencoded_dev_labels, skipped = encoded_splits(
@@ -500,6 +551,7 @@ def train(args: argparse.Namespace, earlier: dict | None = None) -> dict:
             "world_size": training_args.world_size,
             "precision": precision,
             "input_mode": args.input_mode,
+            "entity_init": args.entity_init,
             "pair_encoding": config.pair_encoding,
             "negative_weight": round(negative_weight, 4),
             "skipped_overlapping_pairs": skipped,
