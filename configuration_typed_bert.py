@@ -6,23 +6,36 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs on th
 
 from __future__ import annotations
 
-from transformers import BertConfig
+from typing import NamedTuple
 
-ENTITY_FUSIONS = ("sum", "mean")
+from transformers import BertConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+ENTITY_FUSIONS = ("sum", "mean")  # "mean" is deprecated: it is "sum" with the entity tables at half scale
 CLASSIFIER_POOLINGS = ("cls", "entity_start")
-# What each input mode gives the model about the two entities: (entity type table, entity role table, typed markers
-# in the text). "typed-markers" is Zhou & Chen (2021); "plain" has no entity information in its input.
+
+
+class InputMode(NamedTuple):
+    """What an input mode tells the model about the subject and object."""
+
+    type_table: bool  # every entity token gets its entity type's vector
+    role_table: bool  # every entity token gets its role's vector (subject or object)
+    markers: bool  # typed entity markers are inserted into the text
+
+
+# "typed-markers" is Zhou & Chen (2021); "plain" has no entity information in its input.
 INPUT_MODES = {
-    "typed-embeddings": (True, True, False),
-    "type-only": (True, False, False),
-    "role-only": (False, True, False),
-    "typed-markers": (False, False, True),
-    "markers+embeddings": (True, True, True),
-    "plain": (False, False, False),
+    "typed-embeddings": InputMode(type_table=True, role_table=True, markers=False),
+    "type-only": InputMode(type_table=True, role_table=False, markers=False),
+    "role-only": InputMode(type_table=False, role_table=True, markers=False),
+    "typed-markers": InputMode(type_table=False, role_table=False, markers=True),
+    "markers+embeddings": InputMode(type_table=True, role_table=True, markers=True),
+    "plain": InputMode(type_table=False, role_table=False, markers=False),
 }
-# "per_pair": one sequence per (subject, object) pair. "all_pairs": one sequence per text, every pair as two extra
-# tokens that stand for its subject and object (see TypedBertConfig).
-PAIR_ENCODINGS = ("per_pair", "all_pairs")
+# "per_pair": one sequence per (subject, object) pair.
+PAIR_ENCODINGS = ("per_pair",)
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
 ENTITY_ROLES = ("none", "subject", "object")
@@ -45,12 +58,8 @@ class TypedBertConfig(BertConfig):
             object spans; the other names are the types of the data set (`PER`, `ORG`, ...). Saved in config.json
             so a published model says which types it knows.
         entity_fusion (`str`, *optional*, defaults to `"sum"`):
-            How the entity vectors join the token's word vector before BERT adds the segment and position
-            embeddings. `"sum"`: word + type + role. `"mean"`: word + (type + role) / 2, the entity vector being the
-            mean of the type and role vectors. Both leave the word vector itself unscaled, so with zero tables (a
-            converted BERT) both compute exactly what BERT computes; with trained tables `"mean"` is `"sum"` with
-            the entity tables at half scale (a reparametrisation, not a different model family). Averaging all of
-            BERT's embeddings would change nothing at all: the LayerNorm after the sum ignores a common scale.
+            Deprecated. `"sum"` adds the entity vectors to the word vector; `"mean"` (still read from older configs)
+            adds half of them, which is `"sum"` with the entity tables at half scale.
         classifier_pooling (`str`, *optional*, defaults to `"entity_start"`):
             What [`TypedBertForSequenceClassification`] classifies. `"cls"`: BERT's pooled [CLS] vector.
             `"entity_start"`: the concatenated hidden states of the first subject token and the first object token
@@ -65,14 +74,8 @@ class TypedBertConfig(BertConfig):
             reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling. Configs written
             before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
         pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
-            How the pairs of a text are encoded. `"per_pair"`: one sequence per (subject, object) pair, the entity
-            tables marking its two entities. `"all_pairs"`: one sequence per text (or per chunk of its pairs) in
-            which every entity's tokens carry their type vector, and every pair gets two extra tokens, one for its
-            subject and one for its object: the entity's first word piece plus its type and role vectors, at the
-            entity's position. The text cannot see the pair tokens and each pair token sees the text and its own
-            partner only, so a pair's result does not depend on the other pairs of the pass (PURE's levitated
-            markers, Zhong & Chen 2021). Needs an input mode with entity tables and no markers, and
-            `"entity_start"` pooling (of the two pair tokens).
+            How the model was trained to encode the pairs of a text: `"per_pair"`, one sequence per (subject, object)
+            pair.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -97,16 +100,11 @@ class TypedBertConfig(BertConfig):
         super().__init__(**kwargs)
         self.entity_types = _checked_entity_types([NO_ENTITY_TYPE] if entity_types is None else entity_types)
         self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
+        if entity_fusion == "mean":
+            logger.warning_once('entity_fusion="mean" is deprecated: it is "sum" with the entity tables at half scale.')
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
         self.pair_encoding = _checked_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
-        if pair_encoding == "all_pairs" and (
-            self.entity_markers or not self.use_entity_embeddings or self.classifier_pooling != "entity_start"
-        ):
-            raise ValueError(
-                f"pair_encoding='all_pairs' needs entity tables, no text markers and entity_start pooling; got "
-                f"input_mode={self.input_mode!r}, classifier_pooling={self.classifier_pooling!r}."
-            )
         if not isinstance(position_id_offset, int) or not 0 <= position_id_offset < self.max_position_embeddings:
             raise ValueError(
                 f"position_id_offset={position_id_offset!r} must be an int in [0, max_position_embeddings="
@@ -141,12 +139,12 @@ class TypedBertConfig(BertConfig):
     @property
     def use_entity_type_embeddings(self) -> bool:
         """Whether the input mode has the entity type table."""
-        return INPUT_MODES[self.input_mode][0]
+        return INPUT_MODES[self.input_mode].type_table
 
     @property
     def use_entity_role_embeddings(self) -> bool:
         """Whether the input mode has the entity role table."""
-        return INPUT_MODES[self.input_mode][1]
+        return INPUT_MODES[self.input_mode].role_table
 
     @property
     def use_entity_embeddings(self) -> bool:
@@ -162,7 +160,7 @@ class TypedBertConfig(BertConfig):
     @property
     def entity_markers(self) -> bool:
         """Whether the text gets typed entity markers before encoding."""
-        return INPUT_MODES[self.input_mode][2]
+        return INPUT_MODES[self.input_mode].markers
 
     @entity_markers.setter
     def entity_markers(self, value: bool) -> None:
@@ -187,7 +185,7 @@ def _input_mode_of(input_mode: str | None, use_entity_embeddings: object, entity
         if value is not None and not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}.")
     tables, markers = legacy["use_entity_embeddings"] is not False, legacy["entity_markers"] is True
-    matching = next(mode for mode, uses in INPUT_MODES.items() if uses == (tables, tables, markers))
+    matching = next(mode for mode, uses in INPUT_MODES.items() if uses == InputMode(tables, tables, markers))
     if input_mode not in (None, matching):
         raise ValueError(
             f"use_entity_embeddings={use_entity_embeddings!r} and entity_markers={entity_markers!r} do not describe "
@@ -215,4 +213,4 @@ def _checked_entity_types(entity_types: object) -> list[str]:
 
 TypedBertConfig.register_for_auto_class()
 
-__all__ = ["TypedBertConfig"]
+__all__ = ["INPUT_MODES", "InputMode", "TypedBertConfig"]

@@ -24,25 +24,35 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
-# pair_encoding="all_pairs" adds explicit positions (a pair token sits at its entity's) and each token's pair number.
-ALL_PAIRS_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "pair_ids")
-# Pairs in one all-pairs sequence: the text is encoded once for them.
-PAIRS_PER_SEQUENCE = 64
 # Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
 SUBJECT_MARKERS = ("@", "*")
 OBJECT_MARKERS = ("#", "^")
 
 
-class EntityOverlapError(ValueError):
+class UnencodablePairError(ValueError):
+    """A well-formed pair that the model cannot read: training skips such pairs and evaluation scores them as
+    `no_relation`, counted under `reason`."""
+
+    reason = "unencodable"
+
+
+class EntityOverlapError(UnencodablePairError):
     """The subject and object overlap (nested mentions such as "the [[BERT] encoder]") or share a token: the pair
     cannot be encoded, since every token has one role."""
 
+    reason = "overlapping"
 
-class EntitiesTooFarApartError(ValueError):
+
+class EntitiesTooFarApartError(UnencodablePairError):
     """The subject and object are further apart than `max_length` tokens: no window holds both."""
 
+    reason = "too_far_apart"
 
-def _checked_span(name: str, span: Any, text: str, entity_types: Sequence[str]) -> tuple[int, int, str]:
+
+def check_span(name: str, span: Any, text: str, entity_types: Sequence[str] | None = None) -> tuple[int, int, str]:
+    """`(start, end, type)` of an entity span of `text`, or a `ValueError` naming `name` and what is wrong: not a
+    mapping with integer `start` < `end` inside the text and a type (one of `entity_types[1:]` when given, else any
+    non-empty string)."""
     if not isinstance(span, Mapping) or not {"start", "end", "type"} <= set(span):
         raise ValueError(f"{name} must be a mapping with 'start', 'end' and 'type', got {span!r}.")
     start, end, entity_type = span["start"], span["end"], span["type"]
@@ -52,11 +62,28 @@ def _checked_span(name: str, span: Any, text: str, entity_types: Sequence[str]) 
         raise ValueError(f"{name} span has start={start} >= end={end}; spans are [start, end) with start < end.")
     if start < 0 or end > len(text):
         raise ValueError(f"{name} span [{start}, {end}) lies outside the text of length {len(text)}.")
-    if entity_type not in entity_types[1:]:
+    if entity_types is None:
+        if not isinstance(entity_type, str) or not entity_type:
+            raise ValueError(f"{name} type must be a non-empty string, got {entity_type!r}.")
+    elif entity_type not in entity_types[1:]:
         raise ValueError(
             f"{name} type {entity_type!r} is not a known entity type; known types: {list(entity_types[1:])}."
         )
     return start, end, entity_type
+
+
+def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:
+    """The most tokens a sequence may have, special tokens included: `max_length` when given, else the tokenizer's
+    `model_max_length`, never more than the model's position table allows (`model_limit`, the config's
+    `max_sequence_length`). A `max_length` above `model_limit` is a `ValueError`; so is one below 3."""
+    if max_length is None:
+        return min(tokenizer.model_max_length, model_limit)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 3 <= max_length <= model_limit:
+        raise ValueError(
+            f"max_length={max_length!r} must be an int from 3 to {model_limit}, the most tokens the model's position "
+            "table holds."
+        )
+    return max_length
 
 
 def encode_relation(
@@ -76,7 +103,8 @@ def encode_relation(
         subject, object: `{"start", "end", "type"}`, character offsets into `text`, end exclusive.
         entity_types: the model's `config.entity_types`; index 0 is the "no entity" type.
         max_length: at most this many tokens, special tokens included (default: the tokenizer's
-            `model_max_length`). A longer text is cut to a window around the two entities, never through them.
+            `model_max_length`; `max_sequence_length` gives the model's). A longer text is cut to a window around
+            the two entities, never through them (`EntitiesTooFarApartError` when none holds both).
         entity_markers: first insert typed entity markers around both entities (`add_typed_entity_markers`; the
             marker input modes, `config.entity_markers`).
 
@@ -84,23 +112,20 @@ def encode_relation(
         `input_ids`, `attention_mask`, `token_type_ids`, `entity_type_ids`, `entity_role_ids`: lists of equal length.
     """
     check_pair(text, subject, object, entity_types)
-    subject_start, subject_end, subject_type = _checked_span("subject", subject, text, entity_types)
-    object_start, object_end, object_type = _checked_span("object", object, text, entity_types)
-    if entity_markers:
-        text, subject, object = add_typed_entity_markers(text, subject, object)  # noqa: A001
-        subject_start, subject_end, object_start, object_end = (
-            subject["start"],
-            subject["end"],
-            object["start"],
-            object["end"],
-        )
     encoding = tokenize(tokenizer, text)
+    subject_tokens = entity_tokens(encoding, text, "subject", subject["start"], subject["end"])
+    object_tokens = entity_tokens(encoding, text, "object", object["start"], object["end"])
+    if entity_markers:  # the spans were checked on the text as given; the model reads the marked text
+        text, subject, object = add_typed_entity_markers(text, subject, object)  # noqa: A001
+        encoding = tokenize(tokenizer, text)
+        subject_tokens = entity_tokens(encoding, text, "subject", subject["start"], subject["end"])
+        object_tokens = entity_tokens(encoding, text, "object", object["start"], object["end"])
     return pair_features(
         encoding,
-        entity_tokens(encoding, text, "subject", subject_start, subject_end),
-        entity_tokens(encoding, text, "object", object_start, object_end),
-        list(entity_types).index(subject_type),
-        list(entity_types).index(object_type),
+        subject_tokens,
+        object_tokens,
+        list(entity_types).index(subject["type"]),
+        list(entity_types).index(object["type"]),
         _limit(tokenizer, max_length),
     )
 
@@ -188,8 +213,8 @@ def check_pair(
     an unknown type, or spans that overlap (`EntityOverlapError`)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
-    _checked_span("subject", subject, text, entity_types)
-    _checked_span("object", object, text, entity_types)
+    check_span("subject", subject, text, entity_types)
+    check_span("object", object, text, entity_types)
     _check_disjoint(subject, object)
 
 
@@ -213,8 +238,8 @@ def _window_around_entities(special: list[int], roles: list[int], limit: int) ->
     needed = last - first + 1
     if needed > budget:
         raise EntitiesTooFarApartError(
-            f"The subject and object together span {needed} tokens, more than the {budget} that max_length={limit} "
-            "leaves for text; raise max_length or shorten the distance between the entities."
+            f"the subject and object together span {needed} tokens, more than the {budget} that max_length={limit} "
+            "leaves for text, so no window holds both."
         )
     spare = budget - needed
     left = max(first_content, first - spare // 2)
@@ -241,7 +266,7 @@ def encode_relations(
             text, subject, obj = example["text"], example["subject"], example["object"]
             features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length, entity_markers)
         except (KeyError, TypeError, ValueError) as error:
-            error_class = EntityOverlapError if isinstance(error, EntityOverlapError) else ValueError
+            error_class = type(error) if isinstance(error, UnencodablePairError) else ValueError
             raise error_class(f"example {index}: {error}") from error
         for name in MODEL_INPUT_NAMES:
             batch[name].append(features[name])
@@ -278,7 +303,7 @@ def encode_entity_pairs(
                 features = encode_relation(tokenizer, text, entities[i], entities[j], entity_types, limit, True)
             else:
                 features = pair_features(encoding, tokens[i], tokens[j], type_ids[i], type_ids[j], limit)
-        except (EntityOverlapError, EntitiesTooFarApartError) as error:
+        except UnencodablePairError as error:
             skipped.append((i, j, str(error)))
             continue
         encoded.append((i, j, features))
@@ -293,118 +318,10 @@ def _encoded_entities(
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
         raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
-    spans = [_checked_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
+    spans = [check_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
     encoding = tokenize(tokenizer, text)
     tokens = [entity_tokens(encoding, text, f"entity {i}", start, end) for i, (start, end, _) in enumerate(spans)]
     return encoding, tokens, [list(entity_types).index(entity_type) for _, _, entity_type in spans]
-
-
-def encode_all_pairs(
-    tokenizer: PreTrainedTokenizerBase,
-    text: str,
-    entities: Sequence[Mapping[str, Any]],
-    entity_types: Sequence[str],
-    max_length: int | None = None,
-    position_id_offset: int = 0,
-    pairs_per_sequence: int = PAIRS_PER_SEQUENCE,
-    pairs: Sequence[tuple[int, int]] | None = None,
-) -> tuple[list[tuple[list[tuple[int, int]], dict[str, list[int]]]], list[tuple[int, int, str]]]:
-    """Encode pairs of a text's entities for `pair_encoding="all_pairs"`: one sequence holds the text once and up to
-    `pairs_per_sequence` pairs.
-
-    The text's tokens carry the type id of the entity they belong to (the first listed, for tokens of overlapping
-    entities), whichever pairs the sequence holds, and no role. Each pair `(i, j)` then adds two tokens: entity i's
-    first word piece with role 1 (subject) and entity j's with role 2 (object), each with its entity's type id and
-    position id and with the pair's number (1, 2, ...) in `pair_ids`, which is 0 on the text. `position_ids` are
-    explicit (`position_id_offset` onwards). A text longer than `max_length` tokens is cut to a window around the
-    entities of the sequence's pairs, halving the sequence's pairs until a window holds them (the text part then
-    depends on the sequence's pairs: independence holds for texts that fit). A sequence has at most `max_length` text
-    tokens plus two per pair.
-
-    Args:
-        entities, entity_types, max_length: as for `encode_entity_pairs`.
-        pairs: the `(subject index, object index)` pairs to encode; default every ordered pair of distinct entities.
-
-    Returns:
-        `(pairs, features)` per sequence, with the seven fields of `ALL_PAIRS_INPUT_NAMES`, and `(i, j, reason)` for
-        each skipped pair: entities that overlap or share a token, or that no window holds together.
-    """
-    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types)
-    text_types = [0] * len(encoding["input_ids"])
-    for positions, type_id in reversed(list(zip(tokens, type_ids, strict=True))):  # the first listed entity wins
-        for position in positions:
-            text_types[position] = type_id
-    if pairs is None:
-        pairs = list(itertools.permutations(range(len(entities)), 2))
-    encodable, skipped = [], []
-    for i, j in pairs:
-        try:
-            _check_disjoint(entities[i], entities[j])
-            if set(tokens[i]) & set(tokens[j]):
-                raise EntityOverlapError(f"entities {i} and {j} share a token; they must fall into different tokens.")
-        except EntityOverlapError as error:
-            skipped.append((i, j, str(error)))
-            continue
-        encodable.append((i, j))
-    limit = _limit(tokenizer, max_length)
-    sequences = []
-    chunks = [encodable[start : start + pairs_per_sequence] for start in range(0, len(encodable), pairs_per_sequence)]
-    while chunks:
-        chunk = chunks.pop(0)
-        try:
-            sequences.append(
-                (chunk, _all_pairs_sequence(encoding, text_types, tokens, type_ids, chunk, limit, position_id_offset))
-            )
-        except EntitiesTooFarApartError as error:
-            if len(chunk) == 1:
-                skipped.append((*chunk[0], str(error)))
-            else:  # halves, until the pairs whose entities are too far apart are alone
-                chunks[:0] = [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
-    return sequences, skipped
-
-
-def _all_pairs_sequence(
-    encoding: BatchEncoding,
-    text_types: list[int],
-    tokens: list[list[int]],
-    type_ids: list[int],
-    pairs: list[tuple[int, int]],
-    limit: int,
-    position_id_offset: int,
-) -> dict[str, list[int]]:
-    """One all-pairs sequence: the text (windowed to `limit` around the pairs' entities) then two tokens per pair."""
-    special = encoding["special_tokens_mask"]
-    window = list(range(len(special)))
-    if len(special) > limit:
-        used = [0] * len(special)
-        for index in {index for pair in pairs for index in pair}:
-            for position in tokens[index]:
-                used[position] = 1
-        window = _window_around_entities(special, used, limit)
-    where = {position: new for new, position in enumerate(window)}
-    features = {
-        "input_ids": [encoding["input_ids"][p] for p in window],
-        "attention_mask": [1] * len(window),
-        "token_type_ids": [encoding["token_type_ids"][p] for p in window],
-        "position_ids": [position_id_offset + new for new in range(len(window))],
-        "entity_type_ids": [text_types[p] for p in window],
-        "entity_role_ids": [0] * len(window),
-        "pair_ids": [0] * len(window),
-    }
-    for number, pair in enumerate(pairs, start=1):
-        for role, index in zip((SUBJECT_ROLE, OBJECT_ROLE), pair, strict=True):
-            first = tokens[index][0]
-            for name, value in (
-                ("input_ids", encoding["input_ids"][first]),
-                ("attention_mask", 1),
-                ("token_type_ids", encoding["token_type_ids"][first]),
-                ("position_ids", position_id_offset + where[first]),
-                ("entity_type_ids", type_ids[index]),
-                ("entity_role_ids", role),
-                ("pair_ids", number),
-            ):
-                features[name].append(value)
-    return features
 
 
 def add_typed_entity_markers(
@@ -436,10 +353,8 @@ def add_typed_entity_markers(
 class TypedBertDataCollator:
     """Pads the TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
 
-    `input_ids` are padded with the tokenizer's pad id, everything else with 0 (the all-pairs fields `position_ids`
-    and `pair_ids` too: padding is never attended to). A `labels` (or `label`) field is stacked: one label per row, or
-    for all-pairs rows one per pair, padded with -100 (ignored by the loss). Returns a dict of tensors `(batch, seq)`
-    plus `labels` `(batch,)` or `(batch, pairs)`.
+    `input_ids` are padded with the tokenizer's pad id, the other fields with 0. A `labels` (or `label`) field is
+    stacked. Returns a dict of tensors `(batch, seq)`, plus `labels` `(batch,)`.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
@@ -453,17 +368,13 @@ class TypedBertDataCollator:
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch = {}
-        for name in ALL_PAIRS_INPUT_NAMES:
+        for name in MODEL_INPUT_NAMES:
             if name in features[0]:
                 pad = self.pad_token_id if name == "input_ids" else 0
                 batch[name] = _padded([feature[name] for feature in features], length, pad)
         for name in ("labels", "label"):
             if name in features[0]:
-                labels = [feature[name] for feature in features]
-                if isinstance(labels[0], (list, tuple)):  # all-pairs rows: one label per pair
-                    batch["labels"] = _padded(labels, max(len(row) for row in labels), -100)
-                else:
-                    batch["labels"] = torch.tensor(labels)
+                batch["labels"] = torch.tensor([feature[name] for feature in features])
                 break
         return batch
 
@@ -473,16 +384,16 @@ def _padded(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tenso
 
 
 __all__ = [
-    "ALL_PAIRS_INPUT_NAMES",
     "MODEL_INPUT_NAMES",
-    "PAIRS_PER_SEQUENCE",
     "EntitiesTooFarApartError",
     "EntityOverlapError",
     "TypedBertDataCollator",
+    "UnencodablePairError",
     "add_typed_entity_markers",
     "check_pair",
-    "encode_all_pairs",
+    "check_span",
     "encode_entity_pairs",
     "encode_relation",
     "encode_relations",
+    "max_sequence_length",
 ]

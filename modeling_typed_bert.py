@@ -2,7 +2,8 @@
 
 This file is uploaded to the Hugging Face Hub next to the weights and runs on the user's machine under
 `trust_remote_code=True`: it imports only torch, transformers and the other uploaded files, makes no network calls,
-evaluates no code and registers nothing at import (`register_typed_bert()` does, when a local user asks).
+evaluates no code and registers nothing at import (the installed package's `typed_bert.register_typed_bert()`
+does, when a local user asks).
 
 BERT's embedding layer sums word, segment (token type) and position embeddings. TypedBert adds, per token, the
 vector of the entity type the token belongs to (`entity_type_ids`, 0 = no entity) and the vector of its role
@@ -12,32 +13,25 @@ until it is trained, and only entity tokens need a vector.
 """
 
 import torch
-import transformers
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    BertModel,
-    BertPreTrainedModel,
-)
+from transformers import BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions, SequenceClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings
-from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
-# Every uploaded file is imported here, directly: transformers copies a model file's relative imports into each
-# saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones for a folder.
+# Every uploaded file is imported here, directly, and only here: transformers copies a model file's relative imports
+# into each saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones. The
+# encoding and pipeline files are not used by this file; the pipeline is announced in config.json's custom_pipelines.
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
-    from .encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401 - for the copy above; the pipeline uses it
-    from .pipeline_typed_bert import RelationClassificationPipeline
+    from .encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
+    from .pipeline_typed_bert import RelationClassificationPipeline  # noqa: F401
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
     from encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
-    from pipeline_typed_bert import RelationClassificationPipeline
+    from pipeline_typed_bert import RelationClassificationPipeline  # noqa: F401
 
 # Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
 TYPED_BERT_AUTO_MAP = {
@@ -46,38 +40,9 @@ TYPED_BERT_AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
 }
 RELATION_TASK = "relation-classification"
-# Weight names of version 1 checkpoints (tables on a sibling module, head named entity_head), renamed on load.
-LEGACY_KEY_MAPPING = {
-    r"entity_embeddings\.type_embeddings$": "embeddings.entity_type_embeddings.weight",
-    r"entity_embeddings\.role_embeddings$": "embeddings.entity_role_embeddings.weight",
-    r"^entity_head\.": "classifier.",
-}
-
-
 def _is_tracing() -> bool:
     """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent code breaks."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
-
-
-# transformers 5 takes a prepared 4D additive mask `(batch, 1, seq, seq)` and refuses a 3D one; 4.57 takes a 3D 0/1
-# mask `(batch, seq, seq)` and refuses 4D. In both, the mask reaches BERT's own attention (eager or SDPA) unchanged.
-_TAKES_4D_MASKS = int(transformers.__version__.split(".")[0]) >= 5
-
-
-def pair_attention_mask(attention_mask: torch.Tensor, pair_ids: torch.LongTensor, dtype: torch.dtype) -> torch.Tensor:
-    """Who sees whom in an all-pairs sequence, as the installed transformers takes it.
-
-    `attention_mask` `(batch, seq)` marks real tokens; `pair_ids` `(batch, seq)` is 0 on the text and k on the two
-    tokens of the k-th pair. A text token sees the text only; a pair token sees the text and its own pair's tokens.
-    So the text's hidden states are those of the text alone, and a pair's do not depend on the other pairs.
-    Returns `(batch, 1, seq, seq)` of 0 / dtype-min (transformers 5) or `(batch, seq, seq)` of 1 / 0 (4.57).
-    """
-    keys = pair_ids[:, None, :]
-    allowed = attention_mask.bool()[:, None, :] & ((keys == 0) | (keys == pair_ids[:, :, None]))
-    if not _TAKES_4D_MASKS:
-        return allowed.long()
-    blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return blocked.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def _check_entity_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.Size) -> None:
@@ -150,19 +115,6 @@ class TypedBertEmbeddings(BertEmbeddings):
         entity = sum(table(ids[positions]) for table, ids in tables)
         return inputs_embeds.index_put(positions, entity * self.entity_scale, accumulate=True)
 
-    @torch.no_grad()
-    def fold_no_entity_rows(self) -> None:
-        """Move non-zero row-0 vectors (version 1 checkpoints trained them) into the token-type table.
-
-        Every token gets exactly one token-type vector and, before this, exactly one row-0 or entity vector of each
-        table, so subtracting row 0 from every row and adding it to every token-type vector computes the same sums.
-        """
-        for table in self.entity_tables():
-            row = table.weight[0].clone()
-            if torch.count_nonzero(row):
-                table.weight.sub_(row)
-                self.token_type_embeddings.weight.add_(row * self.entity_scale)
-
 
 class TypedBertPreTrainedModel(BertPreTrainedModel):
     """Loads TypedBert checkpoints, plain BERT checkpoints included (the entity tables then start at zero)."""
@@ -181,44 +133,10 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with three differences: only safetensors weights load unless the caller
-        opts in to pickle files with `use_safetensors=False`; version 1 checkpoints load (their weight names are
-        mapped, their row-0 vectors folded); a mismatched entity table names `entity_types` as the likely cause."""
+        """`PreTrainedModel.from_pretrained`, loading only safetensors weights unless the caller opts in to pickle
+        files with `use_safetensors=False`."""
         kwargs.setdefault("use_safetensors", True)
-        kwargs.setdefault("key_mapping", LEGACY_KEY_MAPPING)
-        try:
-            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        except RuntimeError as error:
-            if not cls._entity_table_mismatched(error, pretrained_model_name_or_path, *model_args, **kwargs):
-                raise
-            raise RuntimeError(
-                f"{error}\nThe mismatched weight is the entity type table (embeddings.entity_type_embeddings), which "
-                "has one row per entry of "
-                "config.entity_types: a config.json whose entity_types is missing or was edited cannot load the "
-                "trained table. Restore entity_types as saved with the model, or pass ignore_mismatched_sizes=True "
-                "to start the table afresh."
-            ) from error
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        # transformers 5 reverses load-time renamings on save; a legacy name must not be written back.
-        conversions = getattr(model, "_weight_conversions", None)
-        if conversions:
-            model._weight_conversions = [c for c in conversions if c.source_patterns[0] not in LEGACY_KEY_MAPPING]
-        embeddings = model.base_model.embeddings
-        if isinstance(embeddings, TypedBertEmbeddings):
-            embeddings.fold_no_entity_rows()
-        return loaded
-
-    @classmethod
-    def _entity_table_mismatched(cls, error: RuntimeError, *args, **kwargs) -> bool:
-        """Whether the entity type table is among the weights whose size mismatch raised `error`. transformers 4
-        names them in the message; transformers 5 only logs them, so the load is repeated to read its report."""
-        if "entity_type_embeddings" in str(error) or TypedBertEntityEmbedding.__name__ in str(error):
-            return True
-        if "ignore_mismatched_sizes" not in str(error) or kwargs.get("ignore_mismatched_sizes"):
-            return False
-        kwargs.update(ignore_mismatched_sizes=True, output_loading_info=True)
-        _, info = super().from_pretrained(*args, **kwargs)
-        return any("entity_type_embeddings" in str(item) for item in info.get("mismatched_keys", []))
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (classifiers only).
     _custom_pipelines: dict | None = None
@@ -254,7 +172,6 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
-        pair_ids: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple[torch.Tensor, ...]:
         r"""
@@ -265,13 +182,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 Index into `config.entity_types` of the entity each token belongs to; 0 (no entity) when absent.
             entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 0 = outside both entities, 1 = subject, 2 = object; all 0 when absent.
-            pair_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
-                All-pairs sequences (`encode_all_pairs`): 0 on the text, k on the two tokens of the k-th pair. The
-                attention mask then keeps the text from seeing any pair token and each pair token from seeing other
-                pairs (`pair_attention_mask`).
             position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
                 default 0, 1, ... as in BERT, or with `config.position_id_offset` (RoBERTa's family) the real tokens
-                counted from the offset, as RoBERTa counts them. Required with `pair_ids`.
+                counted from the offset, as RoBERTa counts them.
             attention_mask, token_type_ids and the other keyword arguments are those of `BertModel`.
 
         Returns:
@@ -298,17 +211,6 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             position_ids = _counted_positions(
                 attention_mask, shape, self.config.position_id_offset, inputs_embeds.device
             )
-        if pair_ids is not None:
-            if position_ids is None:
-                raise ValueError("pair_ids need position_ids: a pair token sits at its entity's position.")
-            if self.config._attn_implementation not in ("eager", "sdpa"):
-                raise ValueError(
-                    f"all-pairs sequences need eager or sdpa attention (an additive mask), not "
-                    f"{self.config._attn_implementation!r}."
-                )
-            if attention_mask is None:
-                attention_mask = torch.ones(shape, dtype=torch.long, device=inputs_embeds.device)
-            attention_mask = pair_attention_mask(attention_mask, pair_ids, inputs_embeds.dtype)
         return_dict = kwargs.pop("return_dict", None)
         outputs = super().forward(
             attention_mask=attention_mask,
@@ -334,8 +236,8 @@ def _counted_positions(
 
 
 class TypedBertEntityStartHead(nn.Module):
-    """Classifies the concatenated hidden states of the first subject and first object tokens (Zhou & Chen 2021),
-    or, in all-pairs sequences, of each pair's subject and object tokens."""
+    """Classifies the concatenated hidden states of the first subject token and the first object token (Zhou & Chen
+    2021)."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
@@ -345,25 +247,13 @@ class TypedBertEntityStartHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        entity_role_ids: torch.LongTensor,
-        pair_ids: torch.LongTensor | None = None,
-    ) -> torch.Tensor:
-        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`;
-        with `pair_ids` `(batch, seq)`, logits `(batch, pairs, num_labels)` for pairs 1 ... `pair_ids.max()` (a row
-        with fewer pairs gets meaningless logits for the pairs it lacks)."""
-        if pair_ids is None:
-            subject = _first_position(entity_role_ids, SUBJECT_ROLE, "subject").unsqueeze(1)
-            obj = _first_position(entity_role_ids, OBJECT_ROLE, "object").unsqueeze(1)
-        else:
-            subject = _pair_positions(entity_role_ids, pair_ids, SUBJECT_ROLE)
-            obj = _pair_positions(entity_role_ids, pair_ids, OBJECT_ROLE)
-        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(1)
+    def forward(self, hidden_states: torch.Tensor, entity_role_ids: torch.LongTensor) -> torch.Tensor:
+        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`."""
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        subject = _first_position(entity_role_ids, SUBJECT_ROLE, "subject")
+        obj = _first_position(entity_role_ids, OBJECT_ROLE, "object")
         pair = torch.cat([hidden_states[rows, subject], hidden_states[rows, obj]], dim=-1)
-        logits = self.out_proj(self.dropout(self.activation(self.dense(pair))))
-        return logits if pair_ids is not None else logits.squeeze(1)
+        return self.out_proj(self.dropout(self.activation(self.dense(pair))))
 
 
 def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str) -> torch.LongTensor:
@@ -377,14 +267,6 @@ def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str
                 f"row; rows {missing} have none."
             )
     return is_role.int().argmax(dim=1)
-
-
-def _pair_positions(entity_role_ids: torch.LongTensor, pair_ids: torch.LongTensor, role: int) -> torch.LongTensor:
-    """Index `(batch, pairs)` of each pair's token with `role` (0 for pairs a row does not have)."""
-    rows, columns = ((entity_role_ids == role) & (pair_ids > 0)).nonzero(as_tuple=True)
-    positions = torch.zeros(pair_ids.shape[0], int(pair_ids.max()), dtype=torch.long, device=pair_ids.device)
-    positions[rows, pair_ids[rows, columns] - 1] = columns
-    return positions
 
 
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
@@ -424,33 +306,25 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
-        pair_ids: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
-            entity_type_ids, entity_role_ids, pair_ids (`torch.LongTensor` of shape `(batch, seq)`): see
-                `TypedBertModel`; `entity_role_ids` is required with `classifier_pooling="entity_start"`, `pair_ids`
-                with `config.pair_encoding="all_pairs"` (the sequences of `encode_all_pairs`).
+            entity_type_ids, entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`): see `TypedBertModel`;
+                `entity_role_ids` is required with `classifier_pooling="entity_start"`.
             labels (`torch.Tensor` of shape `(batch,)`, or `(batch, num_labels)` for multi-label): as for
                 `BertForSequenceClassification` (regression when `num_labels == 1`, else single- or multi-label by
-                `config.problem_type`). With `pair_ids`: `(batch, pairs)`, -100 for pairs a row does not have.
+                `config.problem_type`).
 
         Returns:
-            `SequenceClassifierOutput` with `logits` `(batch, num_labels)`, or `(batch, pairs, num_labels)` with
-            `pair_ids`, and `loss` when `labels` is given.
+            `SequenceClassifierOutput` with `logits` `(batch, num_labels)`, and `loss` when `labels` is given.
         """
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if self.config.classifier_pooling == "entity_start" and entity_role_ids is None:
             raise ValueError(
                 "classifier_pooling='entity_start' needs entity_role_ids (1 on subject tokens, 2 on object tokens)."
-            )
-        if self.config.pair_encoding == "all_pairs" and pair_ids is None:
-            raise ValueError(
-                "this model was trained with pair_encoding='all_pairs': pass pair_ids and the other fields of "
-                "encode_all_pairs (or use the relation-classification pipeline)."
             )
         outputs = self.bert(
             input_ids,
@@ -460,14 +334,13 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
             inputs_embeds=inputs_embeds,
             entity_type_ids=entity_type_ids,
             entity_role_ids=entity_role_ids,
-            pair_ids=pair_ids,
             return_dict=True,
             **kwargs,
         )
         if self.config.classifier_pooling == "cls":
             logits = self.classifier(self.dropout(outputs.pooler_output))
         else:
-            logits = self.classifier(outputs.last_hidden_state, entity_role_ids, pair_ids)
+            logits = self.classifier(outputs.last_hidden_state, entity_role_ids)
         loss = None if labels is None else self._loss(logits, labels)
 
         if not return_dict:
@@ -496,21 +369,6 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         return BCEWithLogitsLoss()(logits, labels)
 
 
-def register_typed_bert() -> None:
-    """Register TypedBert with `AutoConfig`, `AutoModel`, `AutoModelForSequenceClassification` and the
-    `relation-classification` pipeline, so that this process loads TypedBert folders without `trust_remote_code`.
-
-    For code run from a checkout or the installed package. Nothing calls it at import: a process that loads
-    TypedBert checkpoints with `trust_remote_code=True` then runs each checkpoint's own code.
-    """
-    AutoConfig.register(TypedBertConfig.model_type, TypedBertConfig, exist_ok=True)
-    AutoModel.register(TypedBertConfig, TypedBertModel, exist_ok=True)
-    AutoModelForSequenceClassification.register(TypedBertConfig, TypedBertForSequenceClassification, exist_ok=True)
-    PIPELINE_REGISTRY.register_pipeline(
-        RELATION_TASK, pipeline_class=RelationClassificationPipeline, pt_model=AutoModelForSequenceClassification
-    )
-
-
 TypedBertModel.register_for_auto_class("AutoModel")
 TypedBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
@@ -520,5 +378,4 @@ __all__ = [
     "TypedBertForSequenceClassification",
     "TypedBertModel",
     "TypedBertPreTrainedModel",
-    "register_typed_bert",
 ]

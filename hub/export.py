@@ -11,11 +11,13 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-from typed_bert.hub.verify import run_in_clean_process
-from typed_bert.scripts.command_line import is_local_path
 
 from configuration_typed_bert import TypedBertConfig
 from modeling_typed_bert import TYPED_BERT_AUTO_MAP, TypedBertForSequenceClassification, TypedBertModel
+from typed_bert.command_line import is_local_path
+from typed_bert.errors import InputError
+
+from .verify import run_in_clean_process
 
 # The files that run on the user's machine under trust_remote_code; every exported folder carries all of them.
 CODE_FILES = (
@@ -32,7 +34,7 @@ VERIFY_SENTENCES = (
 )
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError):
     """The base checkpoint or the requested conversion is not valid; the message says what to change."""
 
 

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from typed_bert.scripts.command_line import command_parser, local_path, run
+from typed_bert.command_line import command_parser, local_path, run
 
 EXAMPLE = "typed-bert hub --storage ~/typed-bert-hub --port 8765"
 LFS_THRESHOLD = 1_000_000  # bytes; larger files, and all weights, go through LFS as on the real Hub

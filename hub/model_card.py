@@ -24,6 +24,15 @@ GENERATED_FIELDS = (
     "eval_results",
     "model_name",
 )
+# What the model is told about the two entities, per input mode (README, "Input modes"; compare's table).
+INPUT_MODE_DESCRIPTIONS = {
+    "typed-embeddings": "entity type + role embeddings",
+    "type-only": "entity type embeddings",
+    "role-only": "entity role (subject/object) embeddings",
+    "typed-markers": "typed markers in the text (Zhou & Chen)",
+    "markers+embeddings": "typed markers + type and role embeddings",
+    "plain": "nothing ([CLS] pooling)",
+}
 EXAMPLE = {
     "text": "Bill Gates founded Microsoft.",
     "subject": {"start": 0, "end": 10, "type": "Peop"},
@@ -83,6 +92,7 @@ def render_model_card(
         for name in ("micro_f1", "micro_precision", "micro_recall", "auprc", "accuracy")
         if name in results
     ]
+    input_mode = config.get("input_mode", results.get("input_mode", "typed-embeddings"))
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -90,16 +100,15 @@ def render_model_card(
         repo_id=repo_id,
         revision=revision,
         base_model=base_model or "a BERT checkpoint",
-        input_mode=config.get("input_mode", results.get("input_mode", "typed-embeddings")),
-        pair_encoding=config.get("pair_encoding", "per_pair"),
+        input_mode=input_mode,
+        input_mode_description=INPUT_MODE_DESCRIPTIONS.get(input_mode, "see the README"),
         classifier_pooling=config.get("classifier_pooling"),
-        entity_fusion=config.get("entity_fusion"),
         example_text=EXAMPLE["text"],
         example_subject=json.dumps({**EXAMPLE["subject"], "type": example_subject_type}),
         example_object=json.dumps({**EXAMPLE["object"], "type": example_object_type}),
         entity_types=entity_types,
         labels=labels,
-        train_file=train_file or results.get("args", {}).get("train_file", "not recorded"),
+        train_file=train_file or results.get("settings", {}).get("train_file", "not recorded"),
         train_description=f"{len(labels)} labels, entity types {entity_types[1:]}.",
         validation_file=results.get("validation_file", "not recorded"),
         num_examples=results.get("num_examples", "?"),

@@ -16,13 +16,14 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import HfApi, constants
-from typed_bert.hub.export import check_publishable
-from typed_bert.hub.model_card import EXAMPLE, write_model_card
-from typed_bert.hub.verify import run_in_clean_process
-from typed_bert.scripts.command_line import InputError
 
 from configuration_typed_bert import TypedBertConfig
-from encoding_typed_bert import TypedBertDataCollator, encode_all_pairs, encode_relations
+from encoding_typed_bert import TypedBertDataCollator, encode_relations
+from typed_bert.errors import InputError
+
+from .export import check_publishable
+from .model_card import EXAMPLE, write_model_card
+from .verify import run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 
@@ -81,15 +82,8 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
         },
     ]
     typed = TypedBertConfig.from_dict(config)  # also reads configs written before input_mode
-    if typed.pair_encoding == "all_pairs":
-        rows = [
-            encode_all_pairs(tokenizer, e["text"], [e["subject"], e["object"]], types, pairs=[(0, 1)],
-                             position_id_offset=typed.position_id_offset)[0][0][1]
-            for e in examples
-        ]  # fmt: skip
-    else:
-        encoded = encode_relations(tokenizer, examples, types, entity_markers=typed.entity_markers)
-        rows = [{name: values[i] for name, values in encoded.items()} for i in range(len(examples))]
+    encoded = encode_relations(tokenizer, examples, types, entity_markers=typed.entity_markers)
+    rows = [{name: values[i] for name, values in encoded.items()} for i in range(len(examples))]
     return TypedBertDataCollator(tokenizer)(rows)
 
 
@@ -127,16 +121,16 @@ def push_folder(
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     tag = tag or next_version_tag(api, repo_id)
     results = json.loads((folder / "eval_results.json").read_text()) if (folder / "eval_results.json").is_file() else {}
-    train_args = results.get("args", {})
+    settings = results.get("settings", {})
     write_model_card(
         folder,
         repo_id=repo_id,
         revision=tag,
-        base_model=train_args.get("base_model_id") or train_args.get("base_model"),
-        train_file=train_args.get("train_file"),
+        base_model=settings.get("base_model_id") or settings.get("base_model"),
+        train_file=settings.get("train_file"),
         confusion_matrix="confusion_matrix.png" if (folder / "confusion_matrix.png").is_file() else None,
         training_curve="training_curve.png" if (folder / "training_curve.png").is_file() else None,
-        language=language or train_args.get("language"),
+        language=language or settings.get("language"),
     )
     commit = api.upload_folder(
         folder_path=folder,

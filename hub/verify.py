@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from typed_bert.scripts.command_line import InputError
+
+from typed_bert.errors import InputError
 
 _SCRIPT = """
 import json, sys

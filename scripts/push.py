@@ -1,56 +1,7 @@
-"""Publish a TypedBert checkpoint folder to the Hugging Face Hub (or any endpoint that speaks its protocol).
+"""`typed-bert push` from a checkout: `python scripts/push.py --help`. The command lives in typed_bert/commands/push.py."""
 
-    python scripts/push.py --model OUT --repo-id org/typed-bert [--private] [--revision BRANCH] \
-        [--commit-message M] [--tag v1] [--no-verify]
-
-Uses HF_ENDPOINT and HF_TOKEN as usual. Uploads the whole folder in one commit, tags it (v1, v2, ...: the model
-card's loading snippet pins that tag), then downloads it into a fresh cache and checks that
-AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True) gives the local folder's logits.
-Refuses a folder without the code files or auto_map, or with pickle files.
-"""
-
-from __future__ import annotations
-
-import json
-
-from typed_bert.hub.push import push_folder
-from typed_bert.scripts.command_line import command_parser, model_path, run
-
-EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
-
-
-def main(argv: list[str] | None = None):
-    parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument(
-        "--model", required=True, type=model_path, help="checkpoint folder written by train.py or convert.py"
-    )
-    parser.add_argument("--repo-id", required=True, help="namespace/name")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--revision", default="main", help="branch to commit to (created if missing)")
-    parser.add_argument("--commit-message", default=None)
-    parser.add_argument("--tag", default=None, help="tag of the new commit (default: the next vN)")
-    parser.add_argument("--no-verify", action="store_true", help="skip the download-and-compare check")
-    parser.add_argument("--language", nargs="+", default=None, help="language code(s) for the model card")
-    args = parser.parse_args(argv)
-    result = push_folder(
-        args.model,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        commit_message=args.commit_message,
-        tag=args.tag,
-        verify=not args.no_verify,
-        language=args.language,
-    )
-    print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
-    if result.max_abs_difference is not None:
-        print(
-            f"verified: reloaded from the Hub through {result.verified_with} in a clean interpreter "
-            f"({result.loaded_from}), max abs difference from the local folder {result.max_abs_difference}"
-        )
-    print(json.dumps(result.__dict__))
-    return result
-
+from typed_bert.command_line import run
+from typed_bert.commands.push import main
 
 if __name__ == "__main__":
     run(main)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from transformers import pipeline
-from typed_bert.scripts.relation_data import load_relations, texts_with_entities
 
 from tests.conftest import SHARED, run_script, save_tiny_classifier
+from typed_bert.data import load_relations, texts_with_entities
 
 pytestmark = pytest.mark.slow
 

@@ -81,17 +81,3 @@ def test_flags_that_compare_sets_are_refused_in_the_shared_arguments(tmp_path, t
     refused = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert refused.returncode == 2
     assert "training arguments ['--seed'] are set by compare for each run" in refused.stderr
-
-
-def test_an_all_pairs_variant_trains_with_all_pairs_encoding(tmp_path, tiny_bert_dir, small_data):
-    out = tmp_path / "compare"
-    run_script(
-        compare_command(tiny_bert_dir, small_data, out, "--variants", "typed-embeddings:all_pairs", "--seeds", "1")
-    )
-    folder = out / "runs" / "typed-embeddings@all_pairs" / "seed-1"
-    config = json.loads((folder / "config.json").read_text())
-    assert (config["input_mode"], config["pair_encoding"]) == ("typed-embeddings", "all_pairs")
-    assert (
-        "| `typed-embeddings:all_pairs` | entity type + role embeddings, all pairs of a text in one pass | 1 |"
-        in (out / "comparison.md").read_text()
-    )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from typed_bert.scripts.relation_data import (
-    DataFileError,
-    NegativeSubsamplingSampler,
-    encode_all_pairs_dataset,
+
+from tests.conftest import SHARED
+from typed_bert.data import (
+    encode_dataset,
     entity_type_names,
     label_names,
     load_relations,
     texts_with_entities,
+    unencodable_counts,
 )
-
-from tests.conftest import SHARED
+from typed_bert.errors import DataFileError
+from typed_bert.trainer import NegativeSubsamplingSampler
 
 GOOD = {
     "id": "x-1",
@@ -60,9 +61,9 @@ def test_klue_format_is_converted_with_inclusive_ends(tmp_path):
     ("bad", "message"),
     [
         ('{"id": "x", "text": ', "invalid JSON"),
-        ({**GOOD, "subject": {"start": 0, "end": 99, "type": "Peop"}}, r"'subject' span \[0, 99\) is not inside"),
+        ({**GOOD, "subject": {"start": 0, "end": 99, "type": "Peop"}}, r"'subject' span \[0, 99\) lies outside"),
         ({**GOOD, "label": ""}, "'label' must be a non-empty string"),
-        ({**GOOD, "object": {"start": 13, "end": 22}}, "'object' must be an object with start, end and type"),
+        ({**GOOD, "object": {"start": 13, "end": 22}}, "'object' must be a mapping with 'start', 'end' and 'type'"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, bad, message):
@@ -140,7 +141,7 @@ def test_entity_list_line_becomes_every_ordered_pair(tmp_path):
         ({"relations": [{"subject": 0, "object": 3, "label": "x"}]}, r"relation 0 names entities \[0, 3\]; expected"),
         ({"relations": [{"subject": 1, "object": 1, "label": "x"}]}, r"relation 0 repeats the pair \[1, 1\]"),
         ({"relations": [{"subject": 0, "object": 1}]}, r"relation 0: 'label' must be a non-empty string"),
-        ({"entities": [{"start": 0, "end": 40, "type": "Peop"}]}, r"entity 0 span \[0, 40\) is not inside the text"),
+        ({"entities": [{"start": 0, "end": 40, "type": "Peop"}]}, r"entity 0 span \[0, 40\) lies outside the text"),
         ({"entities": {"start": 0}}, r"'entities' must be a list of objects"),
     ],
 )
@@ -150,23 +151,34 @@ def test_bad_entity_list_line_names_file_line_and_what(tmp_path, change, message
         load_relations(path)
 
 
-def test_all_pairs_sequences_keep_every_row_of_a_repeated_pair(tmp_path):
+def test_a_line_with_a_pair_and_entities_is_refused_as_ambiguous(tmp_path):
+    """One rule for every path: a dict with both a pair and an entity list is neither (the pipeline refuses it too)."""
+    path = write_lines(
+        tmp_path / "both.jsonl", [GOOD, {**TEXT_ROW, "subject": GOOD["subject"], "object": GOOD["object"]}]
+    )
+    with pytest.raises(DataFileError, match=r"both\.jsonl:2: the line has both 'entities' and 'subject'/'object'"):
+        load_relations(path)
+
+
+def test_pairs_the_model_cannot_read_are_marked_with_their_reason(tmp_path):
+    """Nested pairs and pairs no max_length window holds are kept, unencodable, each counted under its reason;
+    strict refuses them naming the line."""
     from transformers import AutoTokenizer
 
     from tests.conftest import minilm_path
 
-    repeated = {**GOOD, "id": "x-2", "label": "works_for"}
-    nested = {**GOOD, "id": "x-3", "object": {"start": 5, "end": 12, "type": "Org"}, "label": "no_relation"}
-    dataset = load_relations(write_lines(tmp_path / "data.jsonl", [GOOD, repeated, nested]))
-    label2id = {"no_relation": 0, "founded": 1, "works_for": 2}
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    sequences, unencodable = encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64)
-    assert len(sequences) == 1 and unencodable == []
-    assert sequences[0]["pair_rows"] == [0, 1, 2] and sequences[0]["labels"] == [1, 2, 0]
-    assert max(sequences[0]["pair_ids"]) == 3
-    overlapping = {**GOOD, "id": "x-4", "object": {"start": 2, "end": 12, "type": "Org"}}
-    path = write_lines(tmp_path / "overlap.jsonl", [GOOD, overlapping])
+    far = {
+        **GOOD,
+        "text": "Bill " + "and so on " * 30 + "Microsoft",
+        "object": {"start": 305, "end": 314, "type": "Org"},
+    }
+    nested = {**GOOD, "object": {"start": 2, "end": 12, "type": "Org"}}
+    path = write_lines(tmp_path / "data.jsonl", [GOOD, far, nested])
     dataset = load_relations(path)
-    assert encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64)[1] == [1]
-    with pytest.raises(DataFileError, match=r"overlap\.jsonl:2: subject \[0, 4\) and object \[2, 12\) overlap"):
-        encode_all_pairs_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 64, path=path, strict=True)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    label2id = {"no_relation": 0, "founded": 1}
+    encoded = encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32)
+    assert encoded["encodable"] == [True, False, False]
+    assert unencodable_counts(encoded) == {"too_far_apart": 1, "overlapping": 1}
+    with pytest.raises(DataFileError, match=r"data\.jsonl:2: the subject and object together span \d+ tokens"):
+        encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32, path=path, strict=True)

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from typed_bert.scripts.relation_metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
+
+from typed_bert.metrics import confusion_matrix, plot_confusion_matrix, relation_metrics
 
 LABELS = ["no_relation", "A", "B"]
 
@@ -53,8 +54,10 @@ def test_auprc_is_the_mean_area_over_labels():
     metrics = relation_metrics(gold, probabilities, LABELS)
     # Label A: scores 0.9 (A), 0.7 (none), 0.4 (A), 0.2 (none): PR points (recall, precision)
     # (0, 1) (0.5, 1) (0.5, 0.5) (1, 2/3) (1, 0.5): trapezoid area 0.5*1 + 0.5*(0.5+2/3)/2 = 0.7917.
-    # Label none: scores 0.8 (none), 0.6 (A), 0.3 (none), 0.1 (A): the same shape, the same area. B has no support.
-    assert metrics["auprc"] == pytest.approx(0.5 + 0.5 * (0.5 + 2 / 3) / 2)
+    # Label none: scores 0.8 (none), 0.6 (A), 0.3 (none), 0.1 (A): the same shape, the same area. B has no gold
+    # example: as in KLUE's klue_re_auprc, it still counts, with scikit-learn's area for it, 0.5.
+    area = 0.5 + 0.5 * (0.5 + 2 / 3) / 2
+    assert metrics["auprc"] == pytest.approx((area + area + 0.5) / 3)
 
 
 def test_shape_mismatch_raises():

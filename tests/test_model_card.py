@@ -46,7 +46,7 @@ def test_language_is_not_guessed_and_training_curve_is_shown(tmp_path):
 
 
 def test_training_curve_png(tmp_path):
-    from typed_bert.scripts.relation_metrics import plot_training_curve
+    from typed_bert.metrics import plot_training_curve
 
     log = [{"epoch": 0.5, "loss": 1.2}, {"epoch": 1.0, "eval_micro_f1": 0.4}, {"epoch": 1.5, "loss": 0.8}]
     path = plot_training_curve(log, tmp_path / "curve.png", "m on dev.jsonl")

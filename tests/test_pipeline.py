@@ -68,7 +68,7 @@ def test_no_relation_is_left_out_and_top_k_and_threshold_filter(classify):
     pair = {"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1]}
     ranked = classify(pair, top_k=3)
     assert classify(pair, top_k=3, threshold=ranked[1]["score"]) == ranked[:2]
-    assert classify(pair, threshold=2.0) == []
+    assert classify(pair, threshold=1.0) == []
 
 
 def test_overlapping_entities_are_skipped_and_reported(classify):
@@ -135,3 +135,47 @@ def test_single_pair_output_is_unchanged(classify):
     assert set(best) == {"label", "score"}
     ranked = classify(pair, top_k=len(classify.model.config.id2label))
     assert ranked[0] == best and sum(r["score"] for r in ranked) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_span_covering_no_token_is_refused_in_every_input_mode(classify):
+    """Marker modes check the spans on the text as given, before the markers surround them."""
+    with pytest.raises(ValueError, match=r"object span \[10, 11\) = ' ' covers no token"):
+        classify({"text": TEXT, "subject": ENTITIES[0], "object": {"start": 10, "end": 11, "type": "ORG"}})
+
+
+def test_max_length_above_the_position_table_is_refused(classify):
+    limit = classify.model.config.max_sequence_length
+    with pytest.raises(ValueError, match=rf"max_length={limit + 1} must be an int from 3 to {limit}"):
+        classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1]}, max_length=limit + 1)
+    assert classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1]}, max_length=limit)["label"]
+
+
+def test_pairs_too_far_apart_are_refused_alone_and_skipped_in_entity_lists(classify):
+    pair = {"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[3]}
+    with pytest.raises(ValueError, match=r"no window holds both") as raised:
+        classify(pair, max_length=8)
+    assert "raise max_length" not in str(raised.value)
+    relations = classify({"text": TEXT, "entities": ENTITIES}, max_length=8, keep_no_relation=True)
+    skipped = [r for r in relations if r.get("skipped")]
+    assert skipped and all(r["label"] is None and "no window holds both" in r["skipped"] for r in skipped)
+    assert len(relations) == 12
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_k": -1}, r"top_k=-1 must be a positive int"),
+        ({"top_k": 0}, r"top_k=0 must be a positive int"),
+        ({"top_k": 1.5}, r"top_k=1.5 must be a positive int"),
+        ({"threshold": -0.1}, r"threshold=-0.1 must be a number from 0 to 1"),
+        ({"threshold": 2.5}, r"threshold=2.5 must be a number from 0 to 1"),
+    ],
+)
+def test_bad_top_k_and_threshold_are_refused(classify, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1]}, **kwargs)
+
+
+def test_a_dict_with_a_pair_and_entities_is_refused_as_ambiguous(classify):
+    with pytest.raises(ValueError, match=r"\(all relations of a text\), not both"):
+        classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1], "entities": ENTITIES})

@@ -86,7 +86,7 @@ def test_auto_classes_load_saved_folder_in_clean_process(tmp_path, config, batch
 def test_local_auto_classes_resolve_without_remote_code(tmp_path, config):
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    from modeling_typed_bert import register_typed_bert
+    from typed_bert import register_typed_bert
 
     register_typed_bert()
     TypedBertModel(config).save_pretrained(tmp_path)

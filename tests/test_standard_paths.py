@@ -114,7 +114,7 @@ api.create_tag("org/typed-bert", tag=sys.argv[2], revision=commit.oid)
 
 
 def test_local_registration_is_explicit(tmp_path):
-    """Importing the uploaded modules registers nothing; `register_typed_bert()` (or `import typed_bert`) does."""
+    """Importing the uploaded modules registers nothing; the installed package's `register_typed_bert()` does."""
     write_checkpoint(tmp_path / "folder")
     script = f"""
     import json, sys
@@ -126,7 +126,8 @@ def test_local_registration_is_explicit(tmp_path):
         before = "loaded"
     except ValueError as error:
         before = str(error)[:200]
-    modeling_typed_bert.register_typed_bert()
+    from typed_bert.registration import register_typed_bert
+    register_typed_bert()
     model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "folder")!r})
     tokenizer = AutoTokenizer.from_pretrained({str(tmp_path / "folder")!r}, trust_remote_code=True)
     classify = pipeline("relation-classification", model=model, tokenizer=tokenizer)

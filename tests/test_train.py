@@ -1,4 +1,5 @@
-"""scripts/train.py on a tiny random BERT and a slice of CoNLL04: output folder, determinism, modes, DDP."""
+"""Training on a tiny random BERT and a slice of CoNLL04: the command's output folder, determinism, modes, DDP,
+LoRA; the library's `train` / `write_output`, the sampler's epoch length, tables started from their names."""
 
 from __future__ import annotations
 
@@ -108,83 +109,67 @@ def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_be
         assert abs(metrics[name] - results[name]) < 1e-6, (name, metrics[name], results[name])
 
 
-def test_ddp_all_pairs_training_runs_both_phases_on_every_rank(tmp_path, tiny_bert_dir, small_data):
-    out = tmp_path / "ddp-all-pairs"
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29732")
-    train(
-        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--per-pair-epochs", "1", "--epochs", "1",
-        launcher=launcher, steps=None,
-    )  # fmt: skip
-    results = json.loads((out / "eval_results.json").read_text())
-    assert results["world_size"] == 2 and results["pair_encoding"] == "all_pairs"
-    log = json.loads((out / "training_log.json").read_text())
-    assert [entry["pair_encoding"] for entry in log if "eval_micro_f1" in entry] == ["per_pair", "all_pairs"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp-all-pairs"]
-
-
-def test_lora_trains_the_entity_tables_and_writes_a_merged_folder(tmp_path, tiny_bert_dir, small_data):
-    out = tmp_path / "lora"
-    train(tiny_bert_dir, small_data, out, "--lora-rank", "4")
-    weights = load_file(out / "model.safetensors")
-    assert torch.count_nonzero(weights["bert.embeddings.entity_type_embeddings.weight"]) > 0
-    assert not [key for key in weights if "lora" in key or "modules_to_save" in key or "base_model" in key]
-    assert not (out / "adapter_config.json").exists()
-    assert json.loads((out / "config.json").read_text())["architectures"] == ["TypedBertForSequenceClassification"]
-
-
 def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp_path, tiny_bert_dir, small_data):
     first = tmp_path / "first"
-    train(tiny_bert_dir, small_data, first, "--input-mode", "typed-markers", "--entity-fusion", "mean")
+    train(tiny_bert_dir, small_data, first, "--input-mode", "typed-markers")
     second = tmp_path / "second"
     train(first, small_data, second, "--learning-rate", "0", "--entity-learning-rate", "0")
     a, b = (json.loads((folder / "config.json").read_text()) for folder in (first, second))
-    for key in ("input_mode", "entity_fusion", "classifier_pooling", "id2label"):
+    for key in ("input_mode", "classifier_pooling", "id2label"):
         assert a[key] == b[key], key
     a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a if key.startswith("classifier."))
     assert json.loads((second / "eval_results.json").read_text())["input_mode"] == "typed-markers"
 
 
-def test_all_pairs_training_trains_on_texts_and_reports_what_evaluate_gives(tmp_path, tiny_bert_dir, small_data):
-    out = tmp_path / "all-pairs"
-    train(
-        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--epochs", "2", "--per-pair-epochs", "0",
-        steps=None,
+def test_train_returns_its_result_in_memory_and_write_output_writes_the_folder(tmp_path, tiny_bert_dir, small_data):
+    """The library path: settings as data, `train` returns the model and the record, `write_output` writes OUT.
+    The steps and the warm-up come from the sampler: 1 epoch = ceil(len(sampler) / batch) steps."""
+    from typed_bert.trainer import NegativeSubsamplingSampler
+    from typed_bert.training import TrainingSettings, train, write_output
+
+    settings = TrainingSettings(
+        base_model=str(tiny_bert_dir), train_file=str(small_data["train"]), validation_file=str(small_data["dev"]),
+        epochs=1, batch_size=8, precision="fp32",
     )  # fmt: skip
-    config = json.loads((out / "config.json").read_text())
-    assert config["pair_encoding"] == "all_pairs"
-    results = json.loads((out / "eval_results.json").read_text())
-    assert results["num_examples"] == 60 and results["pair_encoding"] == "all_pairs"
-    texts = {json.loads(line)["text"] for line in small_data["train"].read_text().splitlines()}
-    assert results["train_steps"] == 2 * -(-len(texts) // 8)  # a step is 8 texts with all their pairs
-    evaluated = run_script(
-        [sys.executable, "scripts/evaluate.py", "--model", str(out), "--data-file", str(small_data["dev"])]
-    )
-    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
-    for name in ("micro_f1", "auprc", "accuracy"):
-        assert abs(metrics[name] - results[name]) < 1e-6, name
+    result = train(settings, tmp_path / "checkpoints")
+    assert result.settings.input_mode == "typed-embeddings" and result.settings.classifier_pooling == "entity_start"
+    labels = [result.model.config.label2id[label] for label in load_labels(small_data["train"])]
+    sampler = NegativeSubsamplingSampler(labels, [1] * len(labels), 8, 3.0, 0, seed=42)
+    assert result.steps == -(-len(sampler) // 8)
+    assert result.log_history and not (tmp_path / "checkpoints").exists()
+    results = write_output(result, tmp_path / "out")
+    assert results["train_steps"] == result.steps and results["settings"]["epochs"] == 1
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "README.md").is_file()
 
 
-def test_all_pairs_training_starts_with_per_pair_epochs(tmp_path, tiny_bert_dir, small_data):
-    out = tmp_path / "all-pairs"
-    train(
-        tiny_bert_dir, small_data, out, "--pair-encoding", "all_pairs", "--per-pair-epochs", "1", "--epochs", "1",
-        steps=None,
-    )  # fmt: skip
-    assert json.loads((out / "config.json").read_text())["pair_encoding"] == "all_pairs"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["all-pairs"]  # the per-pair phase's folder is gone
-    log = json.loads((out / "training_log.json").read_text())
-    phases = [entry["pair_encoding"] for entry in log]
-    assert phases == sorted(phases, reverse=True) and set(phases) == {"per_pair", "all_pairs"}
-    per_pair_steps = max(entry["step"] for entry in log if entry["pair_encoding"] == "per_pair")
-    texts = {json.loads(line)["text"] for line in small_data["train"].read_text().splitlines()}
-    results = json.loads((out / "eval_results.json").read_text())
-    assert results["train_steps"] == log[-1]["step"] == per_pair_steps + -(-len(texts) // 8)  # 1 all-pairs epoch
-    assert [entry["epoch"] for entry in log if "eval_micro_f1" in entry] == [1.0, 2.0]
-    assert results["args"]["base_model"] == str(tiny_bert_dir) and results["args"]["per_pair_epochs"] == 1
-    assert results["args"]["all_pairs_learning_rate"] == 5e-5 and results["pair_encoding"] == "all_pairs"
+def load_labels(path) -> list[str]:
+    return [json.loads(line)["label"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_per_pair_epochs_need_all_pairs(tmp_path, tiny_bert_dir, small_data):
-    with pytest.raises(AssertionError, match="--per-pair-epochs needs --pair-encoding all_pairs"):
-        train(tiny_bert_dir, small_data, tmp_path / "out", "--per-pair-epochs", "1")
+def test_entity_init_names_starts_the_tables_from_their_names(tmp_path, tiny_bert_dir):
+    """`--entity-init names`: each type row is half the mean word vector of its name's word pieces, the role rows
+    those of 'subject' and 'object'; row 0 stays zero; tables that are already trained are left alone."""
+    from transformers import AutoTokenizer
+
+    from tests.conftest import save_tiny_classifier
+    from typed_bert.training import init_from_names, readable_name
+
+    assert readable_name("OtherScientificTerm") == "other scientific term"
+    assert readable_name("per_org-x") == "per org x" and readable_name("LOC") == "loc"
+    from modeling_typed_bert import TypedBertForSequenceClassification
+
+    folder = save_tiny_classifier(tmp_path / "m", ("O", "Peop", "OtherScientificTerm"), trained_tables=False)
+    model = TypedBertForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert init_from_names(model, tokenizer) == ["entity_type_embeddings", "entity_role_embeddings"]
+    words = model.get_input_embeddings().weight
+    types = model.bert.embeddings.entity_type_embeddings.weight
+    roles = model.bert.embeddings.entity_role_embeddings.weight
+    for row, name in ((2, "other scientific term"), (1, "peop")):
+        ids = tokenizer(name, add_special_tokens=False)["input_ids"]
+        torch.testing.assert_close(types[row], 0.5 * words[ids].mean(0))
+    subject = tokenizer("subject", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(roles[1], 0.5 * words[subject].mean(0))
+    assert not types[0].any() and not roles[0].any()
+    assert init_from_names(model, tokenizer) == []  # trained (non-zero) tables are kept

@@ -6,19 +6,19 @@ import argparse
 import importlib
 import sys
 
-from typed_bert.scripts.command_line import run
+from typed_bert.command_line import run
 
 # command: (module, one-line summary)
 COMMANDS = {
-    "convert": ("typed_bert.scripts.convert", "turn a BERT checkpoint into a TypedBert checkpoint folder"),
-    "train": ("typed_bert.scripts.train", "fine-tune on JSON Lines relation data, write a Hub-ready folder"),
-    "compare": ("typed_bert.scripts.compare", "train input modes over seeds, report mean ± std (table and chart)"),
-    "evaluate": ("typed_bert.scripts.evaluate", "score a model on a data file (micro-F1, AUPRC, per label)"),
-    "predict": ("typed_bert.scripts.predict", "run the relation-classification pipeline over JSON Lines"),
-    "push": ("typed_bert.scripts.push", "publish a checkpoint folder to the Hub, tag it, verify it"),
-    "demo": ("typed_bert.scripts.demo", "the end-to-end demo: convert, train, push, reload, predict"),
+    "convert": ("typed_bert.commands.convert", "turn a BERT checkpoint into a TypedBert checkpoint folder"),
+    "train": ("typed_bert.commands.train", "fine-tune on JSON Lines relation data, write a Hub-ready folder"),
+    "compare": ("typed_bert.commands.compare", "train input modes over seeds, report mean ± std (table and chart)"),
+    "evaluate": ("typed_bert.commands.evaluate", "score a model on a data file (micro-F1, AUPRC, per label)"),
+    "predict": ("typed_bert.commands.predict", "run the relation-classification pipeline over JSON Lines"),
+    "push": ("typed_bert.commands.push", "publish a checkpoint folder to the Hub, tag it, verify it"),
+    "demo": ("typed_bert.commands.demo", "the end-to-end demo: convert, train, push, reload, predict"),
     "hub": ("typed_bert.hub.local_hub", "serve the local Hub endpoint (an offline model store)"),
-    "benchmark": ("typed_bert.scripts.benchmark", "TypedBert vs BertForSequenceClassification: speed, memory"),
+    "benchmark": ("typed_bert.commands.benchmark", "TypedBert vs BertForSequenceClassification: speed, memory"),
 }
 
 

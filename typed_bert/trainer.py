@@ -1,16 +1,27 @@
-"""`TypedBertTrainer`: the transformers `Trainer`, with no pickle in its output folder or its Hub pushes."""
+"""The transformers `Trainer` for TypedBert: `TypedBertTrainer` (no pickle in its output folder or its Hub pushes)
+and `RelationTrainer` (what `typed-bert train` runs: `no_relation` subsampling, length buckets, a rate of its own for
+the entity tables)."""
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch
 from huggingface_hub import upload_folder
+from torch.utils.data import Sampler
 from transformers import Trainer, TrainingArguments
 from transformers.utils import PushInProgress
 
+from typed_bert.hub.export import PICKLE_SUFFIXES
+
 # transformers' Trainer writes its TrainingArguments with torch.save (a pickle) beside the model, and its Hub pushes
-# upload that file; these are the suffixes of pickles that must never reach a repo.
-PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"]
+# upload that file; no pickle may reach a repo.
+PICKLE_PATTERNS = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+# The entity tables: they start at zero (or from their names) and train at a rate of their own.
+ENTITY_TABLES = ("entity_type_embeddings", "entity_role_embeddings")
 TRAINING_ARGS_PICKLE = "training_args.bin"
 TRAINING_ARGS_JSON = "training_args.json"
 
@@ -60,3 +71,126 @@ class TypedBertTrainer(Trainer):
                 )
             ]
         )
+
+
+class NegativeSubsamplingSampler(Sampler[int]):
+    """Each epoch: every related example plus a fresh random draw of `ratio` × as many `no_relation` ones, grouped
+    into length buckets (runs of similar length, for dynamic padding) in random order. Deterministic given the seed
+    and the epoch, so every DDP process draws the same order.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        lengths: Sequence[int],
+        batch_size: int,
+        negative_ratio: float,
+        no_relation_id: int | None,
+        seed: int,
+    ) -> None:
+        self.positives = [i for i, label in enumerate(labels) if label != no_relation_id]
+        self.negatives = [i for i, label in enumerate(labels) if label == no_relation_id]
+        wanted = math.ceil(negative_ratio * len(self.positives)) if negative_ratio >= 0 else len(self.negatives)
+        self.num_negatives = min(len(self.negatives), wanted)
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.positives) + self.num_negatives
+
+    def __iter__(self) -> Iterator[int]:
+        generator = random.Random(self.seed * 1000 + self.epoch)
+        chosen = self.positives + generator.sample(self.negatives, self.num_negatives)
+        generator.shuffle(chosen)
+        bucket = self.batch_size * 50
+        batches = []
+        for begin in range(0, len(chosen), bucket):
+            run = sorted(chosen[begin : begin + bucket], key=lambda i: self.lengths[i], reverse=True)
+            batches += [run[i : i + self.batch_size] for i in range(0, len(run), self.batch_size)]
+        # Only the last run can end in a short batch; keep it last so the DataLoader's batches match the buckets.
+        full = [batch for batch in batches if len(batch) == self.batch_size]
+        generator.shuffle(full)
+        batches = full + [batch for batch in batches if len(batch) < self.batch_size]
+        self.epoch += 1
+        return iter([index for batch in batches for index in batch])
+
+
+class RelationTrainer(TypedBertTrainer):
+    """`TypedBertTrainer` for relation classification: each epoch every related pair and a fresh draw of
+    `negative_ratio` × as many `no_relation` pairs (`NegativeSubsamplingSampler`, -1: all of them), in
+    length-bucketed batches; `no_relation` weighted in the loss by `negative_weight` (`"auto"`: the ratio of
+    `no_relation` pairs in the data to those drawn, which undoes the prior shift of the subsampling); the entity tables
+    at `entity_learning_rate` (they start at zero or from their names, the only new part of the encoder). The epoch
+    length, and so the steps and the warm-up, come from the sampler."""
+
+    def __init__(
+        self,
+        *args,
+        no_relation_id: int | None,
+        negative_ratio: float = 3.0,
+        negative_weight: float | str = "auto",
+        entity_learning_rate: float = 1e-3,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.no_relation_id = no_relation_id
+        self.negative_ratio = negative_ratio if no_relation_id is not None else -1
+        self.entity_learning_rate = entity_learning_rate
+        if negative_weight == "auto":
+            labels = self.train_dataset["labels"]
+            related = sum(label != no_relation_id for label in labels)
+            available_ratio = (len(labels) - related) / max(1, related)
+            negative_weight = max(1.0, available_ratio / self.negative_ratio) if self.negative_ratio > 0 else 1.0
+        self.negative_weight = float(negative_weight)
+        self.class_weights = None
+        if no_relation_id is not None and self.negative_weight != 1.0:
+            self.class_weights = torch.ones(self.model.config.num_labels)
+            self.class_weights[no_relation_id] = self.negative_weight
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Cross-entropy with `no_relation` weighted by `negative_weight`; the model's own loss when it is 1."""
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        weights = self.class_weights.to(outputs.logits.device)
+        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, *args, **kwargs):
+        dataset = self.train_dataset
+        return NegativeSubsamplingSampler(
+            labels=dataset["labels"],
+            lengths=[len(ids) for ids in dataset["input_ids"]],
+            batch_size=self.args.per_device_train_batch_size,  # each DDP process takes whole batches in turn
+            negative_ratio=self.negative_ratio,
+            no_relation_id=self.no_relation_id,
+            seed=self.args.seed,
+        )
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is None:
+            entity, decay, no_decay = [], [], []
+            for name, parameter in self.model.named_parameters():
+                if not parameter.requires_grad:
+                    continue
+                if any(table in name for table in ENTITY_TABLES):
+                    entity.append(parameter)
+                elif name.endswith("bias") or "LayerNorm" in name:
+                    no_decay.append(parameter)
+                else:
+                    decay.append(parameter)
+            groups = [
+                {"params": decay, "weight_decay": self.args.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+                {"params": entity, "weight_decay": 0.0, "lr": self.entity_learning_rate},
+            ]
+            self.optimizer = torch.optim.AdamW(
+                [group for group in groups if group["params"]], lr=self.args.learning_rate
+            )
+        return self.optimizer

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import auc, precision_recall_curve
 
 from configuration_typed_bert import NO_RELATION
@@ -23,7 +25,9 @@ def relation_metrics(
     micro_f1: precision = correct related predictions / related predictions, recall = correct related predictions /
     related gold examples, where "related" means any label but `no_relation`: predicting `no_relation` is neither a
     true nor a false positive, and a wrong related label counts against both precision and recall.
-    auprc: KLUE-RE's, the mean over all labels of the area under each one-vs-rest precision-recall curve.
+    auprc: KLUE-RE's (`klue_re_auprc`), the mean over ALL labels of the area under each one-vs-rest
+    precision-recall curve, computed as KLUE's script does: a label with no gold example in the scored file gets
+    scikit-learn's curve for it (recall set to 1), an area of 0.5.
     """
     gold = np.asarray(gold)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -49,9 +53,10 @@ def relation_metrics(
             "f1": _f1(label_precision, label_recall),
             "support": int((gold == index).sum()),
         }
-        if (gold == index).any():
+        with warnings.catch_warnings():  # "No positive class found in y_true": KLUE's script scores it all the same
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
             curve_precision, curve_recall, _ = precision_recall_curve(gold == index, probabilities[:, index])
-            areas.append(auc(curve_recall, curve_precision))
+        areas.append(auc(curve_recall, curve_precision))
     return {
         "micro_f1": _f1(precision, recall),
         "micro_precision": float(precision),

@@ -1,6 +1,6 @@
-"""What every command shares: an argument parser whose `--help` ends with an example, and bad input reported as one
-line, `error: FILE:LINE: what is wrong; what was expected`, with exit status 2 and no traceback (the traceback
-with `--debug` or `TYPED_BERT_DEBUG=1`)."""
+"""What every command shares: an argument parser whose `--help` ends with an example, path arguments resolved once,
+and bad input (an `InputError`) reported as one line, `error: FILE:LINE: what is wrong; what was expected`, with exit
+status 2 and no traceback (the traceback with `--debug` or `TYPED_BERT_DEBUG=1`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from typed_bert.errors import InputError
+
 DEBUG_VARIABLE = "TYPED_BERT_DEBUG"
-
-
-class InputError(ValueError):
-    """Bad input from the user; `str()` is the one line the user sees, naming the file and line when known."""
-
-    def __init__(self, problem: str, file: object | None = None, line: int | None = None) -> None:
-        self.problem, self.file, self.line = problem, file, line
-        where = "" if file is None else (f"{file}:{line}: " if line is not None else f"{file}: ")
-        super().__init__(f"{where}{problem}")
 
 
 def command_parser(description: str | None, example: str) -> argparse.ArgumentParser:
@@ -54,42 +47,32 @@ def model_path(value: str) -> str:
     return local_path(value) if is_local_path(value) else value
 
 
+def positive_int(value: str) -> int:
+    """argparse type of a count: an int of at least 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return number
+
+
+def fraction(value: str) -> float:
+    """argparse type of a score threshold: a number from 0 to 1."""
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number from 0 to 1")
+    return number
+
+
 def run(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
-    """Run a command's `main(argv)`. A `ValueError` (bad input, bad data, a refused conversion or push) or an
-    `OSError` (a missing file, model or repo) becomes one line on stderr and exit status 2."""
+    """Run a command's `main(argv)`. An `InputError` (bad input, bad data, a refused conversion or push, a model or
+    repo that cannot be read) becomes one line on stderr and exit status 2; any other exception is a bug and keeps
+    its traceback."""
     arguments = sys.argv[1:] if argv is None else list(argv)
     try:
         return main(arguments)
-    except (ValueError, OSError) as error:
+    except InputError as error:
         if "--debug" in arguments or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def pick_device(name: str) -> str:
-    """`--device`: `auto` picks cuda, then mps, then cpu; any other name is used as given."""
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
-
-
-def pick_precision(name: str, device: str) -> str:
-    """`--precision`: `auto` is bf16 (autocast; the weights stay fp32) on CUDA GPUs that support it and on CPUs with
-    bf16 units (AVX512-BF16 or AMX-BF16), fp32 elsewhere; `fp32` and `bf16` are used as given."""
-    import torch
-
-    if name != "auto":
-        return name
-    if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device == "cpu":
-        get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.10
-        capabilities = get_capabilities() if get_capabilities else {}
-        return "bf16" if capabilities.get("avx512_bf16") or capabilities.get("amx_bf16") else "fp32"
-    return "fp32"

@@ -8,39 +8,33 @@ Two other line forms are read and turned into canonical examples:
 - a text with its entities and gold relations, `{"id", "text", "entities": [{"start", "end", "type"}, ...],
   "relations": [{"subject": i, "object": j, "label"}, ...]}`: one example per ordered pair of distinct entities,
   labelled `no_relation` unless a relation names it, so it scores exactly as the equivalent pair file.
+A line with both `subject`/`object` and `entities` is refused as ambiguous, as the pipeline refuses such a dict.
 """
 
 from __future__ import annotations
 
 import ast
-import collections
 import itertools
 import json
-import math
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
-from torch.utils.data import Sampler
-from typed_bert.scripts.command_line import InputError
-from typed_bert.scripts.relation_metrics import NO_RELATION
 
-from encoding_typed_bert import MODEL_INPUT_NAMES, EntityOverlapError, encode_all_pairs, encode_relations
+from configuration_typed_bert import NO_RELATION
+from encoding_typed_bert import MODEL_INPUT_NAMES, UnencodablePairError, check_span, encode_relations
+from typed_bert.errors import DataFileError
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
-OVERLAP_EXPECTED = (
-    "expected disjoint spans (without --strict, training skips such pairs and evaluation scores them as no_relation)"
+UNENCODABLE_EXPECTED = (
+    "expected a pair the model can read (without --strict, training skips such pairs and evaluation scores them as "
+    "no_relation)"
 )
 EXPECTED_TEXT_ROW = (
     'expected {"text", "entities": [{"start", "end", "type"}, ...], "relations": [{"subject": i, "object": j, '
     '"label"}, ...]}'
 )
-
-
-class DataFileError(InputError):
-    """A data file is missing, empty or has a malformed line; the message names the file and the line."""
 
 
 def _canonical_klue(row: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +58,8 @@ def _pairs_of_text(row: dict[str, Any]) -> list[dict[str, Any]] | str:
         problem = _span_problem(f"entity {index}", entity, text)
         if problem:
             return problem
+    if "subject" in row or "object" in row:
+        return "the line has both 'entities' and 'subject'/'object', so it is neither a pair nor an entity list"
     if not isinstance(relations, list) or not all(isinstance(relation, dict) for relation in relations):
         return "'relations' must be a list of objects with subject, object and label"
     labels = {}
@@ -90,13 +86,11 @@ def _pairs_of_text(row: dict[str, Any]) -> list[dict[str, Any]] | str:
 
 
 def _span_problem(name: str, span: Any, text: str) -> str | None:
-    if not isinstance(span, dict) or any(span.get(key) is None for key in ("start", "end", "type")):
-        return f"{name} must be an object with start, end and type"
-    start, end = span["start"], span["end"]
-    if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
-        return f"{name} span [{start}, {end}) is not inside the text of length {len(text)}"
-    if not isinstance(span["type"], str) or not span["type"]:
-        return f"{name} type must be a non-empty string"
+    """What is wrong with an entity span of `text` (`check_span`, the rule the model's encoding applies), or None."""
+    try:
+        check_span(name, span, text)
+    except ValueError as error:
+        return str(error).rstrip(".")
     return None
 
 
@@ -235,9 +229,9 @@ def encode_dataset(
 ) -> datasets.Dataset:
     """Add the five TypedBert fields (and integer `labels` when `label2id` is given); keeps the other columns.
 
-    A pair whose subject and object overlap (nested mentions) cannot be encoded: it gets `encodable=False` and empty
-    fields (an `EntityOverlapError` naming its line with `strict=True`). Any other bad example raises a
-    `DataFileError` naming `path` and its line.
+    A pair the model cannot read (`UnencodablePairError`: subject and object overlap, or no `max_length` window holds
+    both) gets `encodable=False`, empty fields and its reason in `unencodable` (a `DataFileError` naming its line
+    with `strict=True`). Any other bad example raises a `DataFileError` naming `path` and its line.
     """
 
     def encode(row: dict[str, Any]) -> dict[str, Any]:
@@ -248,15 +242,15 @@ def encode_dataset(
                     tokenizer, [row], entity_types, max_length, entity_markers=entity_markers
                 ).items()
             }
-            features["encodable"] = True
-        except EntityOverlapError as error:
+            features["encodable"], features["unencodable"] = True, ""
+        except UnencodablePairError as error:
             if strict:
-                problem = str(error).removeprefix("example 0: ").rstrip(".")
-                raise DataFileError(f"{problem}; {OVERLAP_EXPECTED}", path, row["line"]) from None
-            features = {name: [] for name in MODEL_INPUT_NAMES} | {"encodable": False}
+                raise DataFileError(f"{_problem(error)}; {UNENCODABLE_EXPECTED}", path, row["line"]) from None
+            features = {name: [] for name in MODEL_INPUT_NAMES} | {"encodable": False, "unencodable": error.reason}
         except ValueError as error:
-            problem = str(error).removeprefix("example 0: ").rstrip(".")
-            raise DataFileError(f"{problem}; expected a pair the model can encode", path, row["line"]) from error
+            raise DataFileError(
+                f"{_problem(error)}; expected a pair the model can encode", path, row["line"]
+            ) from error
         if label2id is not None:
             features["labels"] = label2id[row["label"]]
         return features
@@ -264,98 +258,22 @@ def encode_dataset(
     features = dataset.features.copy()
     features.update({name: datasets.Sequence(datasets.Value("int64")) for name in MODEL_INPUT_NAMES})
     features["encodable"] = datasets.Value("bool")
+    features["unencodable"] = datasets.Value("string")
     if label2id is not None:
         features["labels"] = datasets.Value("int64")
     return dataset.map(encode, features=features, desc="Encoding")
 
 
-def encode_all_pairs_dataset(
-    dataset: datasets.Dataset,
-    tokenizer,
-    entity_types: Sequence[str],
-    label2id: dict[str, int],
-    max_length: int,
-    position_id_offset: int = 0,
-    path: str | Path | None = None,
-    strict: bool = False,
-) -> tuple[datasets.Dataset, list[int]]:
-    """The pairs of a dataset as all-pairs sequences (`encode_all_pairs`): each text once, with every pair of the data
-    for it, in sequences of up to `PAIRS_PER_SEQUENCE` pairs.
-
-    Returns the sequences (the seven model fields, `labels` and `pair_rows`: one label and one dataset row index
-    per pair) and the rows that could not be encoded: pairs whose subject and object overlap or share a token (an
-    error naming the line with `strict=True`), or that no `max_length` window holds. Any other bad example raises a
-    `DataFileError` naming `path` and its line.
-    """
-    sequences, unencodable = [], []
-    labels, lines = dataset["label"], dataset["line"]
-    for group in texts_with_entities(dataset):
-        # One pair a row: a pair that appears on several lines (with the same or another label) is encoded once for
-        # each, as the per-pair encoding does; each occurrence takes the next of its rows.
-        pairs = [(relation["subject"], relation["object"]) for relation in group["relations"]]
-        rows_of = {pair: collections.deque() for pair in pairs}
-        for pair, row in zip(pairs, group["rows"], strict=True):
-            rows_of[pair].append(row)
-        try:
-            encoded, skipped = encode_all_pairs(
-                tokenizer, group["text"], group["entities"], entity_types, max_length, position_id_offset, pairs=pairs
-            )
-        except ValueError as error:
-            problem = str(error).rstrip(".")
-            raise DataFileError(f"{problem}; expected pairs the model can encode", path, group["lines"][0]) from error
-        for i, j, reason in skipped:
-            row = rows_of[i, j].popleft()
-            if strict:
-                raise DataFileError(f"{reason.rstrip('.')}; {OVERLAP_EXPECTED}", path, lines[row])
-            unencodable.append(row)
-        for sequence_pairs, features in encoded:
-            rows = [rows_of[pair].popleft() for pair in sequence_pairs]
-            sequences.append({**features, "labels": [label2id[labels[row]] for row in rows], "pair_rows": rows})
-    return datasets.Dataset.from_list(sequences), unencodable
+def _problem(error: ValueError) -> str:
+    """The message of an encoding error about the one example of `encode_relations([row])`, without its index."""
+    cause = error.__cause__ if isinstance(error.__cause__, ValueError) else error
+    return str(cause).rstrip(".")
 
 
-class NegativeSubsamplingSampler(Sampler[int]):
-    """Each epoch: every related example plus a fresh random draw of `ratio` × as many `no_relation` ones, grouped
-    into length buckets (runs of similar length, for dynamic padding) in random order. Deterministic given the seed
-    and the epoch, so every DDP process draws the same order.
-    """
-
-    def __init__(
-        self,
-        labels: Sequence[int],
-        lengths: Sequence[int],
-        batch_size: int,
-        negative_ratio: float,
-        no_relation_id: int | None,
-        seed: int,
-    ) -> None:
-        self.positives = [i for i, label in enumerate(labels) if label != no_relation_id]
-        self.negatives = [i for i, label in enumerate(labels) if label == no_relation_id]
-        wanted = math.ceil(negative_ratio * len(self.positives)) if negative_ratio >= 0 else len(self.negatives)
-        self.num_negatives = min(len(self.negatives), wanted)
-        self.lengths = lengths
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.positives) + self.num_negatives
-
-    def __iter__(self) -> Iterator[int]:
-        generator = random.Random(self.seed * 1000 + self.epoch)
-        chosen = self.positives + generator.sample(self.negatives, self.num_negatives)
-        generator.shuffle(chosen)
-        bucket = self.batch_size * 50
-        batches = []
-        for begin in range(0, len(chosen), bucket):
-            run = sorted(chosen[begin : begin + bucket], key=lambda i: self.lengths[i], reverse=True)
-            batches += [run[i : i + self.batch_size] for i in range(0, len(run), self.batch_size)]
-        # Only the last run can end in a short batch; keep it last so the DataLoader's batches match the buckets.
-        full = [batch for batch in batches if len(batch) == self.batch_size]
-        generator.shuffle(full)
-        batches = full + [batch for batch in batches if len(batch) < self.batch_size]
-        self.epoch += 1
-        return iter([index for batch in batches for index in batch])
+def unencodable_counts(dataset: datasets.Dataset) -> dict[str, int]:
+    """How many pairs of an encoded dataset the model could not read, by reason (`overlapping`, `too_far_apart`)."""
+    counts: dict[str, int] = {}
+    for reason in dataset["unencodable"]:
+        if reason:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts

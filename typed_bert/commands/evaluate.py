@@ -1,0 +1,70 @@
+"""Evaluate a TypedBert relation classifier on a data file.
+
+    python scripts/evaluate.py --model OUT_OR_HUB_ID --data-file F [--plot confusion.png] [--batch-size 128]
+        [--device auto] [--dtype auto] [--max-length N] [--quiet] [--strict]
+
+Prints per-label scores, then, as its last line, one JSON object: micro_f1 (no_relation excluded), auprc (KLUE-RE),
+accuracy, micro precision/recall and per-label precision/recall/F1/support.
+"""
+
+from __future__ import annotations
+
+import json
+
+from typed_bert.command_line import command_parser, local_path, model_path, run
+
+EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
+
+
+def format_table(metrics: dict) -> str:
+    lines = [f"{'label':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for label, row in metrics["per_label"].items():
+        lines.append(f"{label:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9}")
+    lines.append(
+        f"micro-F1 (no_relation excluded) {metrics['micro_f1']:.4f}   P {metrics['micro_precision']:.4f}   "
+        f"R {metrics['micro_recall']:.4f}   AUPRC {metrics['auprc']:.4f}   accuracy {metrics['accuracy']:.4f}   "
+        f"({metrics['num_examples']} pairs, {metrics['precision']} inference)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--model", required=True, type=model_path, help="checkpoint folder or Hub id")
+    parser.add_argument("--data-file", required=True, type=local_path, help="JSON Lines, canonical or KLUE-RE format")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--plot", type=local_path, default=None, help="write the confusion matrix to this PNG")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does, else fp32",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
+    parser.add_argument("--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far)")
+    args = parser.parse_args(argv)
+    from typed_bert.evaluation import evaluate
+
+    kwargs = {"revision": args.revision} if args.revision else {}
+    metrics = evaluate(
+        args.model,
+        args.data_file,
+        args.batch_size,
+        args.plot,
+        device=args.device,
+        dtype=args.dtype,
+        quiet=args.quiet,
+        strict=args.strict,
+        max_length=args.max_length,
+        **kwargs,
+    )
+    print(format_table(metrics))
+    print(json.dumps(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    run(main)

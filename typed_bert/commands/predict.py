@@ -1,0 +1,112 @@
+"""Predict relations with the relation-classification pipeline: JSON Lines in, JSON Lines out, in batches.
+
+    python scripts/predict.py --model OUT_OR_HUB_ID --input examples.jsonl [--output predictions.jsonl] [--top-k 3]
+        [--batch-size 64] [--device auto] [--dtype bf16] [--skip-bad-lines] [--quiet]
+
+Each input line is one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}`, or a text with its
+entities, `{"text", "entities": [{"start", "end", "type"}, ...]}` (other fields are kept). Each output line is the
+input plus `"prediction"`: for a pair `{"label", "score"}` (a list with --top-k or --threshold); for a text the list
+of its relations, `{"subject", "object", "label", "score"}` per ordered pair of entities, without `no_relation`
+unless --keep-no-relation (see the relation-classification pipeline). Every line is checked before the model runs:
+a bad line stops the command with its number, or, with --skip-bad-lines, is reported on stderr and left out while
+every good line is still predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+
+import torch
+from tqdm.auto import tqdm
+from transformers import pipeline
+
+from typed_bert.command_line import command_parser, fraction, local_path, model_path, positive_int, run
+from typed_bert.errors import InputError, reading
+from typed_bert.hardware import pick_device
+
+EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
+
+
+def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[int, dict]]:
+    """`(line number, example)` of every good line. A bad line (not JSON, not an object, a span or type the model
+    cannot encode) raises an `InputError`, or with `skip_bad_lines` is reported on stderr and left out."""
+    examples = []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+            if not isinstance(example, dict):
+                raise ValueError(f"a JSON {type(example).__name__}, not an object")
+            for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
+                pass
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            expected = (
+                "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}} or {'text', 'entities': "
+                "[{'start', 'end', 'type'}, ...]}"
+            )
+            problem = f"{str(error).rstrip('.')}; {expected}"
+            if not skip_bad_lines:
+                raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
+            print(f"skipped {name}:{number}: {problem}", file=sys.stderr)
+            continue
+        examples.append((number, example))
+    return examples
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--model", required=True, type=model_path)
+    parser.add_argument("--input", required=True, type=local_path, help="JSON Lines file, or - for stdin")
+    parser.add_argument("--output", type=local_path, default="-", help="JSON Lines file, or - for stdout")
+    parser.add_argument("--top-k", type=positive_int, default=None, help="the k best labels of each pair")
+    parser.add_argument("--threshold", type=fraction, default=None, help="report no label scoring below this (0-1)")
+    parser.add_argument(
+        "--keep-no-relation", action="store_true", help="entity lists: report pairs predicted no_relation too"
+    )
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 weights (for GPUs)")
+    parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.input != "-":
+        try:
+            source = open(args.input, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise InputError(
+                f"cannot read ({error.strerror}); expected a JSON Lines file of pairs", args.input
+            ) from None
+    else:
+        source = sys.stdin
+
+    with reading(args.model, "a TypedBert relation classifier folder or Hub id"):
+        classify = pipeline(
+            "relation-classification",
+            model=args.model,
+            trust_remote_code=True,
+            revision=args.revision,
+            device=pick_device(args.device),
+            dtype=torch.bfloat16 if args.dtype == "bf16" else None,
+        )
+    with source:
+        examples = read_lines(classify, source, args.input, args.skip_bad_lines)
+    given = {"top_k": args.top_k, "threshold": args.threshold, "keep_no_relation": args.keep_no_relation or None}
+    kwargs = {"batch_size": args.batch_size} | {name: value for name, value in given.items() if value is not None}
+
+    def inputs() -> Iterator[dict]:
+        yield from (example for _, example in examples)
+
+    sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    predictions = classify(inputs(), **kwargs) if examples else []
+    with sink, tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr) as progress:
+        for (_, example), prediction in zip(examples, predictions, strict=True):
+            sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
+            progress.update()
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,148 @@
+"""Fine-tune TypedBert (or a baseline) for relation extraction with the transformers Trainer.
+
+    python scripts/train.py --base-model PATH --train-file F --validation-file F --output-dir OUT
+
+`--base-model` is a BERT-family checkpoint (converted on the fly, entity types and labels read from the training
+data) or a TypedBert checkpoint, whose input mode, pooling, entity types and (when the data's labels are among its
+labels) trained head are kept unless the command line says otherwise. Works under `torchrun --nproc_per_node N`
+(DDP; gloo on CPU): all ranks share one checkpoint folder and end with the same, best, model. `--lora-rank R` trains
+LoRA adapters (plus the entity tables and the head) and writes the merged model. OUT is a complete Hub-ready folder:
+safetensors weights, config (id2label, entity_types, auto_map, custom_pipelines), tokenizer, code files,
+eval_results.json, training_log.json and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES
+from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.errors import InputError
+
+EXAMPLE = (
+    "typed-bert train --base-model typed-bert-base --train-file train.jsonl --validation-file dev.jsonl "
+    "--output-dir out"
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from typed_bert.training import DEFAULT_INPUT_MODE, ENTITY_INITS, TrainingSettings
+
+    defaults = {item.name: item.default for item in fields(TrainingSettings)}
+    parser = command_parser(__doc__, EXAMPLE)
+    parser.add_argument("--base-model", required=True, type=model_path, help="BERT or TypedBert folder or Hub id")
+    parser.add_argument("--train-file", required=True, type=local_path)
+    parser.add_argument("--validation-file", required=True, type=local_path)
+    parser.add_argument("--output-dir", required=True, type=local_path)
+    checkpoints = "default: a TypedBert --base-model's own setting, else"
+    parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
+    parser.add_argument("--pooling", choices=list(CLASSIFIER_POOLINGS), help=f"{checkpoints} by input mode")
+    parser.add_argument(
+        "--entity-init",
+        choices=list(ENTITY_INITS),
+        default=defaults["entity_init"],
+        help="how entity tables that are still zero (a converted BERT) start: zero, or names (each type's row from "
+        "the word vectors of its name, the role rows from 'subject' and 'object')",
+    )
+    parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
+    parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
+    parser.add_argument("--epochs", type=float, default=defaults["epochs"])
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="pairs per step")
+    parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
+    parser.add_argument(
+        "--entity-learning-rate", type=float, default=defaults["entity_learning_rate"], help="for the entity tables"
+    )
+    parser.add_argument("--warmup-ratio", type=float, default=defaults["warmup_ratio"])
+    parser.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
+    parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
+    parser.add_argument(
+        "--negative-ratio",
+        type=float,
+        default=defaults["negative_ratio"],
+        help="no_relation per related example per epoch; -1 = all",
+    )
+    parser.add_argument(
+        "--negative-weight",
+        default="auto",
+        help="loss weight of no_relation examples; auto = (no_relation per related example in the data) / "
+        "--negative-ratio, which undoes the prior shift of subsampling (importance weighting)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast on CUDA GPUs and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the model "
+        "is saved in fp32 either way",
+    )
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (smoke tests)")
+    parser.add_argument("--eval-batch-size", type=int, default=defaults["eval_batch_size"])
+    parser.add_argument("--base-model-id", default=None, help="Hub id of a local --base-model, for the model card")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--language", nargs="+", default=None, help="language code(s) of the data, for the model card")
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far apart)"
+    )
+    return parser.parse_args(argv)
+
+
+def settings_of(args: argparse.Namespace):
+    """The `TrainingSettings` the command line asks for."""
+    from typed_bert.training import TrainingSettings
+
+    if args.negative_weight != "auto":
+        try:
+            args.negative_weight = float(args.negative_weight)
+        except ValueError:
+            raise InputError(f"{args.negative_weight!r}: expected a number or auto", "--negative-weight") from None
+    return TrainingSettings(
+        base_model=args.base_model,
+        train_file=args.train_file,
+        validation_file=args.validation_file,
+        input_mode=args.input_mode,
+        classifier_pooling=args.pooling,
+        entity_init=args.entity_init,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        entity_learning_rate=args.entity_learning_rate,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        max_length=args.max_length,
+        negative_ratio=args.negative_ratio,
+        negative_weight=args.negative_weight,
+        precision=args.precision,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        eval_batch_size=args.eval_batch_size,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        strict=args.strict,
+        base_model_id=args.base_model_id,
+        language=args.language,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
+        raise InputError("exists and is not empty; pass --overwrite or choose another --output-dir", output_dir)
+    settings = settings_of(args)
+    from typed_bert.training import train, write_output
+
+    # One checkpoint folder for all DDP ranks, beside OUT (the same file system); removed when training ends.
+    result = train(settings, output_dir.parent / f".{output_dir.name}.checkpoints")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    results = write_output(result, output_dir, overwrite=args.overwrite)
+    print(json.dumps({key: value for key, value in results.items() if not isinstance(value, dict)}))
+    return results
+
+
+if __name__ == "__main__":
+    run(main)

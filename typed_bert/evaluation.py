@@ -1,0 +1,106 @@
+"""Scoring a relation classifier on a data file: every pair of the file counts, those the model cannot read (nested
+or too far apart) as predicted `no_relation`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from configuration_typed_bert import NO_RELATION
+from encoding_typed_bert import MODEL_INPUT_NAMES, TypedBertDataCollator, max_sequence_length
+from typed_bert.data import check_vocabulary, encode_dataset, load_relations, unencodable_counts
+from typed_bert.errors import InputError, reading
+from typed_bert.hardware import pick_device, pick_precision
+from typed_bert.metrics import confusion_matrix, plot_confusion_matrix, relation_metrics, with_no_relation_rows
+
+
+def predict_probabilities(
+    model, tokenizer, dataset, batch_size: int = 128, quiet: bool = False, dtype: torch.dtype | None = None
+) -> np.ndarray:
+    """Softmax probabilities `(pairs, num_labels)` of an encoded dataset, in dataset order, batched by similar
+    length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given."""
+    rows = dataset.select_columns([name for name in MODEL_INPUT_NAMES if name in dataset.column_names])
+    order = np.argsort([len(ids) for ids in rows["input_ids"]], kind="stable")  # similar lengths: less padding
+    probabilities = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
+    loader = DataLoader(rows.select(order), batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
+    model.eval()
+    done = 0
+    autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast, tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
+        for batch in loader:
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
+            probabilities[order[done : done + len(probs)]] = probs
+            done += len(probs)
+            progress.update(len(probs))
+    return probabilities
+
+
+def evaluate(
+    model_source: str,
+    data_file: str,
+    batch_size: int = 128,
+    plot: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    quiet: bool = False,
+    strict: bool = False,
+    max_length: int | None = None,
+    **load_kwargs,
+) -> dict:
+    """Score `model_source` (a folder or Hub id) on `data_file`: `relation_metrics` of every pair of the file (those
+    the model cannot read scored as predicted `no_relation` and counted in `unencodable_pairs`; `strict` refuses
+    them), plus `seconds` and the inference `precision`; with `plot`, the confusion matrix as a PNG there.
+    `max_length`: as the pipeline takes it (`max_sequence_length`)."""
+    data = load_relations(data_file)
+    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    if config.model_type != "typed_bert" or not hasattr(config, "label2id"):
+        raise InputError(f"a {config.model_type} model; expected a TypedBert relation classifier", model_source)
+    # Checked before the weights load: every type and label of the file must be known to the model.
+    check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
+    try:
+        max_length = max_sequence_length(tokenizer, config.max_sequence_length, max_length)
+    except ValueError as error:
+        raise InputError(str(error).rstrip("."), "--max-length") from None
+    device = pick_device(device)
+    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
+        model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    model.to(device)
+    dataset = encode_dataset(
+        data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
+    )
+    encodable = dataset.filter(lambda row: row["encodable"])
+    unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
+    started = time.perf_counter()
+    precision = pick_precision(dtype, device)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    gold, probabilities = with_no_relation_rows(
+        encodable["labels"], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
+    )
+    metrics = relation_metrics(gold, probabilities, labels)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    metrics["precision"] = precision
+    metrics["unencodable_pairs"] = unencodable_counts(dataset)
+    if unencodable_labels and not quiet:
+        print(
+            f"pairs the model cannot read, scored as predicted no_relation: {metrics['unencodable_pairs']} "
+            "(overlapping: nested mentions; too_far_apart: no max_length window holds both); --strict makes them "
+            "errors",
+            file=sys.stderr,
+        )
+    if plot:
+        matrix = confusion_matrix(gold, probabilities.argmax(1), len(labels))
+        title = f"{Path(str(model_source)).name} on {Path(data_file).name}"
+        metrics["confusion_matrix_png"] = str(plot_confusion_matrix(matrix, labels, plot, title))
+    return metrics

@@ -1,0 +1,28 @@
+"""Where and in which precision to run: what `--device auto` and `--precision auto` pick."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(name: str) -> str:
+    """`--device`: `auto` picks cuda, then mps, then cpu; any other name is used as given."""
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def pick_precision(name: str, device: str) -> str:
+    """`--precision`: `auto` is bf16 (autocast; the weights stay fp32) on CUDA GPUs that support it and on CPUs with
+    bf16 units (AVX512-BF16 or AMX-BF16), fp32 elsewhere; `fp32` and `bf16` are used as given."""
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device == "cpu":
+        get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.10
+        capabilities = get_capabilities() if get_capabilities else {}
+        return "bf16" if capabilities.get("avx512_bf16") or capabilities.get("amx_bf16") else "fp32"
+    return "fp32"

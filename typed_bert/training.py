@@ -1,0 +1,386 @@
+"""Fine-tuning TypedBert for relation classification: the settings of a run, the run, and the folder it writes.
+
+    settings = TrainingSettings(base_model=..., train_file=..., validation_file=...)
+    result = train(settings, checkpoint_dir)        # in memory: model, tokenizer, log, steps, time
+    results = write_output(result, output_dir)      # the Hub-ready folder, scored as `typed-bert evaluate` scores it
+
+`train` runs under `torchrun` as well (DDP; gloo on CPU): every rank trains and ends with the same, best, model;
+only rank 0 calls `write_output`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import set_seed as set_transformers_seed
+
+from configuration_typed_bert import (
+    ENTITY_ROLES,
+    NO_RELATION,
+    OBJECT_ROLE,
+    SUBJECT_ROLE,
+    TypedBertConfig,
+)
+from encoding_typed_bert import TypedBertDataCollator, max_sequence_length
+from modeling_typed_bert import TypedBertForSequenceClassification
+from typed_bert.data import (
+    check_vocabulary,
+    encode_dataset,
+    entity_type_names,
+    label_names,
+    load_relations,
+    unencodable_counts,
+)
+from typed_bert.errors import InputError, reading
+from typed_bert.evaluation import evaluate
+from typed_bert.hardware import pick_precision
+from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_encoder, typed_config_from_encoder
+from typed_bert.hub.model_card import write_model_card
+from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
+from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
+
+DEFAULT_INPUT_MODE = "typed-embeddings"
+ENTITY_INITS = ("zero", "names")
+# A name-initialised entity row is this fraction of its name's mean word vector: a type row and a role row together
+# are about one word vector on an entity token.
+NAME_INIT_SCALE = 0.5
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything one fine-tuning run depends on. `input_mode` and `classifier_pooling` left as None are resolved by
+    `resolved_settings` (from a TypedBert base's checkpoint, else the defaults)."""
+
+    base_model: str
+    train_file: str
+    validation_file: str
+    input_mode: str | None = None
+    classifier_pooling: str | None = None
+    entity_init: str = "zero"
+    epochs: float = 4.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    entity_learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int | None = None
+    negative_ratio: float = 3.0
+    negative_weight: float | str = "auto"
+    precision: str = "auto"
+    seed: int = 42
+    max_steps: int = -1
+    eval_batch_size: int = 128
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    strict: bool = False
+    base_model_id: str | None = None
+    language: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.entity_init not in ENTITY_INITS:
+            raise InputError(f"entity_init={self.entity_init!r}; expected one of {list(ENTITY_INITS)}")
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lora_rank < 0:
+            raise InputError(
+                f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}; expected epochs > 0, "
+                "batch_size > 0 and lora_rank >= 0"
+            )
+        if not (0 <= self.warmup_ratio < 1):
+            raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
+
+
+@dataclass
+class TrainingResult:
+    """What `train` returns: the best model (rank 0's, merged when LoRA trained it), its tokenizer and the run's
+    record."""
+
+    settings: TrainingSettings
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    log_history: list[dict[str, Any]]
+    steps: int
+    seconds: float
+    precision: str
+    negative_weight: float
+    world_size: int
+    unencodable_pairs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def resolved_settings(settings: TrainingSettings) -> TrainingSettings:
+    """`settings` with the input mode and pooling filled in: a TypedBert base keeps its own (its pooling only with its
+    input mode), anything else gets `DEFAULT_INPUT_MODE`, and `plain` pools the [CLS] vector, every other mode the
+    entity start tokens. Invalid combinations are refused here, before any data is read."""
+    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id"):
+        config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
+    checkpoint = config if config.model_type == "typed_bert" else None
+    input_mode = settings.input_mode or (checkpoint.input_mode if checkpoint is not None else DEFAULT_INPUT_MODE)
+    mode_default = "cls" if input_mode == "plain" else "entity_start"
+    same_mode = checkpoint is not None and checkpoint.input_mode == input_mode
+    default_pooling = checkpoint.classifier_pooling if same_mode else mode_default
+    resolved = replace(
+        settings, input_mode=input_mode, classifier_pooling=settings.classifier_pooling or default_pooling
+    )
+    try:
+        TypedBertConfig(input_mode=resolved.input_mode, classifier_pooling=resolved.classifier_pooling)
+    except ValueError as error:
+        raise InputError(str(error).rstrip(".") + "; expected a supported input mode and pooling") from None
+    return resolved
+
+
+def build_model(settings: TrainingSettings, entity_types: list[str], labels: list[str]) -> PreTrainedModel:
+    """A `TypedBertForSequenceClassification` for the data: from a BERT-family base (converted) or a TypedBert
+    checkpoint, which keeps its label order and trained head when the data's labels are among its labels and the
+    pooling is its own (otherwise the head starts afresh)."""
+    fields = {"input_mode": settings.input_mode, "classifier_pooling": settings.classifier_pooling}
+    config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
+    if config.model_type in FAMILIES:
+        check_base_model(settings.base_model, labels)
+        config = typed_config_from_encoder(settings.base_model, entity_types, labels, **fields)
+        model, _ = load_typed_from_encoder(TypedBertForSequenceClassification, settings.base_model, config)
+        return model.train()
+    if config.model_type != "typed_bert":
+        check_base_model(settings.base_model)  # says why this architecture does not convert
+    unknown = sorted(set(entity_types) - set(config.entity_types))
+    if unknown:
+        raise InputError(
+            f"entity types {unknown} of the data are not in the checkpoint's {config.entity_types}; expected a "
+            "checkpoint that knows every type of the training file",
+            settings.base_model,
+        )
+    known_labels = [config.id2label[i] for i in range(config.num_labels)]
+    keeps_head = set(labels) <= set(known_labels) and settings.classifier_pooling == config.classifier_pooling
+    if not keeps_head:
+        fields.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    config = TypedBertConfig.from_dict({**config.to_dict(), **fields})
+    return TypedBertForSequenceClassification.from_pretrained(
+        settings.base_model, config=config, ignore_mismatched_sizes=not keeps_head
+    )
+
+
+def readable_name(name: str) -> str:
+    """The words of an entity type or role name: `OtherScientificTerm` → `other scientific term`, `per_org` → `per
+    org`, `LOC` → `loc`."""
+    return " ".join(re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").split()).lower()
+
+
+@torch.no_grad()
+def init_from_names(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scale: float = NAME_INIT_SCALE
+) -> list[str]:
+    """Start each entity table row from the meaning of its name: `scale` × the mean word vector of the name's word
+    pieces (`readable_name`), for the types of `config.entity_types` and the roles `subject` and `object`. Only
+    tables that are still all zero (a converted BERT) are set, so continuing from a trained TypedBert changes
+    nothing and a converted checkpoint still reproduces BERT; row 0 (no entity, no role) stays zero. Returns the
+    names of the tables it set."""
+    embeddings = model.get_input_embeddings().weight
+    rows = {
+        "entity_type_embeddings": model.config.entity_types[1:],
+        "entity_role_embeddings": [ENTITY_ROLES[SUBJECT_ROLE], ENTITY_ROLES[OBJECT_ROLE]],
+    }
+    initialised = []
+    for name, names in rows.items():
+        table = getattr(model.base_model.embeddings, name, None)
+        if table is None or torch.count_nonzero(table.weight):
+            continue
+        for row, words in enumerate(names, start=1):
+            ids = tokenizer(readable_name(words), add_special_tokens=False)["input_ids"]
+            table.weight[row] = scale * embeddings[ids].mean(dim=0)
+        initialised.append(name)
+    return initialised
+
+
+def with_lora(model: PreTrainedModel, rank: int, alpha: float | None):
+    """`model` with LoRA adapters of `rank` on the attention projections (PEFT), the entity tables and the head
+    trained in full: the recipe of the README's LoRA section."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=rank,
+        lora_alpha=alpha or 2 * rank,
+        target_modules=["query", "key", "value"],
+        modules_to_save=[name for name in ENTITY_TABLES if getattr(model.bert.embeddings, name, None) is not None]
+        or None,
+    )
+    return get_peft_model(model, lora)
+
+
+def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingResult:
+    """One fine-tuning run. Epoch checkpoints (weights only) go to `checkpoint_dir`, shared by all DDP ranks so that
+    each loads the same best one at the end; it is removed when training ends. The best epoch by dev micro-F1 is
+    kept. Data is read and checked (every dev type and label known from the training file) before the model loads.
+    """
+    started = time.perf_counter()
+    settings = resolved_settings(settings)
+    set_transformers_seed(settings.seed)
+    train_raw = load_relations(settings.train_file)
+    validation_raw = load_relations(settings.validation_file)
+    labels = label_names(train_raw)
+    entity_types = entity_type_names(train_raw)
+    check_vocabulary(
+        validation_raw, settings.validation_file, entity_types, labels, f"the training file {settings.train_file}"
+    )
+    model = build_model(settings, entity_types, labels)
+    config = model.config
+    tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
+    if settings.entity_init == "names":
+        initialised = init_from_names(model, tokenizer)
+        print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
+    if settings.lora_rank > 0:
+        model = with_lora(model, settings.lora_rank, settings.lora_alpha)
+    try:
+        max_length = max_sequence_length(tokenizer, config.max_sequence_length, settings.max_length)
+    except ValueError as error:
+        raise InputError(str(error).rstrip("."), "--max-length") from None
+
+    train_set, validation_set = (
+        encode_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, path,
+                       settings.strict)
+        for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+    )  # fmt: skip
+    unencodable = {"train": unencodable_counts(train_set), "validation": unencodable_counts(validation_set)}
+    if any(unencodable.values()):
+        print(
+            f"pairs the model cannot read (subject and object overlap, or no --max-length window holds both): "
+            f"{unencodable['train']} in training, skipped; {unencodable['validation']} in dev, scored as "
+            "no_relation; --strict makes them errors",
+            flush=True,
+        )
+    unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
+    train_set, validation_set = (split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set))
+    # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
+    validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
+    label_list = [config.id2label[i] for i in range(config.num_labels)]
+    no_relation_id = config.label2id.get(NO_RELATION)
+
+    def compute_metrics(prediction) -> dict:
+        """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        probabilities = torch.tensor(logits).float().softmax(-1).numpy()
+        gold, probabilities = with_no_relation_rows(
+            prediction.label_ids, probabilities, unencoded_dev_labels, no_relation_id
+        )
+        metrics = relation_metrics(gold, probabilities, label_list)
+        return {key: value for key, value in metrics.items() if isinstance(value, float)}
+
+    checkpoint_dir = Path(checkpoint_dir)
+    precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
+    by_epoch = settings.max_steps < 0
+    training_args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        bf16=precision == "bf16",
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_ratio,  # a fraction of the steps the Trainer counts from the sampler
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if by_epoch else "steps",
+        eval_steps=None if by_epoch else settings.max_steps,
+        save_strategy="epoch" if by_epoch else "steps",
+        save_steps=None if by_epoch else settings.max_steps,
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="micro_f1",
+        greater_is_better=True,
+        logging_steps=20,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
+    )
+    trainer = RelationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=TypedBertDataCollator(tokenizer),
+        compute_metrics=compute_metrics,
+        no_relation_id=no_relation_id,
+        negative_ratio=settings.negative_ratio,
+        negative_weight=settings.negative_weight,
+        entity_learning_rate=settings.entity_learning_rate,
+    )
+    if training_args.process_index == 0:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    outcome = trainer.train()
+    model = trainer.model.merge_and_unload() if settings.lora_rank > 0 else trainer.model  # every rank: the best
+    trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
+    if trainer.is_world_process_zero():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainingResult(
+        settings=settings,
+        model=model,
+        tokenizer=tokenizer,
+        log_history=trainer.state.log_history,
+        steps=outcome.global_step,
+        seconds=round(time.perf_counter() - started, 1),
+        precision=precision,
+        negative_weight=trainer.negative_weight,
+        world_size=training_args.world_size,
+        unencodable_pairs=unencodable,
+    )
+
+
+def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Write the run's Hub-ready folder: safetensors weights, config, tokenizer, the four code files, then the saved
+    folder's dev scores as `typed-bert evaluate` gives them (same batches, same precision) in eval_results.json, the
+    training log (training_log.json, training_curve.png) and a model card. Returns the eval_results.json record."""
+    settings, output_dir = result.settings, Path(output_dir)
+    if output_dir.exists() and overwrite:
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save_pretrained(output_dir)
+    result.tokenizer.save_pretrained(output_dir)
+    metrics = evaluate(
+        str(output_dir), settings.validation_file, settings.eval_batch_size, dtype=result.precision, quiet=True,
+        strict=settings.strict, max_length=settings.max_length,
+    )  # fmt: skip
+    results = {
+        "validation_file": settings.validation_file,
+        **metrics,
+        "train_runtime_s": result.seconds,
+        "train_steps": result.steps,
+        "world_size": result.world_size,
+        "precision": result.precision,
+        "input_mode": settings.input_mode,
+        "entity_init": settings.entity_init,
+        "negative_weight": round(result.negative_weight, 4),
+        "unencodable_pairs": result.unencodable_pairs,
+        "settings": asdict(settings),
+    }
+    (output_dir / "eval_results.json").write_text(json_text(results))
+    (output_dir / "training_log.json").write_text(json_text(result.log_history))
+    curve = plot_training_curve(
+        result.log_history,
+        output_dir / "training_curve.png",
+        f"{output_dir.name}: trained on {Path(settings.train_file).name}, scored on "
+        f"{Path(settings.validation_file).name}",
+    )
+    write_model_card(
+        output_dir,
+        base_model=settings.base_model_id or settings.base_model,
+        train_file=settings.train_file,
+        training_curve=curve.name,
+        language=settings.language,
+    )
+    return results
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2) + "\n"
