@@ -6,12 +6,10 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs on th
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 from transformers import BertConfig
-from transformers.utils import logging
-
-logger = logging.get_logger(__name__)
 
 ENTITY_FUSIONS = ("sum", "mean")  # "mean" is deprecated: it is "sum" with the entity tables at half scale
 CLASSIFIER_POOLINGS = ("cls", "entity_start")
@@ -101,7 +99,8 @@ class TypedBertConfig(BertConfig):
         self.entity_types = _checked_entity_types([NO_ENTITY_TYPE] if entity_types is None else entity_types)
         self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
         if entity_fusion == "mean":
-            logger.warning_once('entity_fusion="mean" is deprecated: it is "sum" with the entity tables at half scale.')
+            message = 'entity_fusion="mean" is deprecated: it is "sum" with the entity tables at half scale.'
+            warnings.warn(message, FutureWarning, stacklevel=2)
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
         self.pair_encoding = _checked_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)

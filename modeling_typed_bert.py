@@ -40,6 +40,8 @@ TYPED_BERT_AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
 }
 RELATION_TASK = "relation-classification"
+
+
 def _is_tracing() -> bool:
     """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent code breaks."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()

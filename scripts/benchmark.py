@@ -1,4 +1,4 @@
-"""`typed-bert benchmark` from a checkout: `python scripts/benchmark.py --help`. The command lives in typed_bert/commands/benchmark.py."""
+"""`python scripts/benchmark.py` is `typed-bert benchmark`, from a checkout (see typed_bert/commands/benchmark.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.benchmark import main

@@ -1,4 +1,4 @@
-"""`typed-bert compare` from a checkout: `python scripts/compare.py --help`. The command lives in typed_bert/commands/compare.py."""
+"""`python scripts/compare.py` is `typed-bert compare`, from a checkout (see typed_bert/commands/compare.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.compare import main

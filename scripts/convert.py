@@ -1,4 +1,4 @@
-"""`typed-bert convert` from a checkout: `python scripts/convert.py --help`. The command lives in typed_bert/commands/convert.py."""
+"""`python scripts/convert.py` is `typed-bert convert`, from a checkout (see typed_bert/commands/convert.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.convert import main

@@ -1,4 +1,4 @@
-"""`typed-bert evaluate` from a checkout: `python scripts/evaluate.py --help`. The command lives in typed_bert/commands/evaluate.py."""
+"""`python scripts/evaluate.py` is `typed-bert evaluate`, from a checkout (see typed_bert/commands/evaluate.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.evaluate import main

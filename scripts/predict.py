@@ -1,4 +1,4 @@
-"""`typed-bert predict` from a checkout: `python scripts/predict.py --help`. The command lives in typed_bert/commands/predict.py."""
+"""`python scripts/predict.py` is `typed-bert predict`, from a checkout (see typed_bert/commands/predict.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.predict import main

@@ -1,4 +1,4 @@
-"""`typed-bert train` from a checkout: `python scripts/train.py --help`. The command lives in typed_bert/commands/train.py."""
+"""`python scripts/train.py` is `typed-bert train`, from a checkout (see typed_bert/commands/train.py)."""
 
 from typed_bert.command_line import run
 from typed_bert.commands.train import main

@@ -65,7 +65,7 @@ CASES = [
     ("train: overlapping pair with --strict", {"train": lines(GOOD, NESTED), "dev": lines(GOOD)},
      lambda p, m: train_args(p["train"], p["dev"], p["out"], "--strict"), "{train}:2: subject [21, 39) and object [21, 30) overlap"),
     ("train: bad span", {"train": lines(GOOD, {**GOOD, "object": {"start": 30, "end": 99, "type": "Org"}}), "dev": lines(GOOD)},
-     lambda p, m: train_args(p["train"], p["dev"], p["out"]), "{train}:2: 'object' span [30, 99) is not inside the text"),
+     lambda p, m: train_args(p["train"], p["dev"], p["out"]), "{train}:2: 'object' span [30, 99) lies outside the text"),
     ("evaluate: missing file", {}, lambda p, m: ["scripts/evaluate.py", "--model", m, "--data-file", p["nope"]], "{nope}: no such file"),
     ("evaluate: bad JSON", {"dev": lines(GOOD, GOOD, "[1, 2")},
      lambda p, m: ["scripts/evaluate.py", "--model", m, "--data-file", p["dev"]], "{dev}:3: invalid JSON"),
@@ -114,15 +114,34 @@ def test_training_skips_and_evaluation_scores_overlapping_pairs(tmp_path, model_
     (tmp_path / "dev.jsonl").write_text(lines(*rows[:10], NESTED))
     trained = command(*train_args(tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "out"))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "1 training pairs skipped and 1 dev pairs scored as no_relation" in trained.stdout
+    assert "{'overlapping': 1} in training, skipped; {'overlapping': 1} in dev, scored as no_relation" in trained.stdout
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
-    assert results["num_examples"] == 11 and results["skipped_overlapping_pairs"] == {"train": 1, "validation": 1}
+    assert results["num_examples"] == 11
+    assert results["unencodable_pairs"] == {"overlapping": 1}  # the saved folder's dev score, as evaluate gives it
+    assert results["unencodable_pairs_by_split"] == {"train": {"overlapping": 1}, "validation": {"overlapping": 1}}
 
     evaluated = command("scripts/evaluate.py", "--model", str(model_dir), "--data-file", str(tmp_path / "dev.jsonl"))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
-    assert metrics["num_examples"] == 11 and metrics["overlapping_pairs_scored_as_no_relation"] == 1
-    assert "1 pairs whose subject and object overlap" in evaluated.stderr
+    assert metrics["num_examples"] == 11 and metrics["unencodable_pairs"] == {"overlapping": 1}
+    assert "pairs the model cannot read, scored as predicted no_relation: {'overlapping': 1}" in evaluated.stderr
+
+
+def test_a_pair_too_far_apart_is_scored_as_no_relation_not_an_error(tmp_path, model_dir):
+    """One pair that no --max-length window holds no longer stops evaluate: it is scored as no_relation and counted
+    under its own name; --strict refuses it, naming the line."""
+    far = {**GOOD, "id": "far", "text": GOOD["text"] + " and so on" * 20 + " Acme Corp", "label": "no_relation"}
+    far["object"] = {"start": len(far["text"]) - 9, "end": len(far["text"]), "type": "Org"}
+    (tmp_path / "dev.jsonl").write_text(lines(GOOD, far))
+    args = ["scripts/evaluate.py", "--model", str(model_dir), "--data-file", str(tmp_path / "dev.jsonl")]
+    evaluated = command(*args, "--max-length", "24")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert metrics["num_examples"] == 2 and metrics["unencodable_pairs"] == {"too_far_apart": 1}
+    refused = command(*args, "--max-length", "24", "--strict")
+    assert refused.returncode == 2 and f"\nerror: {tmp_path / 'dev.jsonl'}:2: the subject and" in refused.stderr
+    too_long = command(*args, "--max-length", "100000")
+    assert too_long.returncode == 2 and "--max-length: max_length=100000 must be an int from 3 to" in too_long.stderr
 
 
 def test_predict_skips_bad_lines_and_keeps_every_good_one(tmp_path, model_dir):

@@ -44,7 +44,7 @@ def test_two_modes_two_seeds_report_resume_and_refuse_other_settings(tmp_path, t
         for seed in (1, 2):
             folder = out / "runs" / row["variant"] / f"seed-{seed}"
             assert json.loads((folder / "config.json").read_text())["input_mode"] == row["variant"]
-            assert json.loads((folder / "eval_results.json").read_text())["args"]["seed"] == seed
+            assert json.loads((folder / "eval_results.json").read_text())["settings"]["seed"] == seed
             scores.append(json.loads((folder / "eval_results.json").read_text())["micro_f1"])
         assert row["micro_f1"]["mean"] == pytest.approx(statistics.fmean(scores))
         assert row["micro_f1"]["std"] == pytest.approx(statistics.stdev(scores))

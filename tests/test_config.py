@@ -44,3 +44,26 @@ def test_fields_survive_save_and_load(tmp_path):
 def test_invalid_values_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TypedBertConfig(**kwargs)
+
+
+def test_input_modes_are_named():
+    from configuration_typed_bert import INPUT_MODES, InputMode
+
+    assert INPUT_MODES["typed-embeddings"] == InputMode(type_table=True, role_table=True, markers=False)
+    config = TypedBertConfig(input_mode="markers+embeddings")
+    assert (config.use_entity_type_embeddings, config.use_entity_role_embeddings, config.entity_markers) == (
+        True,
+        True,
+        True,
+    )
+
+
+def test_removed_all_pairs_encoding_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"pair_encoding='all_pairs' is not supported; expected one of \['per_pair'\]"):
+        TypedBertConfig(pair_encoding="all_pairs")
+
+
+def test_mean_fusion_still_loads_with_a_deprecation_warning():
+    with pytest.warns(FutureWarning, match='entity_fusion="mean" is deprecated'):
+        config = TypedBertConfig(entity_fusion="mean")
+    assert config.entity_fusion == "mean"

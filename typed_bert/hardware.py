@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+# --precision / --dtype: auto picks bf16 where the hardware has bf16 units (see pick_precision).
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 def pick_device(name: str) -> str:
     """`--device`: `auto` picks cuda, then mps, then cpu; any other name is used as given."""

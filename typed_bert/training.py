@@ -361,7 +361,7 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
         "input_mode": settings.input_mode,
         "entity_init": settings.entity_init,
         "negative_weight": round(result.negative_weight, 4),
-        "unencodable_pairs": result.unencodable_pairs,
+        "unencodable_pairs_by_split": result.unencodable_pairs,
         "settings": asdict(settings),
     }
     (output_dir / "eval_results.json").write_text(json_text(results))

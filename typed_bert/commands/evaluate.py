@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.hardware import PRECISIONS
 
 EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
     parser.add_argument(
         "--dtype",
-        choices=["auto", "fp32", "bf16"],
+        choices=list(PRECISIONS),
         default="auto",
         help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does, else fp32",
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES
 from typed_bert.command_line import command_parser, local_path, model_path, run
 from typed_bert.errors import InputError
+from typed_bert.hardware import PRECISIONS
 
 EXAMPLE = (
     "typed-bert train --base-model typed-bert-base --train-file train.jsonl --validation-file dev.jsonl "
@@ -73,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=list(PRECISIONS),
         default="auto",
         help="auto: bf16 autocast on CUDA GPUs and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the model "
         "is saved in fp32 either way",
