@@ -173,3 +173,12 @@ def test_entity_init_names_starts_the_tables_from_their_names(tmp_path, tiny_ber
     torch.testing.assert_close(roles[1], 0.5 * words[subject].mean(0))
     assert not types[0].any() and not roles[0].any()
     assert init_from_names(model, tokenizer) == []  # trained (non-zero) tables are kept
+
+
+def test_patience_stops_when_dev_micro_f1_stops_improving(tmp_path, tiny_bert_dir, small_data):
+    """With nothing learned (rates 0) dev micro-F1 never improves on epoch 1: --patience 1 stops after epoch 2 of 6."""
+    out = tmp_path / "patience"
+    train(tiny_bert_dir, small_data, out, "--epochs", "6", "--patience", "1", "--learning-rate", "0",
+          "--entity-learning-rate", "0", steps=None)  # fmt: skip
+    log = json.loads((out / "training_log.json").read_text())
+    assert [entry["epoch"] for entry in log if "eval_micro_f1" in entry] == [1.0, 2.0]

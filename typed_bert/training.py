@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+)
 from transformers import set_seed as set_transformers_seed
 
 from configuration_typed_bert import (
@@ -67,6 +74,7 @@ class TrainingSettings:
     classifier_pooling: str | None = None
     entity_init: str = "zero"
     epochs: float = 4.0
+    patience: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
     entity_learning_rate: float = 1e-3
@@ -88,10 +96,10 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if self.entity_init not in ENTITY_INITS:
             raise InputError(f"entity_init={self.entity_init!r}; expected one of {list(ENTITY_INITS)}")
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lora_rank < 0:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lora_rank < 0 or (self.patience or 1) < 1:
             raise InputError(
-                f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}; expected epochs > 0, "
-                "batch_size > 0 and lora_rank >= 0"
+                f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}, "
+                f"patience={self.patience}; expected epochs > 0, batch_size > 0, lora_rank >= 0 and patience >= 1"
             )
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
@@ -314,6 +322,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         negative_ratio=settings.negative_ratio,
         negative_weight=settings.negative_weight,
         entity_learning_rate=settings.entity_learning_rate,
+        callbacks=[EarlyStoppingCallback(settings.patience)] if settings.patience else None,
     )
     if training_args.process_index == 0:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

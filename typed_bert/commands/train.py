@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES
-from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.command_line import command_parser, local_path, model_path, positive_int, run
 from typed_bert.errors import InputError
 from typed_bert.hardware import PRECISIONS
 
@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
-    parser.add_argument("--epochs", type=float, default=defaults["epochs"])
+    parser.add_argument("--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience)")
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=defaults["patience"],
+        help="stop when dev micro-F1 has not improved for this many epochs (the best epoch is kept either way)",
+    )
     parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="pairs per step")
     parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
     parser.add_argument(
@@ -108,6 +114,7 @@ def settings_of(args: argparse.Namespace):
         classifier_pooling=args.pooling,
         entity_init=args.entity_init,
         epochs=args.epochs,
+        patience=args.patience,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         entity_learning_rate=args.entity_learning_rate,
