@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--negative-weight",
+        type=weight,
         default="auto",
         help="loss weight of no_relation examples; auto = (no_relation per related example in the data) / "
         "--negative-ratio, which undoes the prior shift of subsampling (importance weighting)",
@@ -98,41 +99,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_of(args: argparse.Namespace):
-    """The `TrainingSettings` the command line asks for."""
+    """The `TrainingSettings` the command line asks for: every option of the same name, and `--pooling`."""
     from typed_bert.training import TrainingSettings
 
-    if args.negative_weight != "auto":
-        try:
-            args.negative_weight = float(args.negative_weight)
-        except ValueError:
-            raise InputError(f"{args.negative_weight!r}: expected a number or auto", "--negative-weight") from None
-    return TrainingSettings(
-        base_model=args.base_model,
-        train_file=args.train_file,
-        validation_file=args.validation_file,
-        input_mode=args.input_mode,
-        classifier_pooling=args.pooling,
-        entity_init=args.entity_init,
-        epochs=args.epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        entity_learning_rate=args.entity_learning_rate,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        max_length=args.max_length,
-        negative_ratio=args.negative_ratio,
-        negative_weight=args.negative_weight,
-        precision=args.precision,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        eval_batch_size=args.eval_batch_size,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        strict=args.strict,
-        base_model_id=args.base_model_id,
-        language=args.language,
-    )
+    names = {item.name for item in fields(TrainingSettings)}
+    values = {name: value for name, value in vars(args).items() if name in names}
+    return TrainingSettings(**values, classifier_pooling=args.pooling)
+
+
+def weight(value: str) -> float | str:
+    """argparse type of --negative-weight: a number, or auto."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor auto") from None
 
 
 def main(argv: list[str] | None = None) -> dict:
