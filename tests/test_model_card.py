@@ -8,7 +8,7 @@ import json
 from typed_bert.hub.model_card import GENERATED_BEGIN, GENERATED_END, write_model_card
 
 from modeling_typed_bert import TypedBertForSequenceClassification
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_classifier, tiny_config
 
 
 def classifier_folder(tmp_path):
@@ -74,3 +74,16 @@ def test_the_cards_tokenizer_call_is_silent_with_stdin_closed(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == "" and "Do you wish" not in result.stderr and "model of type" not in result.stderr
+
+
+def test_the_card_says_which_input_mode_and_why(tmp_path):
+    default = save_tiny_classifier(tmp_path / "default")
+    write_model_card(default, repo_id="org/m")
+    card = " ".join((default / "README.md").read_text().split())
+    assert "input mode `typed-embeddings`: entity type + role embeddings" in card
+    assert "typed-bert's default" in card and "SciERC typed markers are ahead" in card
+    markers = save_tiny_classifier(tmp_path / "markers", input_mode="typed-markers")
+    write_model_card(markers, repo_id="org/m")
+    card = " ".join((markers / "README.md").read_text().split())
+    assert "input mode `typed-markers`: typed markers in the text (Zhou & Chen)" in card
+    assert "typed-bert's default" not in card
