@@ -31,7 +31,7 @@ def local_path(value: str) -> str:
     """argparse type of a file or folder argument: the absolute path, resolved once against the working directory the
     command was started in. Every child process (the clean-interpreter checks run elsewhere) and transformers (which
     takes a relative path that is not a folder there for a Hub id) then get the same file. `-` (stdin, stdout) stays."""
-    return value if value == "-" else str(Path(value).expanduser().absolute())
+    return value if value == "-" else os.path.abspath(Path(value).expanduser())
 
 
 def is_local_path(value: str) -> bool:

@@ -28,7 +28,11 @@ class DataFileError(InputError):
 @contextmanager
 def reading(what: str | Path, expected: str) -> Iterator[None]:
     """Turn the errors of loading a user's checkpoint, tokenizer or Hub repo (transformers' `OSError` for a missing
-    folder or repo, `ValueError` for a config it refuses) into an `InputError` naming `what` and `expected`."""
+    folder or repo, `ValueError` for a config it refuses) into an `InputError` naming `what` and `expected`. An
+    absolute path (the commands make every local path absolute; a Hub id never is) that does not exist is refused
+    before transformers would take it for a repo id."""
+    if Path(what).is_absolute() and not Path(what).exists():
+        raise InputError(f"no such folder; expected {expected}", what)
     try:
         yield
     except (OSError, ValueError) as error:
