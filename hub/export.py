@@ -81,11 +81,11 @@ def check_base_model(base_model: str, labels: Sequence[str] | None = None) -> st
             raise ConversionError(f"--base-model {base_model!r} has no config.json; expected a BERT checkpoint folder.")
     try:
         config = AutoConfig.from_pretrained(base_model)
-    except OSError as error:
-        reason = str(error).split(". ")[0]
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split(". ")[0].split())
+        where = "its config.json could not be read" if is_local_path(base_model) else "the Hub could not provide it"
         raise ConversionError(
-            f"--base-model {base_model!r}: not a local folder, and the Hub could not provide it ({reason}); expected a "
-            "BERT-family checkpoint folder or a Hub id"
+            f"--base-model {base_model!r}: {where} ({reason}); expected a BERT-family checkpoint folder or a Hub id"
         ) from error
     supported = f"only {', '.join(FAMILIES.values())} checkpoints convert exactly"
     model_type = config.model_type
@@ -177,7 +177,13 @@ def load_typed_from_encoder(model_class: type, base_model: str, config: TypedBer
     need, and the TypedBert weights the checkpoint lacks: entity tables, classifier, the pooler of a checkpoint saved
     without one).
     """
-    source, loading = AutoModel.from_pretrained(base_model, output_loading_info=True)
+    try:
+        source, loading = AutoModel.from_pretrained(base_model, output_loading_info=True)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())
+        raise ConversionError(
+            f"{base_model!r}: its weights could not be read ({reason}); nothing was written"
+        ) from error
     absent = set(loading["missing_keys"])
     lost = sorted(key for key in absent if not key.startswith("pooler."))
     mismatched = [str(item) for item in loading.get("mismatched_keys", [])]

@@ -60,6 +60,9 @@ def render_model_card(
     labels = [id2label[str(i)] for i in range(len(id2label))] if is_classifier else []
     entity_types = config["entity_types"]
     hub_base = base_model if base_model and not Path(base_model).exists() else None
+    if base_model and not hub_base:
+        base_model = f"a local checkpoint ({Path(base_model).name})"  # no path of the author's machine in the card
+    train_file = shown_path(train_file) if train_file else train_file
     dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
     eval_results = [
         EvalResult(
@@ -108,7 +111,7 @@ def render_model_card(
         example_object=json.dumps({**EXAMPLE["object"], "type": example_object_type}),
         entity_types=entity_types,
         labels=labels,
-        train_file=train_file or results.get("settings", {}).get("train_file", "not recorded"),
+        train_file=train_file or (results.get("settings") or results.get("args", {})).get("train_file", "not recorded"),
         train_description=f"{len(labels)} labels, entity types {entity_types[1:]}.",
         validation_file=results.get("validation_file", "not recorded"),
         num_examples=results.get("num_examples", "?"),
@@ -117,6 +120,13 @@ def render_model_card(
         confusion_matrix=confusion_matrix,
         training_curve=training_curve,
     )
+
+
+def shown_path(path: str) -> str:
+    """A data file as a published card or record shows it: its folder and name (`conll04/train.jsonl`), not the path
+    on the author's machine."""
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) if Path(path).is_absolute() else path
 
 
 def _example_type(entity_types: list[str], prefixes: tuple[str, ...], fallback: int) -> str:

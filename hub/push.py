@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, constants
 
 from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
-from typed_bert.errors import InputError
+from typed_bert.errors import InputError, reading
 
 from .export import check_publishable
 from .model_card import EXAMPLE, write_model_card
@@ -115,13 +115,15 @@ def push_folder(
         raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
 
     check_endpoint_reachable(constants.ENDPOINT)
+    expected = f"a repo id (namespace/name) that HF_TOKEN may write to on {constants.ENDPOINT}"
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    tag = tag or next_version_tag(api, repo_id)
+    with reading(repo_id, expected):  # the Hub's refusals (401, 403, a bad repo id) as one line
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        tag = tag or next_version_tag(api, repo_id)
     results = json.loads((folder / "eval_results.json").read_text()) if (folder / "eval_results.json").is_file() else {}
-    settings = results.get("settings", {})
+    settings = results.get("settings") or results.get("args", {})  # "args": folders trained before 0.2
     write_model_card(
         folder,
         repo_id=repo_id,
@@ -132,15 +134,16 @@ def push_folder(
         training_curve="training_curve.png" if (folder / "training_curve.png").is_file() else None,
         language=language or settings.get("language"),
     )
-    commit = api.upload_folder(
-        folder_path=folder,
-        repo_id=repo_id,
-        revision=revision,
-        commit_message=commit_message or f"Upload TypedBert checkpoint ({tag})",
-        ignore_patterns=IGNORE_PATTERNS,
-    )
-    api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=f"TypedBert checkpoint {tag}")
-    files = sorted(api.list_repo_files(repo_id, revision=commit.oid))
+    with reading(repo_id, expected):
+        commit = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=commit_message or f"Upload TypedBert checkpoint ({tag})",
+            ignore_patterns=IGNORE_PATTERNS,
+        )
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=f"TypedBert checkpoint {tag}")
+        files = sorted(api.list_repo_files(repo_id, revision=commit.oid))
     result = PushResult(repo_id=repo_id, commit=commit.oid, tag=tag, url=commit.commit_url, files=files)
     if verify:
         # A classifier is compared by its logits; an encoder (no head) by its hidden states through AutoModel.

@@ -62,10 +62,10 @@ def run_in_clean_process(
 ) -> tuple[list[torch.Tensor], str]:
     """Load `source` with `auto_class.from_pretrained(..., trust_remote_code=True)` in a fresh interpreter and run
     each batch of inputs. Returns the logits (classifiers) or last hidden states of each batch, and the module the
-    class came from. A local `source` is handed to the child as an absolute path: the child runs in another working
-    directory, and transformers would take a relative path that is not a folder there for a Hub repo id."""
-    if Path(source).exists():
-        source = Path(source).absolute()
+    class came from. `source` is a folder when it is a `Path` (handed to the child as an absolute path: the child runs
+    in another working directory, where transformers would take a relative one for a Hub repo id), else a repo id."""
+    if isinstance(source, Path):
+        source = source.absolute()
     with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as work:
         work = Path(work)
         for index, inputs in enumerate(batches):

@@ -114,7 +114,7 @@ def test_a_failed_clean_interpreter_check_is_one_line(tmp_path, local_hub, monke
     (folder / "modeling_typed_bert.py").write_text("raise ImportError('broken on purpose')\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(VerificationError) as raised:
-        run_in_clean_process("model", [], "AutoModelForSequenceClassification")
+        run_in_clean_process(Path("model"), [], "AutoModelForSequenceClassification")
     message = str(raised.value)
     assert "\n" not in message and message.startswith(f"{folder}: ") and "broken on purpose" in message
     assert "Traceback" in raised.value.stderr

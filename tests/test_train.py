@@ -109,6 +109,16 @@ def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_be
         assert abs(metrics[name] - results[name]) < 1e-6, (name, metrics[name], results[name])
 
 
+def test_lora_trains_the_entity_tables_and_writes_a_merged_folder(tmp_path, tiny_bert_dir, small_data):
+    out = tmp_path / "lora"
+    train(tiny_bert_dir, small_data, out, "--lora-rank", "4")
+    weights = load_file(out / "model.safetensors")
+    assert torch.count_nonzero(weights["bert.embeddings.entity_type_embeddings.weight"]) > 0
+    assert not [key for key in weights if "lora" in key or "modules_to_save" in key or "base_model" in key]
+    assert not (out / "adapter_config.json").exists()
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["TypedBertForSequenceClassification"]
+
+
 def test_continuing_from_a_typed_bert_checkpoint_keeps_its_settings_and_head(tmp_path, tiny_bert_dir, small_data):
     first = tmp_path / "first"
     train(tiny_bert_dir, small_data, first, "--input-mode", "typed-markers")

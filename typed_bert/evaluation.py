@@ -63,7 +63,7 @@ def evaluate(
     with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
-    if config.model_type != "typed_bert" or not hasattr(config, "label2id"):
+    if config.model_type != "typed_bert":
         raise InputError(f"a {config.model_type} model; expected a TypedBert relation classifier", model_source)
     # Checked before the weights load: every type and label of the file must be known to the model.
     check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
@@ -80,6 +80,12 @@ def evaluate(
     )
     encodable = dataset.filter(lambda row: row["encodable"])
     unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
+    if unencodable_labels and NO_RELATION not in config.label2id:
+        raise InputError(
+            f"{len(unencodable_labels)} pairs cannot be encoded and the model has no {NO_RELATION!r} label to score "
+            "them as; expected pairs the model can read, or --strict to refuse them",
+            data_file,
+        )
     started = time.perf_counter()
     precision = pick_precision(dtype, device)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None

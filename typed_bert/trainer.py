@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import upload_folder
 from torch.utils.data import Sampler
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, get_linear_schedule_with_warmup
 from transformers.utils import PushInProgress
 
 from typed_bert.hub.export import PICKLE_SUFFIXES
@@ -126,7 +126,8 @@ class RelationTrainer(TypedBertTrainer):
     length-bucketed batches; `no_relation` weighted in the loss by `negative_weight` (`"auto"`: the ratio of
     `no_relation` pairs in the data to those drawn, which undoes the prior shift of the subsampling); the entity tables
     at `entity_learning_rate` (they start at zero or from their names, the only new part of the encoder). The epoch
-    length, and so the steps and the warm-up, come from the sampler."""
+    length comes from the sampler, the steps from the Trainer's count of its batches, and the linear warm-up is
+    `warmup_ratio` of those steps (rounded up), on every transformers version."""
 
     def __init__(
         self,
@@ -135,9 +136,11 @@ class RelationTrainer(TypedBertTrainer):
         negative_ratio: float = 3.0,
         negative_weight: float | str = "auto",
         entity_learning_rate: float = 1e-3,
+        warmup_ratio: float = 0.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.warmup_ratio = warmup_ratio
         self.no_relation_id = no_relation_id
         self.negative_ratio = negative_ratio if no_relation_id is not None else -1
         self.entity_learning_rate = entity_learning_rate
@@ -151,6 +154,13 @@ class RelationTrainer(TypedBertTrainer):
         if no_relation_id is not None and self.negative_weight != 1.0:
             self.class_weights = torch.ones(self.model.config.num_labels)
             self.class_weights[no_relation_id] = self.negative_weight
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Linear decay after a linear warm-up of `warmup_ratio` × `num_training_steps` steps."""
+        if self.lr_scheduler is None:
+            warmup = math.ceil(self.warmup_ratio * num_training_steps)
+            self.lr_scheduler = get_linear_schedule_with_warmup(optimizer or self.optimizer, warmup, num_training_steps)
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy with `no_relation` weighted by `negative_weight`; the model's own loss when it is 1."""

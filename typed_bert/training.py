@@ -11,6 +11,7 @@ only rank 0 calls `write_output`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -51,7 +52,7 @@ from typed_bert.errors import InputError, reading
 from typed_bert.evaluation import evaluate
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_encoder, typed_config_from_encoder
-from typed_bert.hub.model_card import write_model_card
+from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
 from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
 
@@ -96,6 +97,8 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if self.entity_init not in ENTITY_INITS:
             raise InputError(f"entity_init={self.entity_init!r}; expected one of {list(ENTITY_INITS)}")
+        if self.max_steps == 0:
+            raise InputError("max_steps=0; expected a positive number of steps, or -1 for whole epochs")
         if self.epochs <= 0 or self.batch_size <= 0 or self.lora_rank < 0 or (self.patience or 1) < 1:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}, "
@@ -236,12 +239,14 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     check_vocabulary(
         validation_raw, settings.validation_file, entity_types, labels, f"the training file {settings.train_file}"
     )
-    model = build_model(settings, entity_types, labels)
+    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id with a tokenizer"):
+        model = build_model(settings, entity_types, labels)
+        tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
     config = model.config
-    tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
     if settings.entity_init == "names":
         initialised = init_from_names(model, tokenizer)
-        print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
+        if is_main_process():
+            print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
     if settings.lora_rank > 0:
         model = with_lora(model, settings.lora_rank, settings.lora_alpha)
     try:
@@ -255,7 +260,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
     )  # fmt: skip
     unencodable = {"train": unencodable_counts(train_set), "validation": unencodable_counts(validation_set)}
-    if any(unencodable.values()):
+    if any(unencodable.values()) and is_main_process():
         print(
             f"pairs the model cannot read (subject and object overlap, or no --max-length window holds both): "
             f"{unencodable['train']} in training, skipped; {unencodable['validation']} in dev, scored as "
@@ -263,6 +268,12 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
             flush=True,
         )
     unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
+    if unencoded_dev_labels and NO_RELATION not in config.label2id:
+        raise InputError(
+            f"{len(unencoded_dev_labels)} dev pairs cannot be encoded and the labels have no {NO_RELATION!r} to score "
+            "them as; expected a no_relation label in the training file, or --strict to refuse such pairs",
+            settings.validation_file,
+        )
     train_set, validation_set = (split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set))
     # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
     validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
@@ -290,9 +301,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.eval_batch_size,
         learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_ratio,  # a fraction of the steps the Trainer counts from the sampler
         weight_decay=settings.weight_decay,
-        lr_scheduler_type="linear",
         eval_strategy="epoch" if by_epoch else "steps",
         eval_steps=None if by_epoch else settings.max_steps,
         save_strategy="epoch" if by_epoch else "steps",
@@ -322,6 +331,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         negative_ratio=settings.negative_ratio,
         negative_weight=settings.negative_weight,
         entity_learning_rate=settings.entity_learning_rate,
+        warmup_ratio=settings.warmup_ratio,
         callbacks=[EarlyStoppingCallback(settings.patience)] if settings.patience else None,
     )
     if training_args.process_index == 0:
@@ -361,7 +371,7 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
         strict=settings.strict, max_length=settings.max_length,
     )  # fmt: skip
     results = {
-        "validation_file": settings.validation_file,
+        "validation_file": shown_path(settings.validation_file),
         **metrics,
         "train_runtime_s": result.seconds,
         "train_steps": result.steps,
@@ -371,7 +381,13 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
         "entity_init": settings.entity_init,
         "negative_weight": round(result.negative_weight, 4),
         "unencodable_pairs_by_split": result.unencodable_pairs,
-        "settings": asdict(settings),
+        # The record is published with the folder: data files as folder/name, a local base model as its name.
+        "settings": {
+            **asdict(settings),
+            "train_file": shown_path(settings.train_file),
+            "validation_file": shown_path(settings.validation_file),
+            "base_model": settings.base_model_id or shown_path(settings.base_model),
+        },
     }
     (output_dir / "eval_results.json").write_text(json_text(results))
     (output_dir / "training_log.json").write_text(json_text(result.log_history))
@@ -389,6 +405,11 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
         language=settings.language,
     )
     return results
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that reports: the only one, or rank 0 under torchrun."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def json_text(value: Any) -> str:

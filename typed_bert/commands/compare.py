@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
-from typed_bert.hub.model_card import INPUT_MODE_DESCRIPTIONS
 
 from configuration_typed_bert import INPUT_MODES
 from typed_bert.command_line import command_parser, local_path, model_path, run
 from typed_bert.errors import InputError
 from typed_bert.hardware import pick_precision
+from typed_bert.hub.model_card import INPUT_MODE_DESCRIPTIONS
 
 VARIANTS = list(INPUT_MODES)
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 
-from typed_bert.hub.export import convert_checkpoint
-
 from configuration_typed_bert import CLASSIFIER_POOLINGS
 from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.hub.export import convert_checkpoint
 
 EXAMPLE = "typed-bert convert --base-model bert-base-cased --entity-types PER,ORG,LOC --output-dir typed-bert-base"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from typed_bert.command_line import command_parser, local_path, model_path, run
+from typed_bert.command_line import command_parser, local_path, model_path, positive_int, run
 from typed_bert.hardware import PRECISIONS
 
 EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, type=model_path, help="checkpoint folder or Hub id")
     parser.add_argument("--data-file", required=True, type=local_path, help="JSON Lines, canonical or KLUE-RE format")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--plot", type=local_path, default=None, help="write the confusion matrix to this PNG")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")

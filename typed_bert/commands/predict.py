@@ -24,7 +24,7 @@ from transformers import pipeline
 
 from typed_bert.command_line import command_parser, fraction, local_path, model_path, positive_int, run
 from typed_bert.errors import InputError, reading
-from typed_bert.hardware import pick_device
+from typed_bert.hardware import PRECISIONS, pick_device, pick_precision
 
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
@@ -67,9 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         "--keep-no-relation", action="store_true", help="entity lists: report pairs predicted no_relation too"
     )
     parser.add_argument("--revision", default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 weights (for GPUs)")
+    parser.add_argument(
+        "--dtype",
+        choices=list(PRECISIONS),
+        default="fp32",
+        help="bf16: bf16 weights; auto: bf16 where the GPU or CPU has bf16 units (see --precision of train)",
+    )
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             trust_remote_code=True,
             revision=args.revision,
             device=pick_device(args.device),
-            dtype=torch.bfloat16 if args.dtype == "bf16" else None,
+            dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
         )
     with source:
         examples = read_lines(classify, source, args.input, args.skip_bad_lines)
@@ -100,7 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     def inputs() -> Iterator[dict]:
         yield from (example for _, example in examples)
 
-    sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise InputError(
+            f"cannot write ({error.strerror}); expected a file in an existing folder", args.output
+        ) from None
     predictions = classify(inputs(), **kwargs) if examples else []
     with sink, tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr) as progress:
         for (_, example), prediction in zip(examples, predictions, strict=True):

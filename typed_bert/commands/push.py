@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 
+from typed_bert.command_line import command_parser, local_path, run
 from typed_bert.hub.push import push_folder
-
-from typed_bert.command_line import command_parser, model_path, run
 
 EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
 
@@ -23,7 +22,7 @@ EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
 def main(argv: list[str] | None = None):
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument(
-        "--model", required=True, type=model_path, help="checkpoint folder written by train.py or convert.py"
+        "--model", required=True, type=local_path, help="checkpoint folder written by train.py or convert.py"
     )
     parser.add_argument("--repo-id", required=True, help="namespace/name")
     parser.add_argument("--private", action="store_true")

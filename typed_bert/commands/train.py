@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -123,11 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise InputError("exists and is not empty; pass --overwrite or choose another --output-dir", output_dir)
     settings = settings_of(args)
-    from typed_bert.training import train, write_output
+    from typed_bert.training import is_main_process, train, write_output
 
     # One checkpoint folder for all DDP ranks, beside OUT (the same file system); removed when training ends.
     result = train(settings, output_dir.parent / f".{output_dir.name}.checkpoints")
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return {}
     results = write_output(result, output_dir, overwrite=args.overwrite)
     print(json.dumps({key: value for key, value in results.items() if not isinstance(value, dict)}))
