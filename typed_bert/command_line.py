@@ -47,6 +47,16 @@ def model_path(value: str) -> str:
     return local_path(value) if is_local_path(value) else value
 
 
+def add_inference_options(parser: argparse.ArgumentParser, batch_size: int, dtype: str, dtype_help: str) -> None:
+    """The options of every command that runs a trained model: `--revision`, `--batch-size`, `--device`, `--dtype`."""
+    from typed_bert.hardware import PRECISIONS
+
+    parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub model")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size)
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--dtype", choices=list(PRECISIONS), default=dtype, help=dtype_help)
+
+
 def positive_int(value: str) -> int:
     """argparse type of a count: an int of at least 1."""
     number = int(value)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 
-from typed_bert.command_line import command_parser, local_path, model_path, positive_int, run
-from typed_bert.hardware import PRECISIONS
+from typed_bert.command_line import add_inference_options, command_parser, local_path, model_path, run
 
 EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
 
@@ -33,16 +32,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, type=model_path, help="checkpoint folder or Hub id")
     parser.add_argument("--data-file", required=True, type=local_path, help="JSON Lines, canonical or KLUE-RE format")
-    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--plot", type=local_path, default=None, help="write the confusion matrix to this PNG")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    parser.add_argument(
-        "--dtype",
-        choices=list(PRECISIONS),
-        default="auto",
-        help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does, else fp32",
-    )
+    add_inference_options(
+        parser, batch_size=128, dtype="auto",
+        dtype_help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
     parser.add_argument("--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far)")

@@ -22,9 +22,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import pipeline
 
-from typed_bert.command_line import command_parser, fraction, local_path, model_path, positive_int, run
+from typed_bert.command_line import (
+    add_inference_options,
+    command_parser,
+    fraction,
+    local_path,
+    model_path,
+    positive_int,
+    run,
+)
 from typed_bert.errors import InputError, reading
-from typed_bert.hardware import PRECISIONS, pick_device, pick_precision
+from typed_bert.hardware import pick_device, pick_precision
 
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
@@ -66,15 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keep-no-relation", action="store_true", help="entity lists: report pairs predicted no_relation too"
     )
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    parser.add_argument(
-        "--dtype",
-        choices=list(PRECISIONS),
-        default="fp32",
-        help="bf16: bf16 weights; auto: bf16 where the GPU or CPU has bf16 units (see --precision of train)",
-    )
+    add_inference_options(
+        parser, batch_size=64, dtype="fp32",
+        dtype_help="bf16: bf16 weights; auto: bf16 where the GPU or CPU has bf16 units (see --precision of train)",
+    )  # fmt: skip
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
