@@ -43,19 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     from typed_bert.evaluation import evaluate
 
-    kwargs = {"revision": args.revision} if args.revision else {}
-    metrics = evaluate(
-        args.model,
-        args.data_file,
-        args.batch_size,
-        args.plot,
-        device=args.device,
-        dtype=args.dtype,
-        quiet=args.quiet,
-        strict=args.strict,
-        max_length=args.max_length,
-        **kwargs,
-    )
+    options = {name: getattr(args, name) for name in ("device", "dtype", "quiet", "strict", "max_length")}
+    load_kwargs = {"revision": args.revision} if args.revision else {}
+    metrics = evaluate(args.model, args.data_file, args.batch_size, args.plot, **options, **load_kwargs)
     print(format_table(metrics))
     print(json.dumps(metrics))
     return metrics
