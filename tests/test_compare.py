@@ -45,6 +45,7 @@ def test_two_modes_two_seeds_report_resume_and_refuse_other_settings(tmp_path, t
             folder = out / "runs" / row["variant"] / f"seed-{seed}"
             assert json.loads((folder / "config.json").read_text())["input_mode"] == row["variant"]
             assert json.loads((folder / "eval_results.json").read_text())["settings"]["seed"] == seed
+            assert "train_runtime_s" in folder.with_name(f"seed-{seed}.log").read_text()  # the run's log, kept
             scores.append(json.loads((folder / "eval_results.json").read_text())["micro_f1"])
         assert row["micro_f1"]["mean"] == pytest.approx(statistics.fmean(scores))
         assert row["micro_f1"]["std"] == pytest.approx(statistics.stdev(scores))

@@ -7,7 +7,8 @@ data, budget and base model, then report mean ± std over the seeds.
 A variant is an `--input-mode` of train.py (typed-embeddings, type-only, role-only, typed-markers,
 markers+embeddings, plain). Arguments after `--` go to every training run (the shared budget, e.g. `-- --epochs 2`);
 train.py's defaults apply otherwise, `--precision auto` included (bf16 autocast where the hardware has it, CUDA when
-a GPU is present). Each run is `OUT/runs/VARIANT/seed-S/` (the trained model, `train.log`, `run.json`).
+a GPU is present). Each run is `OUT/runs/VARIANT/seed-S/` (the trained model and `run.json`), its log
+`OUT/runs/VARIANT/seed-S.log`.
 
 Resumable: a finished run is not redone, an interrupted one is started again, and a later call with more variants or
 seeds adds to the same folder, whose settings (base model, data files, training arguments) must then be the same.
@@ -101,7 +102,8 @@ def is_finished(folder: Path) -> bool:
 
 
 def train_one(args, variant: str, seed: int, folder: Path, command: str) -> dict:
-    """Train one run in a fresh interpreter (logs in `folder/train.log`); return its `run.json` record."""
+    """Train one run in a fresh interpreter (its log beside the folder, `seed-S.log`: train's --overwrite empties the
+    folder itself); return its `run.json` record."""
     folder.mkdir(parents=True, exist_ok=True)
     train_argv = [
         *("--base-model", args.base_model, "--train-file", args.train_file),
@@ -109,8 +111,9 @@ def train_one(args, variant: str, seed: int, folder: Path, command: str) -> dict
         *("--input-mode", variant, "--seed", str(seed), "--overwrite"),
         *args.train_args,
     ]
+    log_file = folder.with_name(f"{folder.name}.log")
     started = time.perf_counter()
-    with (folder / "train.log").open("w") as log:
+    with log_file.open("w") as log:
         completed = subprocess.run(
             [sys.executable, "-m", "typed_bert.commands.train", *train_argv],
             stdout=log,
@@ -118,11 +121,11 @@ def train_one(args, variant: str, seed: int, folder: Path, command: str) -> dict
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
     if completed.returncode != 0:
-        tail = (folder / "train.log").read_text().strip().splitlines()[-1:]
+        tail = log_file.read_text().strip().splitlines()[-1:]
         raise InputError(
             f"training {variant} with seed {seed} failed (exit {completed.returncode}: {' '.join(tail)}); expected a "
             "run that finishes: see the log, fix the cause and run the same command again to resume",
-            folder / "train.log",
+            log_file,
         )
     record = {
         "variant": variant,
