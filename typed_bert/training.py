@@ -25,6 +25,7 @@ from transformers import (
     AutoConfig,
     AutoTokenizer,
     EarlyStoppingCallback,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainingArguments,
@@ -125,12 +126,11 @@ class TrainingResult:
     unencodable_pairs: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def resolved_settings(settings: TrainingSettings) -> TrainingSettings:
+def resolved_settings(settings: TrainingSettings, config: PretrainedConfig) -> TrainingSettings:
     """`settings` with the input mode and pooling filled in: a TypedBert base keeps its own (its pooling only with its
     input mode), anything else gets `DEFAULT_INPUT_MODE`, and `plain` pools the [CLS] vector, every other mode the
-    entity start tokens. Invalid combinations are refused here, before any data is read."""
-    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id"):
-        config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
+    entity start tokens; `config` is the base model's. Invalid combinations are refused here, before any data is
+    read."""
     checkpoint = config if config.model_type == "typed_bert" else None
     input_mode = settings.input_mode or (checkpoint.input_mode if checkpoint is not None else DEFAULT_INPUT_MODE)
     mode_default = "cls" if input_mode == "plain" else "entity_start"
@@ -146,12 +146,13 @@ def resolved_settings(settings: TrainingSettings) -> TrainingSettings:
     return resolved
 
 
-def build_model(settings: TrainingSettings, entity_types: list[str], labels: list[str]) -> PreTrainedModel:
+def build_model(
+    settings: TrainingSettings, config: PretrainedConfig, entity_types: list[str], labels: list[str]
+) -> PreTrainedModel:
     """A `TypedBertForSequenceClassification` for the data: from a BERT-family base (converted) or a TypedBert
     checkpoint, which keeps its label order and trained head when the data's labels are among its labels and the
-    pooling is its own (otherwise the head starts afresh)."""
+    pooling is its own (otherwise the head starts afresh). `config` is the base model's."""
     fields = {"input_mode": settings.input_mode, "classifier_pooling": settings.classifier_pooling}
-    config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
     if config.model_type in FAMILIES:
         check_base_model(settings.base_model, labels)
         config = typed_config_from_encoder(settings.base_model, entity_types, labels, **fields)
@@ -230,7 +231,9 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     kept. Data is read and checked (every dev type and label known from the training file) before the model loads.
     """
     started = time.perf_counter()
-    settings = resolved_settings(settings)
+    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id"):
+        base_config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
+    settings = resolved_settings(settings, base_config)
     set_transformers_seed(settings.seed)
     train_raw = load_relations(settings.train_file)
     validation_raw = load_relations(settings.validation_file)
@@ -240,7 +243,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         validation_raw, settings.validation_file, entity_types, labels, f"the training file {settings.train_file}"
     )
     with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id with a tokenizer"):
-        model = build_model(settings, entity_types, labels)
+        model = build_model(settings, base_config, entity_types, labels)
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
     config = model.config
     if settings.entity_init == "names":
