@@ -32,8 +32,9 @@ INPUT_MODES = {
     "markers+embeddings": InputMode(type_table=True, role_table=True, markers=True),
     "plain": InputMode(type_table=False, role_table=False, markers=False),
 }
-# "per_pair": one sequence per (subject, object) pair.
-PAIR_ENCODINGS = ("per_pair",)
+# "per_pair": one sequence per (subject, object) pair. "per_subject": one sequence per subject, its objects appended as
+# marker tokens (PL-Marker's subject-oriented packing; `TypedBertForRelationExtraction`).
+PAIR_ENCODINGS = ("per_pair", "per_subject")
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
 ENTITY_ROLES = ("none", "subject", "object")
@@ -73,7 +74,10 @@ class TypedBertConfig(BertConfig):
             before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
         pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
             How the model was trained to encode the pairs of a text: `"per_pair"`, one sequence per (subject, object)
-            pair.
+            pair, or `"per_subject"`, one sequence per subject with each candidate object appended as two marker
+            tokens (PL-Marker's packing, `TypedBertForRelationExtraction`); the relation-classification pipeline
+            encodes as the model was trained. `"per_subject"` needs `entity_start` pooling and an input mode
+            without markers in the text.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -104,6 +108,12 @@ class TypedBertConfig(BertConfig):
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
         self.pair_encoding = _checked_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
+        if pair_encoding == "per_subject" and (self.entity_markers or classifier_pooling != "entity_start"):
+            raise ValueError(
+                f"pair_encoding='per_subject' reads the subject's first token and each object's markers: it needs "
+                f"classifier_pooling='entity_start' and an input mode without markers in the text, got "
+                f"classifier_pooling={classifier_pooling!r}, input_mode={self.input_mode!r}."
+            )
         if not isinstance(position_id_offset, int) or not 0 <= position_id_offset < self.max_position_embeddings:
             raise ValueError(
                 f"position_id_offset={position_id_offset!r} must be an int in [0, max_position_embeddings="

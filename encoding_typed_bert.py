@@ -24,6 +24,12 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
+# The inputs of a subject-packed sequence (`encode_subjects`, `TypedBertForRelationExtraction`): the five above, the
+# position of every token (object markers sit at their object's first and last token), which object's markers each
+# token is (0: a text token), and where each object's start marker is.
+PACKED_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "marker_groups", "object_positions")
+# PL-Marker packs 16-40 objects per sequence; texts with more candidate objects per subject take several sequences.
+DEFAULT_OBJECTS_PER_SEQUENCE = 32
 # Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
 SUBJECT_MARKERS = ("@", "*")
 OBJECT_MARKERS = ("#", "^")
@@ -311,17 +317,151 @@ def encode_entity_pairs(
 
 
 def _encoded_entities(
-    tokenizer: PreTrainedTokenizerBase, text: str, entities: Sequence[Mapping[str, Any]], entity_types: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    entities: Sequence[Mapping[str, Any]],
+    entity_types: Sequence[str],
+    names: Sequence[str] | None = None,
 ) -> tuple[BatchEncoding, list[list[int]], list[int]]:
-    """The text's encoding and, per entity, its token positions and type id; a `ValueError` names a bad entity."""
+    """The text's encoding and, per entity, its token positions and type id; a `ValueError` names a bad entity (as
+    `names[i]`, default `entity i`)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
         raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
-    spans = [check_span(f"entity {index}", entity, text, entity_types) for index, entity in enumerate(entities)]
+    names = names or [f"entity {index}" for index in range(len(entities))]
+    spans = [check_span(name, entity, text, entity_types) for name, entity in zip(names, entities, strict=True)]
     encoding = tokenize(tokenizer, text)
-    tokens = [entity_tokens(encoding, text, f"entity {i}", start, end) for i, (start, end, _) in enumerate(spans)]
+    tokens = [
+        entity_tokens(encoding, text, name, start, end) for name, (start, end, _) in zip(names, spans, strict=True)
+    ]
     return encoding, tokens, [list(entity_types).index(entity_type) for _, _, entity_type in spans]
+
+
+def encode_subjects(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    entities: Sequence[Mapping[str, Any]],
+    entity_types: Sequence[str],
+    max_length: int | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE,
+    names: Sequence[str] | None = None,
+) -> tuple[list[tuple[int, list[int], dict[str, list[int]]]], list[tuple[int, int, UnencodablePairError]]]:
+    """Encode the ordered pairs of a text's entities one sequence per subject (PL-Marker's subject-oriented packing).
+
+    The text is encoded once per subject, as a per-pair sequence is, except that every entity's tokens carry its type
+    and only the subject's tokens a role. Each candidate object is appended as two marker tokens (the mask token) with
+    the object's type, the object role and the position ids of the object's first and last token. Text tokens attend
+    only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
+    to the text and to each other, never to another object's markers (`marker_groups`).
+
+    Args:
+        entities: `{"start", "end", "type"}` spans of `text` (other keys are ignored); they may overlap.
+        entity_types, max_length: as for `encode_relation`. A text longer than `max_length` minus the markers is cut
+            to a window around the subject and its objects; objects that no window holds with the subject are
+            encoded alone, and skipped when even that fails.
+        pairs: the `(subject, object)` index pairs to encode, in order (default: every ordered pair of distinct
+            entities).
+        objects_per_sequence: the most objects packed into one sequence.
+        names: what errors call the entities (default `entity 0`, `entity 1`, ...).
+
+    Returns:
+        `(i, objects, features)` per sequence (entity `i` the subject, `objects` the indices of its packed objects, in
+        the order of `features["object_positions"]`), and `(i, j, error)` for each skipped pair: entities that
+        overlap or share a token (`EntityOverlapError`), or that no window holds (`EntitiesTooFarApartError`).
+        `features` holds `PACKED_INPUT_NAMES` as lists; `position_ids` count from 0. A bad entity raises a
+        `ValueError` naming its index.
+    """
+    if not isinstance(objects_per_sequence, int) or objects_per_sequence < 1:
+        raise ValueError(f"objects_per_sequence={objects_per_sequence!r} must be a positive int.")
+    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types, names)
+    if pairs is None:
+        pairs = list(itertools.permutations(range(len(entities)), 2))
+    text_type_ids = [0] * len(encoding["input_ids"])
+    for index in sorted(range(len(entities)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
+        for position in tokens[index]:
+            text_type_ids[position] = type_ids[index]
+    objects_of: dict[int, list[int]] = {}
+    skipped = []
+    for i, j in pairs:
+        if i == j or set(tokens[i]) & set(tokens[j]) or not _disjoint(entities[i], entities[j]):
+            skipped.append((i, j, EntityOverlapError(f"entities {i} and {j} overlap or share a token.")))
+        else:
+            objects_of.setdefault(i, []).append(j)
+    packing = _SubjectPacking(encoding, tokens, type_ids, text_type_ids, _limit(tokenizer, max_length),
+                              _marker_token_id(tokenizer))  # fmt: skip
+    sequences = []
+    for i, objects in objects_of.items():
+        for begin in range(0, len(objects), objects_per_sequence):
+            chunk = objects[begin : begin + objects_per_sequence]
+            try:
+                sequences.append((i, chunk, packing.features(i, chunk)))
+                continue
+            except EntitiesTooFarApartError:
+                pass
+            for j in chunk:
+                try:
+                    sequences.append((i, [j], packing.features(i, [j])))
+                except EntitiesTooFarApartError as error:
+                    skipped.append((i, j, error))
+    return sequences, skipped
+
+
+def _disjoint(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    return first["end"] <= second["start"] or second["end"] <= first["start"]
+
+
+def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The word id of the object markers: the mask token where the tokenizer has one, else the unknown token."""
+    token_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+    if token_id is None:
+        raise ValueError(f"{type(tokenizer).__name__} has neither a mask nor an unknown token for the object markers.")
+    return token_id
+
+
+class _SubjectPacking:
+    """The subject-packed sequences of one encoded text (`encode_subjects`)."""
+
+    def __init__(self, encoding, tokens, type_ids, text_type_ids, limit: int, marker_id: int) -> None:
+        self.encoding, self.tokens, self.type_ids = encoding, tokens, type_ids
+        self.text_type_ids, self.limit, self.marker_id = text_type_ids, limit, marker_id
+
+    def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
+        """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
+        special = self.encoding["special_tokens_mask"]
+        roles = [0] * len(special)
+        for position in self.tokens[subject]:
+            roles[position] = SUBJECT_ROLE
+        keep = list(range(len(special)))
+        budget = self.limit - 2 * len(objects)
+        if len(special) > budget:
+            marked = list(roles)
+            for j in objects:
+                for position in self.tokens[j]:
+                    marked[position] = OBJECT_ROLE
+            keep = _window_around_entities(special, marked, budget)
+        features = {
+            "input_ids": [self.encoding["input_ids"][p] for p in keep],
+            "attention_mask": [1] * len(keep),
+            "token_type_ids": [self.encoding["token_type_ids"][p] for p in keep],
+            "entity_type_ids": [self.text_type_ids[p] for p in keep],
+            "entity_role_ids": [roles[p] for p in keep],
+            "position_ids": list(range(len(keep))),
+            "marker_groups": [0] * len(keep),
+            "object_positions": [],
+        }
+        index_of = {position: index for index, position in enumerate(keep)}
+        for group, j in enumerate(objects, start=1):
+            features["object_positions"].append(len(features["input_ids"]))
+            for position in (self.tokens[j][0], self.tokens[j][-1]):
+                for name, value in (
+                    ("input_ids", self.marker_id), ("attention_mask", 1), ("token_type_ids", 0),
+                    ("entity_type_ids", self.type_ids[j]), ("entity_role_ids", OBJECT_ROLE),
+                    ("position_ids", index_of[position]), ("marker_groups", group),
+                ):  # fmt: skip
+                    features[name].append(value)
+        return features
 
 
 def add_typed_entity_markers(
@@ -354,7 +494,9 @@ class TypedBertDataCollator:
     """Pads the TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
 
     `input_ids` are padded with the tokenizer's pad id, the other fields with 0. A `labels` (or `label`) field is
-    stacked. Returns a dict of tensors `(batch, seq)`, plus `labels` `(batch,)`.
+    stacked. Returns a dict of tensors `(batch, seq)`, plus `labels` `(batch,)`. Subject-packed features
+    (`encode_subjects`) also get `position_ids` and `marker_groups` `(batch, seq)`, `object_positions`
+    `(batch, objects)` padded with 0 (no object) and per-object `labels` `(batch, objects)` padded with -100.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
@@ -368,13 +510,20 @@ class TypedBertDataCollator:
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch = {}
-        for name in MODEL_INPUT_NAMES:
+        for name in PACKED_INPUT_NAMES[:-1]:
             if name in features[0]:
                 pad = self.pad_token_id if name == "input_ids" else 0
                 batch[name] = _padded([feature[name] for feature in features], length, pad)
+        if "object_positions" in features[0]:
+            objects = max(len(feature["object_positions"]) for feature in features)
+            batch["object_positions"] = _padded([feature["object_positions"] for feature in features], objects, 0)
         for name in ("labels", "label"):
             if name in features[0]:
-                batch["labels"] = torch.tensor([feature[name] for feature in features])
+                labels = [feature[name] for feature in features]
+                if isinstance(labels[0], Sequence):
+                    batch["labels"] = _padded(labels, max(len(row) for row in labels), -100)
+                else:
+                    batch["labels"] = torch.tensor(labels)
                 break
         return batch
 
@@ -384,7 +533,9 @@ def _padded(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tenso
 
 
 __all__ = [
+    "DEFAULT_OBJECTS_PER_SEQUENCE",
     "MODEL_INPUT_NAMES",
+    "PACKED_INPUT_NAMES",
     "EntitiesTooFarApartError",
     "EntityOverlapError",
     "TypedBertDataCollator",
@@ -395,5 +546,6 @@ __all__ = [
     "encode_entity_pairs",
     "encode_relation",
     "encode_relations",
+    "encode_subjects",
     "max_sequence_length",
 ]

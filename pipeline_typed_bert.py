@@ -9,6 +9,7 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +18,22 @@ from transformers.pipelines.base import ChunkPipeline
 
 try:
     from .configuration_typed_bert import NO_RELATION
-    from .encoding_typed_bert import encode_entity_pairs, encode_relation, max_sequence_length
+    from .encoding_typed_bert import (
+        check_pair,
+        encode_entity_pairs,
+        encode_relation,
+        encode_subjects,
+        max_sequence_length,
+    )
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import NO_RELATION
-    from encoding_typed_bert import encode_entity_pairs, encode_relation, max_sequence_length
+    from encoding_typed_bert import (
+        check_pair,
+        encode_entity_pairs,
+        encode_relation,
+        encode_subjects,
+        max_sequence_length,
+    )
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
 DEFAULT_BATCH_SIZE = 32
@@ -41,10 +54,11 @@ class RelationClassificationPipeline(ChunkPipeline):
       that cannot be encoded (overlapping entities, or too far apart for `max_length`) is reported as
       `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
 
-    A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded one sequence per
-    pair and run `batch_size` sequences at a time (default 32), across inputs: each pair's label and score are those
-    the single-pair call gives for it. `max_length` (default: the tokenizer's, at most the model's position table;
-    larger is refused) cuts long texts to a window around both entities.
+    A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
+    trained (`config.pair_encoding`): one sequence per pair, or one per subject with its objects packed
+    (`TypedBertForRelationExtraction`), and run `batch_size` sequences at a time (default 32), across inputs: each
+    pair's label and score are those the single-pair call gives for it. `max_length` (default: the tokenizer's, at
+    most the model's position table; larger is refused) cuts long texts to a window around the entities.
     """
 
     def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
@@ -78,6 +92,9 @@ class RelationClassificationPipeline(ChunkPipeline):
                 "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
                 f"relations of a text), not both, got {inputs!r}."
             )
+        if self.packs_subjects:
+            yield from self._packed_chunks(inputs, is_pair, max_length)
+            return
         if is_pair:
             features = encode_relation(
                 self.tokenizer, inputs["text"], inputs["subject"], inputs["object"], config.entity_types, max_length,
@@ -94,33 +111,75 @@ class RelationClassificationPipeline(ChunkPipeline):
             yield self._chunk(self._placeholder_features(), entities, None, skipped, True, has_pair=False)
             return
         for index, (i, j, features) in enumerate(encoded):
-            yield self._chunk(features, entities, (i, j), skipped, index == len(encoded) - 1)
+            yield self._chunk(features, entities, [(i, j)], skipped, index == len(encoded) - 1)
+
+    @property
+    def packs_subjects(self) -> bool:
+        """Whether the model was trained on subject-packed sequences (`pair_encoding="per_subject"`)."""
+        return self.model.config.pair_encoding == "per_subject"
+
+    def _packed_chunks(self, inputs: dict[str, Any], is_pair: bool, max_length: int) -> Iterator[dict[str, Any]]:
+        """One chunk per subject sequence (`encode_subjects`); a single pair is a text with two entities."""
+        entities = [inputs["subject"], inputs["object"]] if is_pair else inputs["entities"]
+        pairs, names = ([(0, 1)], ["subject", "object"]) if is_pair else (None, None)
+        if is_pair:  # overlapping spans are an error for a single pair, as for a per-pair model
+            check_pair(inputs["text"], inputs["subject"], inputs["object"], self.model.config.entity_types)
+        encoded, skipped = encode_subjects(
+            self.tokenizer, inputs["text"], entities, self.model.config.entity_types, max_length, pairs, names=names
+        )
+        if is_pair and skipped:
+            raise skipped[0][2]
+        skipped = [(i, j, {"skipped": str(error)}) for i, j, error in skipped]
+        if not encoded:
+            yield self._chunk(self._placeholder_features(), entities, None, skipped, True, has_pair=False)
+            return
+        for index, (i, objects, features) in enumerate(encoded):
+            chunk_entities = None if is_pair else entities
+            pairs = [(i, j) for j in objects]
+            yield self._chunk(features, chunk_entities, pairs, skipped, index == len(encoded) - 1)
 
     def _placeholder_features(self) -> dict[str, list[int]]:
         """The model inputs of an empty text, never run: the fields every chunk has, for batching."""
         encoding = self.tokenizer("", return_token_type_ids=True)
         zeros = [0] * len(encoding["input_ids"])
-        return {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros}
+        features = {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros}
+        if self.packs_subjects:
+            features.update(position_ids=zeros, marker_groups=zeros, object_positions=[0])
+        return features
 
     @staticmethod
-    def _chunk(features, entities, pair, skipped, is_last, has_pair: bool = True) -> dict[str, Any]:
+    def _chunk(features, entities, pairs, skipped, is_last, has_pair: bool = True) -> dict[str, Any]:
         return {
             **{name: torch.tensor([values]) for name, values in features.items()},
             "has_pair": torch.tensor([has_pair]),
             "entities": entities,
-            "pair": pair,
+            "pairs": pairs,
             "skipped": skipped if is_last else [],
             "is_last": is_last,
         }
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        metadata = {name: model_inputs.pop(name) for name in ("entities", "pair", "skipped", "is_last")}
+        """Logits `(batch, pairs, labels)`: one pair a row per pair, the packed objects a row per subject."""
+        metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last")}
         has_pair = model_inputs.pop("has_pair")
-        logits = torch.zeros(len(has_pair), self.model.config.num_labels, device=has_pair.device)
+        pairs = model_inputs["object_positions"].shape[1] if self.packs_subjects else 1
+        logits = torch.zeros(len(has_pair), pairs, self.model.config.num_labels, device=has_pair.device)
         if has_pair.any():
             batch = {name: tensor[has_pair] for name, tensor in model_inputs.items()}
-            logits[has_pair] = self.model(**batch).logits.float()
+            if self.packs_subjects:
+                logits[has_pair] = self._relation_extractor()(**batch).logits.float()
+            else:
+                logits[has_pair] = self.model(**batch).logits.float().unsqueeze(1)
         return {"logits": logits, **metadata}
+
+    def _relation_extractor(self):
+        """The packed classifier sharing the model's weights, from the model's own code (its module, whichever
+        checkpoint and revision it came from)."""
+        if getattr(self, "_packed_model", None) is None:
+            model_class = sys.modules[type(self.model).__module__].TypedBertForRelationExtraction
+            is_packed = isinstance(self.model, model_class)
+            self._packed_model = self.model if is_packed else model_class.from_sequence_classifier(self.model)
+        return self._packed_model
 
     def postprocess(
         self,
@@ -131,22 +190,20 @@ class RelationClassificationPipeline(ChunkPipeline):
     ):
         id2label = self.model.config.id2label
         if model_outputs[0]["entities"] is None:  # one pair
-            probabilities = model_outputs[0]["logits"][0].softmax(-1)
+            probabilities = model_outputs[0]["logits"][0, 0].softmax(-1)
             ranked = _ranked(probabilities, id2label, top_k or 1, threshold)
             return ranked if top_k is not None or threshold is not None else ranked[0]
         entities = model_outputs[0]["entities"]
         results = [(i, j, extra) for output in model_outputs for i, j, extra in output["skipped"]]
         for output in model_outputs:
-            if output["pair"] is None:
-                continue
-            i, j = output["pair"]
-            ranked = _ranked(output["logits"][0].softmax(-1), id2label, top_k or 1, None)
-            if ranked[0]["label"] == NO_RELATION and not keep_no_relation:
-                continue  # the pair holds no relation
-            for prediction in ranked:
-                above = threshold is None or prediction["score"] >= threshold
-                if above and (keep_no_relation or prediction["label"] != NO_RELATION):
-                    results.append((i, j, prediction))
+            for row, (i, j) in enumerate(output["pairs"] or []):
+                ranked = _ranked(output["logits"][0, row].softmax(-1), id2label, top_k or 1, None)
+                if ranked[0]["label"] == NO_RELATION and not keep_no_relation:
+                    continue  # the pair holds no relation
+                for prediction in ranked:
+                    above = threshold is None or prediction["score"] >= threshold
+                    if above and (keep_no_relation or prediction["label"] != NO_RELATION):
+                        results.append((i, j, prediction))
         results.sort(key=lambda item: (item[0], item[1]))
         return [
             {"subject": entities[i], "object": entities[j], **({"label": None, "score": None} | extra)}
