@@ -179,6 +179,6 @@ def test_pairs_the_model_cannot_read_are_marked_with_their_reason(tmp_path):
     label2id = {"no_relation": 0, "founded": 1}
     encoded = encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32)
     assert encoded["encodable"] == [True, False, False]
-    assert unencodable_counts(encoded) == {"too_far_apart": 1, "overlapping": 1}
+    assert unencodable_counts(encoded["unencodable"]) == {"too_far_apart": 1, "overlapping": 1}
     with pytest.raises(DataFileError, match=r"data\.jsonl:2: the subject and object together span \d+ tokens"):
         encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32, path=path, strict=True)

@@ -23,7 +23,14 @@ from typing import Any
 import datasets
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import MODEL_INPUT_NAMES, UnencodablePairError, check_span, encode_relations
+from encoding_typed_bert import (
+    MODEL_INPUT_NAMES,
+    PACKED_INPUT_NAMES,
+    UnencodablePairError,
+    check_span,
+    encode_relations,
+    encode_subjects,
+)
 from typed_bert.errors import DataFileError
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
@@ -264,16 +271,65 @@ def encode_dataset(
     return dataset.map(encode, features=features, desc="Encoding")
 
 
+def encode_subject_dataset(
+    dataset: datasets.Dataset,
+    tokenizer,
+    entity_types: Sequence[str],
+    label2id: dict[str, int] | None,
+    max_length: int,
+    path: str | Path | None = None,
+    strict: bool = False,
+) -> tuple[datasets.Dataset, list[str]]:
+    """The pairs of `dataset` packed one sequence per subject of each text (`encode_subjects`; the model
+    `TypedBertForRelationExtraction`). Each text's entities are those of its pairs, each subject's objects those the
+    file pairs it with.
+
+    Returns the sequences (`PACKED_INPUT_NAMES`, `rows`: the index in `dataset` of each packed object's pair, and,
+    given `label2id`, `labels`: their label ids) and, for each row of `dataset`, the reason it could not be encoded
+    (`overlapping`, `too_far_apart`; '' when it was), as `encode_dataset` counts them. With `strict`, or for any other
+    bad pair, a `DataFileError` names its line.
+    """
+    labels = dataset["label"]
+    reasons = [""] * len(dataset)
+    sequences = []
+    for group in texts_with_entities(dataset):
+        pairs = [(relation["subject"], relation["object"]) for relation in group["relations"]]
+        try:
+            encoded, skipped = encode_subjects(tokenizer, group["text"], group["entities"], entity_types, max_length,
+                                               pairs)  # fmt: skip
+        except ValueError as error:
+            message = f"{_problem(error)}; expected pairs the model can encode"
+            raise DataFileError(message, path, group["lines"][0]) from error
+        rows_of: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for pair, row, line in zip(pairs, group["rows"], group["lines"], strict=True):
+            rows_of.setdefault(pair, []).append((row, line))
+        for i, j, error in skipped:
+            row, line = rows_of[i, j].pop(0)
+            if strict:
+                raise DataFileError(f"{_problem(error)}; {UNENCODABLE_EXPECTED}", path, line)
+            reasons[row] = error.reason
+        for i, objects, features in encoded:
+            rows = [rows_of[i, j].pop(0)[0] for j in objects]
+            sequence = {**features, "rows": rows}
+            if label2id is not None:
+                sequence["labels"] = [label2id[labels[row]] for row in rows]
+            sequences.append(sequence)
+    columns = [*PACKED_INPUT_NAMES, "rows", *(["labels"] if label2id is not None else [])]
+    packed = datasets.Dataset.from_dict({name: [sequence[name] for sequence in sequences] for name in columns})
+    return packed, reasons
+
+
 def _problem(error: ValueError) -> str:
     """The message of an encoding error about the one example of `encode_relations([row])`, without its index."""
     cause = error.__cause__ if isinstance(error.__cause__, ValueError) else error
     return str(cause).rstrip(".")
 
 
-def unencodable_counts(dataset: datasets.Dataset) -> dict[str, int]:
-    """How many pairs of an encoded dataset the model could not read, by reason (`overlapping`, `too_far_apart`)."""
+def unencodable_counts(reasons: Sequence[str]) -> dict[str, int]:
+    """How many pairs the model could not read, by reason (`overlapping`, `too_far_apart`), from the reason of each
+    pair ('' when it was encoded): an encoded dataset's `unencodable` column, or `encode_subject_dataset`'s."""
     counts: dict[str, int] = {}
-    for reason in dataset["unencodable"]:
+    for reason in reasons:
         if reason:
             counts[reason] = counts.get(reason, 0) + 1
     return counts

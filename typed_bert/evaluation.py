@@ -14,8 +14,14 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import MODEL_INPUT_NAMES, TypedBertDataCollator, max_sequence_length
-from typed_bert.data import check_vocabulary, encode_dataset, load_relations, unencodable_counts
+from encoding_typed_bert import MODEL_INPUT_NAMES, PACKED_INPUT_NAMES, TypedBertDataCollator, max_sequence_length
+from typed_bert.data import (
+    check_vocabulary,
+    encode_dataset,
+    encode_subject_dataset,
+    load_relations,
+    unencodable_counts,
+)
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
 from typed_bert.metrics import confusion_matrix, plot_confusion_matrix, relation_metrics, with_no_relation_rows
@@ -40,6 +46,36 @@ def predict_probabilities(
             probabilities[order[done : done + len(probs)]] = probs
             done += len(probs)
             progress.update(len(probs))
+    return probabilities
+
+
+def predict_packed_probabilities(
+    model, tokenizer, packed, num_pairs: int, batch_size: int = 128, quiet: bool = False, dtype=None
+) -> np.ndarray:
+    """Softmax probabilities `(num_pairs, num_labels)` of the pairs of a subject-packed dataset
+    (`encode_subject_dataset`), each at its `rows` index (rows of pairs not packed stay zero); `model` is a
+    `TypedBertForRelationExtraction` or a classifier it is built from (sharing its weights)."""
+    if model.config.pair_encoding != "per_subject":
+        raise ValueError("predict_packed_probabilities needs a model trained with pair_encoding='per_subject'.")
+    packing_class = sys.modules[type(model).__module__].TypedBertForRelationExtraction  # the model's own code
+    if not isinstance(model, packing_class):
+        model = packing_class.from_sequence_classifier(model)
+    rows = packed["rows"]
+    order = np.argsort([len(ids) for ids in packed["input_ids"]], kind="stable")
+    inputs = packed.select_columns(list(PACKED_INPUT_NAMES)).select(order)
+    probabilities = np.zeros((num_pairs, model.config.num_labels), dtype=np.float32)
+    loader = DataLoader(inputs, batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
+    model.eval()
+    done = 0
+    autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast, tqdm(total=num_pairs, unit="pair", disable=quiet or None) as progress:
+        for batch in loader:
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
+            for sequence, sequence_probs in zip(order[done : done + len(probs)], probs, strict=True):
+                probabilities[rows[sequence]] = sequence_probs[: len(rows[sequence])]
+                progress.update(len(rows[sequence]))
+            done += len(probs)
     return probabilities
 
 
@@ -75,11 +111,20 @@ def evaluate(
     with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
         model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     model.to(device)
-    dataset = encode_dataset(
-        data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
-    )
-    encodable = dataset.filter(lambda row: row["encodable"])
-    unencodable_labels = [row["labels"] for row in dataset if not row["encodable"]]
+    precision = pick_precision(dtype, device)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    gold = np.array([config.label2id[label] for label in data["label"]], dtype=np.int64)
+    if config.pair_encoding == "per_subject":
+        packed, reasons = encode_subject_dataset(
+            data, tokenizer, config.entity_types, config.label2id, max_length, data_file, strict
+        )
+    else:
+        dataset = encode_dataset(
+            data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
+        )
+        reasons = dataset["unencodable"]
+    encoded = np.array([not reason for reason in reasons], dtype=bool)
+    unencodable_labels = gold[~encoded].tolist()
     if unencodable_labels and NO_RELATION not in config.label2id:
         raise InputError(
             f"{len(unencodable_labels)} pairs cannot be encoded and the model has no {NO_RELATION!r} label to score "
@@ -87,17 +132,21 @@ def evaluate(
             data_file,
         )
     started = time.perf_counter()
-    precision = pick_precision(dtype, device)
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-    probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
+    if config.pair_encoding == "per_subject":
+        probabilities = predict_packed_probabilities(
+            model, tokenizer, packed, len(data), batch_size, quiet, autocast_dtype
+        )[encoded]
+    else:
+        encodable = dataset.filter(lambda row: row["encodable"])
+        probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
     labels = [config.id2label[i] for i in range(config.num_labels)]
     gold, probabilities = with_no_relation_rows(
-        encodable["labels"], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
+        gold[encoded], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)
     )
     metrics = relation_metrics(gold, probabilities, labels)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     metrics["precision"] = precision
-    metrics["unencodable_pairs"] = unencodable_counts(dataset)
+    metrics["unencodable_pairs"] = unencodable_counts(reasons)
     if unencodable_labels and not quiet:
         print(
             f"pairs the model cannot read, scored as predicted no_relation: {metrics['unencodable_pairs']} "

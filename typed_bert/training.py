@@ -40,10 +40,11 @@ from configuration_typed_bert import (
     TypedBertConfig,
 )
 from encoding_typed_bert import TypedBertDataCollator, max_sequence_length
-from modeling_typed_bert import TypedBertForSequenceClassification
+from modeling_typed_bert import TypedBertForRelationExtraction, TypedBertForSequenceClassification
 from typed_bert.data import (
     check_vocabulary,
     encode_dataset,
+    encode_subject_dataset,
     entity_type_names,
     label_names,
     load_relations,
@@ -74,6 +75,7 @@ class TrainingSettings:
     validation_file: str
     input_mode: str | None = None
     classifier_pooling: str | None = None
+    pair_encoding: str = "per_pair"
     entity_init: str = "zero"
     epochs: float = 4.0
     patience: int | None = None
@@ -104,6 +106,10 @@ class TrainingSettings:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}, "
                 f"patience={self.patience}; expected epochs > 0, batch_size > 0, lora_rank >= 0 and patience >= 1"
+            )
+        if self.pair_encoding == "per_subject" and self.lora_rank > 0:
+            raise InputError(
+                "--pair-encoding per_subject with --lora-rank; expected one of them (LoRA trains per pair)"
             )
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
@@ -140,9 +146,15 @@ def resolved_settings(settings: TrainingSettings, config: PretrainedConfig) -> T
         settings, input_mode=input_mode, classifier_pooling=settings.classifier_pooling or default_pooling
     )
     try:
-        TypedBertConfig(input_mode=resolved.input_mode, classifier_pooling=resolved.classifier_pooling)
+        TypedBertConfig(
+            input_mode=resolved.input_mode,
+            classifier_pooling=resolved.classifier_pooling,
+            pair_encoding=resolved.pair_encoding,
+        )
     except ValueError as error:
-        raise InputError(str(error).rstrip(".") + "; expected a supported input mode and pooling") from None
+        raise InputError(
+            str(error).rstrip(".") + "; expected a supported input mode, pooling and pair encoding"
+        ) from None
     return resolved
 
 
@@ -151,7 +163,18 @@ def build_model(
 ) -> PreTrainedModel:
     """A `TypedBertForSequenceClassification` for the data: from a BERT-family base (converted) or a TypedBert
     checkpoint, which keeps its label order and trained head when the data's labels are among its labels and the
-    pooling is its own (otherwise the head starts afresh). `config` is the base model's."""
+    pooling is its own (otherwise the head starts afresh). `config` is the base model's. With `per_subject` pair
+    encoding it is wrapped in a `TypedBertForRelationExtraction` sharing its weights."""
+    model = _sequence_classifier(settings, config, entity_types, labels)
+    model.config.pair_encoding = settings.pair_encoding
+    if settings.pair_encoding == "per_subject":
+        return TypedBertForRelationExtraction.from_sequence_classifier(model)
+    return model
+
+
+def _sequence_classifier(
+    settings: TrainingSettings, config: PretrainedConfig, entity_types: list[str], labels: list[str]
+) -> PreTrainedModel:
     fields = {"input_mode": settings.input_mode, "classifier_pooling": settings.classifier_pooling}
     if config.model_type in FAMILIES:
         check_base_model(settings.base_model, labels)
@@ -257,12 +280,24 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     except ValueError as error:
         raise InputError(str(error).rstrip("."), "--max-length") from None
 
-    train_set, validation_set = (
-        encode_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, path,
-                       settings.strict)
-        for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
-    )  # fmt: skip
-    unencodable = {"train": unencodable_counts(train_set), "validation": unencodable_counts(validation_set)}
+    packed = settings.pair_encoding == "per_subject"
+    if packed:
+        (train_set, train_reasons), (validation_set, validation_reasons) = (
+            encode_subject_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, path,
+                                   settings.strict)
+            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+        )  # fmt: skip
+    else:
+        train_set, validation_set = (
+            encode_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers,
+                           path, settings.strict)
+            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+        )  # fmt: skip
+        train_reasons, validation_reasons = train_set["unencodable"], validation_set["unencodable"]
+        train_set, validation_set = (
+            split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set)
+        )
+    unencodable = {"train": unencodable_counts(train_reasons), "validation": unencodable_counts(validation_reasons)}
     if any(unencodable.values()) and is_main_process():
         print(
             f"pairs the model cannot read (subject and object overlap, or no --max-length window holds both): "
@@ -270,14 +305,17 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
             "no_relation; --strict makes them errors",
             flush=True,
         )
-    unencoded_dev_labels = [row["labels"] for row in validation_set if not row["encodable"]]
+    unencoded_dev_labels = [
+        config.label2id[label]
+        for label, reason in zip(validation_raw["label"], validation_reasons, strict=True)
+        if reason
+    ]
     if unencoded_dev_labels and NO_RELATION not in config.label2id:
         raise InputError(
             f"{len(unencoded_dev_labels)} dev pairs cannot be encoded and the labels have no {NO_RELATION!r} to score "
             "them as; expected a no_relation label in the training file, or --strict to refuse such pairs",
             settings.validation_file,
         )
-    train_set, validation_set = (split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set))
     # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
     validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
     label_list = [config.id2label[i] for i in range(config.num_labels)]
@@ -286,10 +324,11 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     def compute_metrics(prediction) -> dict:
         """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        gold = prediction.label_ids
+        if packed:  # (sequences, objects, labels), padded with label -100
+            logits, gold = logits[gold != -100], gold[gold != -100]
         probabilities = torch.tensor(logits).float().softmax(-1).numpy()
-        gold, probabilities = with_no_relation_rows(
-            prediction.label_ids, probabilities, unencoded_dev_labels, no_relation_id
-        )
+        gold, probabilities = with_no_relation_rows(gold, probabilities, unencoded_dev_labels, no_relation_id)
         metrics = relation_metrics(gold, probabilities, label_list)
         return {key: value for key, value in metrics.items() if isinstance(value, float)}
 
@@ -331,8 +370,9 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         data_collator=TypedBertDataCollator(tokenizer),
         compute_metrics=compute_metrics,
         no_relation_id=no_relation_id,
-        negative_ratio=settings.negative_ratio,
-        negative_weight=settings.negative_weight,
+        # A packed sequence holds a subject's related and unrelated objects alike: all of them, unweighted.
+        negative_ratio=-1 if packed else settings.negative_ratio,
+        negative_weight=1.0 if packed else settings.negative_weight,
         entity_learning_rate=settings.entity_learning_rate,
         warmup_ratio=settings.warmup_ratio,
         callbacks=[EarlyStoppingCallback(settings.patience)] if settings.patience else None,
@@ -381,6 +421,7 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
         "world_size": result.world_size,
         "precision": result.precision,
         "input_mode": settings.input_mode,
+        "pair_encoding": settings.pair_encoding,
         "entity_init": settings.entity_init,
         "negative_weight": round(result.negative_weight, 4),
         "unencodable_pairs_by_split": result.unencodable_pairs,

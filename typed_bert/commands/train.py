@@ -18,7 +18,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES
+from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES, PAIR_ENCODINGS
 from typed_bert.command_line import command_parser, local_path, model_path, positive_int, run
 from typed_bert.errors import InputError
 from typed_bert.hardware import PRECISIONS
@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     checkpoints = "default: a TypedBert --base-model's own setting, else"
     parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
     parser.add_argument("--pooling", choices=list(CLASSIFIER_POOLINGS), help=f"{checkpoints} by input mode")
+    parser.add_argument(
+        "--pair-encoding",
+        choices=list(PAIR_ENCODINGS),
+        default=defaults["pair_encoding"],
+        help="per_pair: one sequence per (subject, object) pair; per_subject: one per subject, its objects packed as "
+        "marker tokens (PL-Marker; N passes for N entities instead of N(N-1))",
+    )
     parser.add_argument(
         "--entity-init",
         choices=list(ENTITY_INITS),
