@@ -59,7 +59,8 @@ def test_input_modes_are_named():
 
 
 def test_removed_all_pairs_encoding_is_refused_clearly():
-    with pytest.raises(ValueError, match=r"pair_encoding='all_pairs' is not supported; expected one of \['per_pair'\]"):
+    message = r"pair_encoding='all_pairs' is not supported; expected one of \['per_pair', 'per_subject'\]"
+    with pytest.raises(ValueError, match=message):
         TypedBertConfig(pair_encoding="all_pairs")
 
 

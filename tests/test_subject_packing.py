@@ -1,0 +1,204 @@
+"""Subject-oriented packing (`pair_encoding="per_subject"`): the encoding, `TypedBertForRelationExtraction`, its
+checkpoints and the pipeline that packs for it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
+from encoding_typed_bert import TypedBertDataCollator, encode_subjects
+from modeling_typed_bert import TypedBertForRelationExtraction, TypedBertForSequenceClassification
+from pipeline_typed_bert import RelationClassificationPipeline
+from tests.conftest import (
+    REPO_ROOT,
+    minilm_path,
+    run_isolated,
+    run_script,
+    save_tiny_classifier,
+    tiny_config,
+    train_tiny,
+)
+
+pytestmark = pytest.mark.remote_code
+
+TEXT = "Bill Gates founded Microsoft with Paul Allen in Albuquerque."
+ENTITY_TYPES = ["O", "PER", "ORG"]
+ENTITIES = [
+    {"start": 0, "end": 10, "type": "PER"},
+    {"start": 19, "end": 28, "type": "ORG"},
+    {"start": 34, "end": 44, "type": "PER"},
+    {"start": 48, "end": 59, "type": "ORG"},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def packed_model(attn_implementation: str = "sdpa") -> TypedBertForRelationExtraction:
+    """A tiny packed classifier with noise in its entity tables, as after training."""
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=30522, entity_types=ENTITY_TYPES, pair_encoding="per_subject")
+    config._attn_implementation = attn_implementation
+    model = TypedBertForRelationExtraction(config).eval()
+    with torch.no_grad():
+        for table in model.bert.embeddings.entity_tables():
+            table.weight[1:].normal_()
+    return model
+
+
+def test_each_subject_gets_one_sequence_with_two_markers_per_object(tokenizer):
+    sequences, skipped = encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES)
+    assert skipped == []
+    assert [(i, objects) for i, objects, _ in sequences] == [(i, [j for j in range(4) if j != i]) for i in range(4)]
+    _, objects, features = sequences[1]  # subject: Microsoft
+    text_length = len(tokenizer(TEXT)["input_ids"])
+    assert len(features["input_ids"]) == text_length + 2 * len(objects)
+    assert features["input_ids"][text_length:] == [tokenizer.mask_token_id] * 6
+    assert features["marker_groups"] == [0] * text_length + [1, 1, 2, 2, 3, 3]
+    assert features["object_positions"] == [text_length, text_length + 2, text_length + 4]
+    roles = features["entity_role_ids"]
+    assert {roles[p] for p in range(text_length)} == {0, SUBJECT_ROLE}
+    assert roles[text_length:] == [OBJECT_ROLE] * 6
+    # every entity's tokens carry its type in the text; each marker its object's type and first/last position
+    encoding = tokenizer(TEXT, return_offsets_mapping=True)
+    for j, start in zip(objects, features["object_positions"], strict=True):
+        type_id = ENTITY_TYPES.index(ENTITIES[j]["type"])
+        assert features["entity_type_ids"][start : start + 2] == [type_id, type_id]
+        first, last = (features["position_ids"][start + k] for k in (0, 1))
+        assert encoding["offset_mapping"][first][0] == ENTITIES[j]["start"]
+        assert encoding["offset_mapping"][last][1] == ENTITIES[j]["end"]
+        assert all(features["entity_type_ids"][p] == type_id for p in range(first, last + 1))
+
+
+def test_overlapping_pairs_are_skipped_and_objects_are_chunked(tokenizer):
+    nested = [*ENTITIES, {"start": 0, "end": 4, "type": "PER"}]  # "Bill", inside "Bill Gates"
+    sequences, skipped = encode_subjects(tokenizer, TEXT, nested, ENTITY_TYPES, objects_per_sequence=2)
+    assert sorted((i, j) for i, j, _ in skipped) == [(0, 4), (4, 0)]
+    assert {error.reason for _, _, error in skipped} == {"overlapping"}
+    assert [(i, objects) for i, objects, _ in sequences][:2] == [(0, [1, 2]), (0, [3])]
+    with pytest.raises(ValueError, match=r"objects_per_sequence=0 must be a positive int"):
+        encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES, objects_per_sequence=0)
+
+
+def test_a_long_text_is_windowed_and_objects_no_window_holds_are_skipped(tokenizer):
+    sequences, skipped = encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES, max_length=12, pairs=[(0, 1), (0, 3)])
+    assert all(len(features["input_ids"]) <= 12 for _, _, features in sequences)
+    assert [(i, objects) for i, objects, _ in sequences] == [(0, [1])]  # both did not fit; 0 and 1 do alone
+    assert [(i, j, error.reason) for i, j, error in skipped] == [(0, 3, "too_far_apart")]
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_an_objects_logits_do_not_depend_on_the_other_objects_of_its_sequence(tokenizer, attn_implementation):
+    model = packed_model(attn_implementation)
+    collate = TypedBertDataCollator(tokenizer)
+    packed, _ = encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES)
+    with torch.no_grad():
+        logits = model(**collate([features for _, _, features in packed])).logits  # a padded batch of 4 sequences
+        for row, (i, objects, _) in enumerate(packed):
+            for column, j in enumerate(objects):
+                [(_, _, alone)] = encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES, pairs=[(i, j)])[0]
+                expected = model(**collate([alone])).logits[0, 0]
+                torch.testing.assert_close(logits[row, column], expected, atol=1e-5, rtol=0)
+
+
+def test_the_packed_class_shares_every_weight_with_the_per_pair_class(tmp_path):
+    save_tiny_classifier(tmp_path / "per_pair")
+    packed = TypedBertForRelationExtraction.from_pretrained(tmp_path / "per_pair")
+    per_pair = TypedBertForSequenceClassification.from_pretrained(tmp_path / "per_pair")
+    assert packed.state_dict().keys() == per_pair.state_dict().keys()
+    assert all(torch.equal(packed.state_dict()[name], value) for name, value in per_pair.state_dict().items())
+    shared = TypedBertForRelationExtraction.from_sequence_classifier(per_pair)
+    assert shared.bert is per_pair.bert and shared.classifier is per_pair.classifier
+    packed.save_pretrained(tmp_path / "packed")  # saved as the per-pair class, marked per_subject
+    config = json.loads((tmp_path / "packed" / "config.json").read_text())
+    assert config["pair_encoding"] == "per_subject"
+    assert config["architectures"] == ["TypedBertForSequenceClassification"]
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "packed", trust_remote_code=True)
+    assert all(torch.equal(reloaded.state_dict()[name], value) for name, value in per_pair.state_dict().items())
+
+
+def test_per_subject_needs_entity_start_pooling_and_no_markers():
+    with pytest.raises(ValueError, match=r"pair_encoding='per_subject' .* input_mode='typed-markers'"):
+        TypedBertConfig(pair_encoding="per_subject", input_mode="typed-markers")
+    with pytest.raises(ValueError, match=r"classifier_pooling='cls'"):
+        TypedBertConfig(pair_encoding="per_subject", classifier_pooling="cls")
+
+
+def test_the_pipeline_of_a_packed_checkpoint_gives_the_packed_models_scores_in_a_clean_process(tmp_path, tokenizer):
+    folder = save_tiny_classifier(tmp_path / "model", ENTITY_TYPES, pair_encoding="per_subject")
+    model = TypedBertForRelationExtraction.from_pretrained(folder).eval()
+    collate = TypedBertDataCollator(tokenizer)
+    expected = {}
+    with torch.no_grad():
+        for i, objects, features in encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES)[0]:
+            probabilities = model(**collate([features])).logits[0].softmax(-1)
+            for column, j in enumerate(objects):
+                expected[f"{i},{j}"] = probabilities[column].max().item()
+        [(_, _, pair)] = encode_subjects(tokenizer, TEXT, ENTITIES[:2], ENTITY_TYPES)[0][:1]
+        single = model(**collate([pair])).logits[0, 0].softmax(-1).max().item()
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import pipeline
+        classify = pipeline("relation-classification", model={str(folder)!r}, trust_remote_code=True)
+        entities = {ENTITIES!r}
+        relations = classify({{"text": {TEXT!r}, "entities": entities}}, keep_no_relation=True)
+        pair = classify({{"text": {TEXT!r}, "subject": entities[0], "object": entities[1]}})
+        scores = {{f"{{entities.index(r['subject'])}},{{entities.index(r['object'])}}": r["score"] for r in relations}}
+        print(json.dumps({{"scores": scores, "pair": pair["score"], "class": type(classify.model).__name__}}))
+        """,
+        tmp_path,
+    )
+    assert result["class"] == "TypedBertForSequenceClassification"
+    assert result["scores"].keys() == expected.keys()
+    for key, score in expected.items():
+        assert result["scores"][key] == pytest.approx(score, abs=1e-5)
+    assert result["pair"] == pytest.approx(single, abs=1e-5)  # a pair alone is a text with those two entities
+
+
+def test_the_pipeline_runs_a_packed_model_instance_on_a_list(tokenizer):
+    model = packed_model()
+    for given in (model, model.as_sequence_classifier()):
+        classify = RelationClassificationPipeline(model=given, tokenizer=tokenizer)
+        relations = classify([{"text": TEXT, "entities": ENTITIES}] * 2, keep_no_relation=True)
+        assert [len(result) for result in relations] == [12, 12]
+        assert relations[0] == relations[1]
+
+
+@pytest.mark.slow
+def test_train_per_subject_writes_a_packed_model_that_evaluate_scores_the_same(tiny_bert_dir, small_data, tmp_path):
+    out = tmp_path / "out"
+    train_tiny(tiny_bert_dir, small_data, out, "--pair-encoding", "per_subject", "--precision", "fp32")
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["pair_encoding"] == "per_subject"
+    assert json.loads((out / "config.json").read_text())["pair_encoding"] == "per_subject"
+    evaluated = run_script(
+        [sys.executable, "scripts/evaluate.py", "--model", str(out), "--data-file", str(small_data["dev"]),
+         "--dtype", "fp32"]
+    )  # fmt: skip
+    scores = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert scores["num_examples"] == results["num_examples"] == 60
+    assert scores["auprc"] == pytest.approx(results["auprc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_per_subject_with_a_marker_input_mode_is_one_clear_line(tiny_bert_dir, small_data, tmp_path):
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", "--base-model", str(tiny_bert_dir),
+         "--train-file", str(small_data["train"]), "--validation-file", str(small_data["dev"]),
+         "--output-dir", str(tmp_path / "out"),
+         "--pair-encoding", "per_subject", "--input-mode", "typed-markers"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "pair_encoding='per_subject'" in result.stderr and "expected" in result.stderr
