@@ -9,6 +9,14 @@ checkpoint with trust_remote_code=True vs native BertModel.from_pretrained of th
 peak memory of the training step (CPU: peak RSS of a fresh process per model; CUDA: the allocator's peak); and the
 relation-classification pipeline's pairs/s.
 With --device cuda the models run in bf16 and tokens/s and model FLOP utilisation are added.
+
+    python scripts/benchmark.py --all-relations ../shared/data/conll04/dev.jsonl --threads 2 \
+        [--trained PER_PAIR_FOLDER PER_SUBJECT_FOLDER]
+
+runs only the all-relations figures (`typed_bert.relations_benchmark`): the pipeline's pairs/s over every ordered
+entity pair of the file's texts with >= 4 entities and of joined texts with >= 10, one sequence per pair against
+one per subject on the same converted weights, each at its best batch size, in fp32 and, where the hardware has bf16
+units, bf16; with --trained, both trained models' micro-F1 on the same texts and the labels bf16 changes.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -165,6 +174,66 @@ def pipeline_pairs_per_second(converted: str, device: str, num_pairs: int, batch
     return num_pairs / (time.perf_counter() - started)
 
 
+def all_relations(data_file: str, converted: str, trained: list[str] | None) -> dict:
+    """The all-relations figures: per_pair vs per_subject pairs/s on the file's texts (>= 4 entities) and on joined
+    texts (>= 10), fp32 and bf16 where the hardware has it; with `trained`, micro-F1 and bf16 label agreement."""
+    from typed_bert import relations_benchmark as bench
+    from typed_bert.hardware import pick_precision
+
+    packed = Path(converted).with_name("converted-per-subject")
+    shutil.copytree(converted, packed)
+    config = json.loads((packed / "config.json").read_text())
+    (packed / "config.json").write_text(json.dumps({**config, "pair_encoding": "per_subject"}, indent=2))
+    sets = {"texts >= 4 entities": bench.texts_of(data_file, 4)}
+    sets["joined texts >= 10 entities"] = bench.joined_texts(sets["texts >= 4 entities"], 10)
+    dtypes = {"fp32": torch.float32}
+    if pick_precision("auto", "cpu") == "bf16":
+        dtypes["bf16"] = torch.bfloat16
+    report = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+                          "torch": torch.__version__}, "sets": {}}  # fmt: skip
+    print(json.dumps(report["machine"]), flush=True)
+    for name, texts in sets.items():
+        pairs = sum(len(t["entities"]) * (len(t["entities"]) - 1) for t in texts)
+        subjects = sum(len(t["entities"]) for t in texts)
+        row = {"texts": len(texts), "pairs": pairs, "subjects": subjects}
+        for precision, dtype in dtypes.items():
+            per_pair, per_subject = (bench.best_speed(folder, texts, dtype) for folder in (converted, str(packed)))
+            row[precision] = {"per_pair": per_pair, "per_subject": per_subject,
+                              "speedup": per_subject["pairs_per_s"] / per_pair["pairs_per_s"]}  # fmt: skip
+            print(f"{name} ({len(texts)} texts, {pairs} pairs, {subjects} subjects), {precision}: per_pair "
+                  f"{per_pair['pairs_per_s']:.1f} pairs/s (batch {per_pair['best_batch_size']}), per_subject "
+                  f"{per_subject['pairs_per_s']:.1f} pairs/s (batch {per_subject['best_batch_size']}): "
+                  f"{row[precision]['speedup']:.2f}x", flush=True)  # fmt: skip
+        if trained:
+            figures = trained_figures(trained, texts, dtypes)
+            row.update(figures)
+            print(f"{name}: {json.dumps(figures)}", flush=True)
+        report["sets"][name] = row
+    print(json.dumps(report))
+    return report
+
+
+def trained_figures(trained: list[str], texts: list[dict], dtypes: dict[str, torch.dtype]) -> dict:
+    """Micro-F1 (fp32) of the per-pair and the per-subject model on `texts`, and how many of each model's labels
+    bf16 leaves unchanged (when `dtypes` has bf16)."""
+    from transformers import AutoConfig
+
+    from typed_bert import relations_benchmark as bench
+
+    config = AutoConfig.from_pretrained(trained[0], trust_remote_code=True)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    models = dict(zip(("per_pair", "per_subject"), trained, strict=True))
+    figures = {"micro_f1": {}}
+    for name, folder in models.items():
+        figures["micro_f1"][name] = bench.micro_f1(folder, texts, labels, torch.float32)
+    if "bf16" in dtypes:
+        figures["bf16_label_agreement"] = {}
+        for name, folder in models.items():
+            fp32, bf16 = (bench.predicted_labels(folder, texts, dtype) for dtype in (torch.float32, torch.bfloat16))
+            figures["bf16_label_agreement"][name] = sum(a == b for a, b in zip(fp32, bf16, strict=True)) / len(fp32)
+    return figures
+
+
 def model_flops_per_token(config, length: int) -> float:
     """Forward FLOPs per token: 2 × (encoder matmul parameters) + attention scores and mixing (4 × L × hidden)."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
@@ -178,6 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--pipeline-pairs", type=int, default=1024, help="pairs for the pipeline throughput")
+    parser.add_argument("--all-relations", type=local_path, help="data file: run only the all-relations figures")
+    parser.add_argument("--trained", type=local_path, nargs=2, metavar=("PER_PAIR", "PER_SUBJECT"),
+                        help="trained model folders for the all-relations quality figures")  # fmt: skip
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -195,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
     convert_checkpoint(
         minilm_path(), ["Peop", "Org", "Loc", "Other"], converted, labels=[f"L{i}" for i in range(NUM_LABELS)]
     )
+    if args.all_relations:
+        return all_relations(args.all_relations, converted, args.trained)
     typed, bert = load_typed(converted, device, dtype), load_bert(device, dtype)
     bert.load_state_dict(typed.state_dict(), strict=False)  # the same encoder weights in both
     torch.manual_seed(0)
