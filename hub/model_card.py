@@ -106,6 +106,7 @@ def render_model_card(
         input_mode=input_mode,
         input_mode_description=INPUT_MODE_DESCRIPTIONS.get(input_mode, "see the README"),
         classifier_pooling=config.get("classifier_pooling"),
+        pair_encoding=config.get("pair_encoding", "per_pair"),
         example_text=EXAMPLE["text"],
         example_subject=json.dumps({**EXAMPLE["subject"], "type": example_subject_type}),
         example_object=json.dumps({**EXAMPLE["object"], "type": example_object_type}),

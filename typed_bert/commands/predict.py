@@ -1,7 +1,7 @@
 """Predict relations with the relation-classification pipeline: JSON Lines in, JSON Lines out, in batches.
 
     python scripts/predict.py --model OUT_OR_HUB_ID --input examples.jsonl [--output predictions.jsonl] [--top-k 3]
-        [--batch-size 64] [--device auto] [--dtype bf16] [--skip-bad-lines] [--quiet]
+        [--batch-size 64] [--device auto] [--dtype auto|fp32|bf16] [--skip-bad-lines] [--quiet]
 
 Each input line is one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}`, or a text with its
 entities, `{"text", "entities": [{"start", "end", "type"}, ...]}` (other fields are kept). Each output line is the
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         "--keep-no-relation", action="store_true", help="entity lists: report pairs predicted no_relation too"
     )
     add_inference_options(
-        parser, batch_size=64, dtype="fp32",
+        parser, batch_size=64, dtype="auto",
         dtype_help="bf16: bf16 weights; auto: bf16 where the GPU or CPU has bf16 units (see --precision of train)",
     )  # fmt: skip
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
