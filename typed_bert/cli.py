@@ -12,6 +12,10 @@ from typed_bert.command_line import run
 COMMANDS = {
     "convert": ("typed_bert.commands.convert", "turn a BERT checkpoint into a TypedBert checkpoint folder"),
     "train": ("typed_bert.commands.train", "fine-tune on JSON Lines relation data, write a Hub-ready folder"),
+    "train-entities": (
+        "typed_bert.commands.train_entities",
+        "fine-tune an entity recognizer (token classification, BIO) for text-in extraction",
+    ),
     "compare": ("typed_bert.commands.compare", "train input modes over seeds, report mean ± std (table and chart)"),
     "evaluate": ("typed_bert.commands.evaluate", "score a model on a data file (micro-F1, AUPRC, per label)"),
     "predict": ("typed_bert.commands.predict", "run the relation-classification pipeline over JSON Lines"),

@@ -1,0 +1,318 @@
+"""Entity recognition for end-to-end extraction: a standard `AutoModelForTokenClassification` with BIO tags over the
+entity types of entity-list files, trained with the transformers `Trainer` and loaded with
+`pipeline("token-classification", aggregation_strategy="simple")`; and the span scores papers report.
+
+    settings = EntitySettings(base_model=..., train_file=..., validation_file=...)
+    results = train_entities(settings, output_dir)  # the Hub-ready folder, scored on the validation file
+
+Entity-list files are JSON Lines of `{"text", "entities": [{"start", "end", "type"}, ...], ...}` (other fields, gold
+relations included, are ignored here). Nested entities cannot all be BIO-tagged: the outermost is kept, the nested
+ones are counted and left out of training (they still count as gold when scoring).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    TrainingArguments,
+    pipeline,
+)
+
+from encoding_typed_bert import check_span
+from typed_bert.errors import DataFileError, InputError, reading
+from typed_bert.hardware import pick_precision
+from typed_bert.hub.model_card import shown_path
+from typed_bert.trainer import TypedBertTrainer
+
+OUTSIDE = "O"
+
+
+@dataclass(frozen=True)
+class EntitySettings:
+    """Everything one entity-model run depends on."""
+
+    base_model: str
+    train_file: str
+    validation_file: str
+    epochs: float = 8.0
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    precision: str = "auto"
+    seed: int = 42
+    max_steps: int = -1
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
+            raise InputError(
+                f"epochs={self.epochs}, batch_size={self.batch_size}, max_steps={self.max_steps}; expected epochs > 0, "
+                "batch_size > 0 and max_steps > 0 or -1"
+            )
+
+
+def load_entity_texts(path: str | Path) -> list[dict[str, Any]]:
+    """The lines of an entity-list file as `{"text", "entities", "relations", "line"}`; a `DataFileError` names the
+    first bad line (not JSON, no non-empty `text`, `entities` not a list of valid spans)."""
+    texts = []
+    expected = 'expected {"text", "entities": [{"start", "end", "type"}, ...]}'
+    with reading(path, "an entity-list JSON Lines file"):
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            message = f"invalid JSON ({error.msg}); expected one JSON object per line"
+            raise DataFileError(message, path, number) from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"]:
+            raise DataFileError(f"no non-empty 'text'; {expected}", path, number)
+        if not isinstance(row.get("entities"), list):
+            raise DataFileError(f"'entities' is missing or not a list; {expected}", path, number)
+        for index, entity in enumerate(row["entities"]):
+            try:
+                check_span(f"entity {index}", entity, row["text"])
+            except ValueError as error:
+                raise DataFileError(f"{str(error).rstrip('.')}; {expected}", path, number) from None
+        texts.append({**row, "relations": row.get("relations", []), "line": number})
+    if not texts:
+        raise DataFileError(f"no examples; {expected}", path)
+    return texts
+
+
+def bio_labels(entity_types: Iterable[str]) -> list[str]:
+    """`O`, then `B-T` and `I-T` for each entity type `T` (sorted)."""
+    return [OUTSIDE] + [f"{prefix}-{name}" for name in sorted(entity_types) for prefix in ("B", "I")]
+
+
+def outermost(entities: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The entities BIO tags can hold: the longest first, each one kept unless it overlaps a kept one; and how many
+    were left out."""
+    kept: list[dict[str, Any]] = []
+    for entity in sorted(entities, key=lambda e: (e["start"], -(e["end"] - e["start"]))):
+        if all(entity["end"] <= other["start"] or other["end"] <= entity["start"] for other in kept):
+            kept.append(entity)
+    return kept, len(entities) - len(kept)
+
+
+def tag_tokens(tokenizer, text: str, entities: Sequence[dict[str, Any]], label2id: dict[str, int], max_length: int):
+    """`input_ids`, `attention_mask` and BIO `labels` (-100 on special tokens) of a text, truncated to `max_length`:
+    the first token of an entity is `B-type`, the others `I-type`."""
+    encoding = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
+                         max_length=max_length)  # fmt: skip
+    labels = [-100 if special else label2id[OUTSIDE] for special in encoding["special_tokens_mask"]]
+    for entity in outermost(entities)[0]:
+        inside = [
+            position
+            for position, ((start, end), special) in enumerate(
+                zip(encoding["offset_mapping"], encoding["special_tokens_mask"], strict=True)
+            )
+            if not special and start < entity["end"] and end > entity["start"]
+        ]
+        for rank, position in enumerate(inside):
+            labels[position] = label2id[f"{'B' if rank == 0 else 'I'}-{entity['type']}"]
+    return {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], "labels": labels}
+
+
+def token_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
+    """The `(first, last, type)` token spans of a BIO sequence, read as transformers' "simple" aggregation reads it:
+    a span starts at `B-T`, or at `I-T` after anything but `B-T`/`I-T` of the same type."""
+    spans, start, kind = set(), None, None
+    for position, tag in enumerate([*tags, OUTSIDE]):
+        prefix, _, name = tag.partition("-")
+        if start is not None and (prefix != "I" or name != kind):
+            spans.add((start, position - 1, kind))
+            start = kind = None
+        if prefix == "B" or (prefix == "I" and start is None):
+            start, kind = position, name
+    return spans
+
+
+def span_scores(gold: Iterable[set], predicted: Iterable[set]) -> dict[str, float]:
+    """Micro precision, recall and F1 of predicted spans against gold spans, text by text (exact match)."""
+    true_positives = num_gold = num_predicted = 0
+    for gold_spans, predicted_spans in zip(gold, predicted, strict=True):
+        true_positives += len(gold_spans & predicted_spans)
+        num_gold += len(gold_spans)
+        num_predicted += len(predicted_spans)
+    precision = true_positives / num_predicted if num_predicted else 0.0
+    recall = true_positives / num_gold if num_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "gold": num_gold, "predicted": num_predicted}
+
+
+def entity_spans(entities: Iterable[dict[str, Any]]) -> set[tuple[int, int, str]]:
+    """`(start, end, type)` of each entity: what must match for an entity to count."""
+    return {(entity["start"], entity["end"], entity["type"]) for entity in entities}
+
+
+def found_entities(recognize, texts: Sequence[str], batch_size: int = 32) -> list[list[dict[str, Any]]]:
+    """The entities a token-classification pipeline (`aggregation_strategy="simple"`) finds in each text, as
+    `{"start", "end", "type", "text", "score"}`."""
+    outputs = recognize(list(texts), batch_size=batch_size) if texts else []
+    return [
+        [
+            {
+                "start": found["start"],
+                "end": found["end"],
+                "type": found["entity_group"],
+                "text": text[found["start"] : found["end"]],
+                "score": float(found["score"]),
+            }  # fmt: skip
+            for found in per_text
+        ]
+        for text, per_text in zip(texts, outputs, strict=True)
+    ]
+
+
+def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs):
+    """transformers' token-classification pipeline with "simple" aggregation (whole spans, never an invalid BIO
+    span) over an entity model folder or Hub id."""
+    return pipeline("token-classification", model=model_source, aggregation_strategy="simple", device=device,
+                    dtype=dtype, **load_kwargs)  # fmt: skip
+
+
+def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str, Any]:
+    """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1, write the
+    Hub-ready folder (safetensors, config with the BIO labels, tokenizer, eval_results.json, model card) and return
+    its dev scores, measured on character spans through the token-classification pipeline."""
+    started = time.perf_counter()
+    train_texts = load_entity_texts(settings.train_file)
+    validation_texts = load_entity_texts(settings.validation_file)
+    entity_types = sorted({entity["type"] for text in train_texts for entity in text["entities"]})
+    for text in validation_texts:
+        for entity in text["entities"]:
+            if entity["type"] not in entity_types:
+                raise DataFileError(
+                    f"entity type {entity['type']!r} is not among the training file's {entity_types}; expected one "
+                    "of them",
+                    settings.validation_file,
+                    text["line"],
+                )
+    labels = bio_labels(entity_types)
+    label2id = {label: index for index, label in enumerate(labels)}
+    with reading(settings.base_model, "a BERT-family checkpoint folder or Hub id with a fast tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
+        model = AutoModelForTokenClassification.from_pretrained(
+            settings.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
+            ignore_mismatched_sizes=True,
+        )  # fmt: skip
+    max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    train_set, validation_set = (
+        datasets.Dataset.from_list(
+            [tag_tokens(tokenizer, t["text"], t["entities"], label2id, max_length) for t in split]
+        )
+        for split in (train_texts, validation_texts)
+    )
+    nested = sum(outermost(text["entities"])[1] for text in train_texts)
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        predicted_ids = prediction.predictions.argmax(-1)
+        gold, predicted = [], []
+        for row_gold, row_predicted in zip(prediction.label_ids, predicted_ids, strict=True):
+            keep = row_gold != -100
+            gold.append(token_spans([labels[i] for i in row_gold[keep]]))
+            predicted.append(token_spans([labels[i] for i in row_predicted[keep]]))
+        scores = span_scores(gold, predicted)
+        return {"entity_micro_f1": scores["f1"], "entity_precision": scores["precision"],
+                "entity_recall": scores["recall"]}  # fmt: skip
+
+    precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
+    checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))
+    by_epoch = settings.max_steps < 0
+    args = TrainingArguments(
+        output_dir=str(checkpoints), bf16=precision == "bf16", num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
+        learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,  # below 1: a fraction of the steps (transformers 5)
+        lr_scheduler_type="linear", eval_strategy="epoch" if by_epoch else "steps",
+        eval_steps=None if by_epoch else settings.max_steps, save_strategy="epoch" if by_epoch else "steps",
+        save_steps=None if by_epoch else settings.max_steps, save_only_model=True, save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model="entity_micro_f1", greater_is_better=True,
+        logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    trainer = TypedBertTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=compute_metrics,
+    )
+    outcome = trainer.train()
+    seconds = round(time.perf_counter() - started, 1)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    scores = score_entity_model(str(output_dir), validation_texts, dtype=dtype)
+    results = {
+        "validation_file": Path(settings.validation_file).name,
+        **{f"entity_{key}": value for key, value in scores.items()},
+        "entity_micro_f1": scores["f1"],
+        "nested_entities_left_out_of_training": nested,
+        "train_runtime_s": seconds,
+        "train_steps": outcome.global_step,
+        "precision": precision,
+        "settings": {
+            **asdict(settings),
+            "train_file": Path(settings.train_file).name,
+            "validation_file": Path(settings.validation_file).name,
+        },  # fmt: skip
+    }
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_entity_card(output_dir, settings, entity_types, results)
+    return results
+
+
+def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype=None) -> dict[str, float]:
+    """Entity micro precision/recall/F1 (boundaries and type match) of an entity model on entity-list `texts`,
+    through the token-classification pipeline."""
+    found = found_entities(entity_pipeline(model_source, dtype=dtype), [text["text"] for text in texts])
+    return span_scores([entity_spans(t["entities"]) for t in texts], [entity_spans(f) for f in found])
+
+
+def write_entity_card(folder: Path, settings: EntitySettings, entity_types: list[str], results: dict) -> None:
+    """A short model card: what the model is, how to load it, its dev scores."""
+    card = f"""---
+library_name: transformers
+pipeline_tag: token-classification
+base_model: {Path(settings.base_model).name}
+---
+
+# Entity recognizer ({", ".join(entity_types)})
+
+A standard `AutoModelForTokenClassification` with BIO tags over the entity types {entity_types}, fine-tuned from
+`{Path(settings.base_model).name}` on `{Path(settings.train_file).name}` with typed-bert's `train-entities`. It is
+the entity model of a TypedBert relation model when it sits in that repository's `entities/` folder.
+
+```python
+from transformers import pipeline
+
+recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_strategy="simple")
+```
+
+On `{results["validation_file"]}`: entity micro-F1 {results["entity_micro_f1"]:.4f} (precision
+{results["entity_precision"]:.4f}, recall {results["entity_recall"]:.4f}; an entity counts when its character
+boundaries and type match). Trained for {settings.epochs:g} epochs at lr {settings.learning_rate:g}, batch
+{settings.batch_size}, {results["precision"]}, in {results["train_runtime_s"]:.0f} s; the best epoch by dev entity
+micro-F1 is kept.
+"""
+    (folder / "README.md").write_text(card)
