@@ -273,8 +273,9 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
         "precision": precision,
         "settings": {
             **asdict(settings),
-            "train_file": Path(settings.train_file).name,
-            "validation_file": Path(settings.validation_file).name,
+            "base_model": shown_path(settings.base_model),
+            "train_file": shown_path(settings.train_file),
+            "validation_file": shown_path(settings.validation_file),
         },  # fmt: skip
     }
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
