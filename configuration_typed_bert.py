@@ -78,6 +78,10 @@ class TypedBertConfig(BertConfig):
             tokens (PL-Marker's packing, `TypedBertForRelationExtraction`); the relation-classification pipeline
             encodes as the model was trained. `"per_subject"` needs `entity_start` pooling and an input mode
             without markers in the text.
+        entity_model (`str`, *optional*):
+            The subfolder of the repository that holds the entity model (a standard token classifier, typically
+            `"entities"`): the relation-classification pipeline then extracts from raw text. None: entities must be
+            given with each text.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -95,6 +99,7 @@ class TypedBertConfig(BertConfig):
         input_mode: str | None = None,
         pair_encoding: str = "per_pair",
         position_id_offset: int = 0,
+        entity_model: str | None = None,
         **kwargs,
     ) -> None:
         legacy_flags = kwargs.pop("use_entity_embeddings", None), kwargs.pop("entity_markers", None)
@@ -120,6 +125,9 @@ class TypedBertConfig(BertConfig):
                 f"{self.max_position_embeddings})."
             )
         self.position_id_offset = position_id_offset
+        if entity_model is not None and (not isinstance(entity_model, str) or not entity_model.isidentifier()):
+            raise ValueError(f"entity_model={entity_model!r} must be the name of a subfolder such as 'entities'.")
+        self.entity_model = entity_model
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):

@@ -9,11 +9,14 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 from transformers.pipelines.base import ChunkPipeline
 
 try:
@@ -54,6 +57,16 @@ class RelationClassificationPipeline(ChunkPipeline):
       that cannot be encoded (overlapping entities, or too far apart for `max_length`) is reported as
       `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
 
+    A third form needs a model with an entity model (`config.entity_model`, a token classifier in that subfolder of
+    the repository): a plain string, or `{"text"}` alone → `{"entities": [{"start", "end", "type", "text", "score"}],
+    "relations": [...]}`, the entities found by the entity model (transformers' token-classification pipeline, "simple"
+    aggregation, texts batched) and the relations among them as for an entity list.
+
+    Entities may come from any NER: `{"start", "end", "entity_group" or "entity", ...}` as transformers'
+    token-classification pipeline gives them are read too, `entity_type_map={"PER": "Peop", ...}` maps foreign type
+    names to `config.entity_types`, and types the model does not know are a `ValueError` naming them, or left out
+    with a warning that counts them when `unknown_entity_types="skip"`.
+
     A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
     trained (`config.pair_encoding`): one sequence per pair, or one per subject with its objects packed
     (`TypedBertForRelationExtraction`), and run `batch_size` sequences at a time (default 32), across inputs: each
@@ -63,6 +76,88 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, batch_size=batch_size or DEFAULT_BATCH_SIZE, **kwargs)
+        self._packed_model = None
+        self._recognizer = None
+
+    def __call__(
+        self,
+        inputs,
+        *args,
+        entity_type_map: Mapping[str, str] | None = None,
+        unknown_entity_types: str = "error",
+        **kwargs,
+    ):
+        """Classify one input or a list of inputs (see the class docstring); texts without entities go through the
+        entity model first, all of a call's texts in batches."""
+        if unknown_entity_types not in ("error", "skip"):
+            raise ValueError(f"unknown_entity_types={unknown_entity_types!r} must be 'error' or 'skip'.")
+        if not isinstance(inputs, (str, dict, list)):  # a generator or dataset: the standard streaming path
+            return super().__call__(inputs, *args, **kwargs)
+        single = not isinstance(inputs, list)
+        items = [_typed_entities(item, self.model.config.entity_types, entity_type_map, unknown_entity_types)
+                 for item in ([inputs] if single else inputs)]  # fmt: skip
+        text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
+        if text_only:
+            texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
+            found = self.recognize(texts, kwargs.get("batch_size"))
+            for index, text, entities in zip(text_only, texts, found, strict=True):
+                items[index] = {"text": text, "entities": entities, "text_only": True}
+        outputs = super().__call__(items, *args, **kwargs)
+        return outputs[0] if single else outputs
+
+    def recognize(self, texts: list[str], batch_size: int | None = None) -> list[list[dict[str, Any]]]:
+        """The entities the model's entity model finds in each text: `{"start", "end", "type", "text", "score"}`."""
+        recognizer = self._entity_recognizer()
+        limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
+            length = len(recognizer.tokenizer(text)["input_ids"])
+            if length > limit:
+                raise ValueError(
+                    f"text {index} has {length} tokens, more than the {limit} the entity model reads; split it into "
+                    "sentences or paragraphs first."
+                )
+        found = recognizer(texts, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        return [
+            [
+                {
+                    "start": int(entity["start"]),
+                    "end": int(entity["end"]),
+                    "type": entity["entity_group"],
+                    "text": text[entity["start"] : entity["end"]],
+                    "score": float(entity["score"]),
+                }  # fmt: skip
+                for entity in entities
+            ]
+            for text, entities in zip(texts, found, strict=True)
+        ]
+
+    def _entity_recognizer(self):
+        """transformers' token-classification pipeline ("simple" aggregation) over the repository's entity model."""
+        if self._recognizer is None:
+            subfolder = getattr(self.model.config, "entity_model", None)
+            if not subfolder:
+                raise ValueError(
+                    "This relation model has no entity model, so it needs each text's entities: pass "
+                    "{'text': ..., 'entities': [{'start', 'end', 'type'}, ...]}, or add an entity model to its "
+                    "repository (typed-bert train-entities, then typed-bert push --model FOLDER --entity-model "
+                    "NER_FOLDER or typed-bert train ... --entity-model NER_FOLDER)."
+                )
+            source, load = self.model.name_or_path, {"subfolder": subfolder}
+            # The revision the relation model came from (a Hub download records it), so that both models match.
+            revision = getattr(self.model.config, "_commit_hash", None)
+            if os.path.isdir(source):
+                source, load = os.path.join(source, subfolder), {}
+            elif revision:
+                load["revision"] = revision
+            model = AutoModelForTokenClassification.from_pretrained(source, dtype=self.model.dtype, **load)
+            tokenizer = AutoTokenizer.from_pretrained(source, **load)
+            self._recognizer = pipeline(
+                "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple",
+                device=self.device,
+            )  # fmt: skip
+        return self._recognizer
 
     def _sanitize_parameters(
         self,
@@ -82,7 +177,12 @@ class RelationClassificationPipeline(ChunkPipeline):
         return preprocess_params, {}, {name: value for name, value in given.items() if value is not None}
 
     def preprocess(self, inputs: dict[str, Any], max_length: int | None = None) -> Iterator[dict[str, Any]]:
-        """One chunk per pair: the model inputs `(1, seq)` and which pair of which input it holds."""
+        """One chunk per sequence: the model inputs `(1, seq)` and which pairs of which input it holds."""
+        text_only = isinstance(inputs, dict) and inputs.get("text_only", False)
+        for chunk in self._chunks(inputs, max_length):
+            yield {**chunk, "text_only": text_only}
+
+    def _chunks(self, inputs: dict[str, Any], max_length: int | None) -> Iterator[dict[str, Any]]:
         config = self.model.config
         max_length = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
         is_pair = isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs)
@@ -160,7 +260,7 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         """Logits `(batch, pairs, labels)`: one pair a row per pair, the packed objects a row per subject."""
-        metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last")}
+        metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last", "text_only")}
         has_pair = model_inputs.pop("has_pair")
         pairs = model_inputs["object_positions"].shape[1] if self.packs_subjects else 1
         logits = torch.zeros(len(has_pair), pairs, self.model.config.num_labels, device=has_pair.device)
@@ -175,7 +275,7 @@ class RelationClassificationPipeline(ChunkPipeline):
     def _relation_extractor(self):
         """The packed classifier sharing the model's weights, from the model's own code (its module, whichever
         checkpoint and revision it came from)."""
-        if getattr(self, "_packed_model", None) is None:
+        if self._packed_model is None:
             model_class = sys.modules[type(self.model).__module__].TypedBertForRelationExtraction
             is_packed = isinstance(self.model, model_class)
             self._packed_model = self.model if is_packed else model_class.from_sequence_classifier(self.model)
@@ -205,10 +305,50 @@ class RelationClassificationPipeline(ChunkPipeline):
                     if above and (keep_no_relation or prediction["label"] != NO_RELATION):
                         results.append((i, j, prediction))
         results.sort(key=lambda item: (item[0], item[1]))
-        return [
+        relations = [
             {"subject": entities[i], "object": entities[j], **({"label": None, "score": None} | extra)}
             for i, j, extra in results
         ]
+        return {"entities": entities, "relations": relations} if model_outputs[0]["text_only"] else relations
+
+
+def _is_text_only(item: Any) -> bool:
+    """A plain string, or a dict with a text and neither entities nor a pair."""
+    return isinstance(item, str) or (
+        isinstance(item, dict) and "text" in item and not {"entities", "subject", "object"} & set(item)
+    )
+
+
+def _typed_entities(item: Any, entity_types: list[str], type_map: Mapping[str, str] | None, unknown: str) -> Any:
+    """`item` with its entities' types read from a foreign NER's output (`entity_group`, or `entity` without its
+    `B-`/`I-`) and mapped by `type_map`; types the model does not know are an error naming them, or left out
+    with a warning (`unknown="skip"`). Entities with a `type` and no map are left to the encoding's checks."""
+    if not isinstance(item, dict) or not isinstance(item.get("entities"), list) or item.get("text_only"):
+        return item
+    entities, unknown_types = [], []
+    for entity in item["entities"]:
+        if not isinstance(entity, Mapping) or ("type" in entity and not type_map and unknown == "error"):
+            entities.append(entity)
+            continue
+        name = entity.get("type", entity.get("entity_group"))
+        if name is None and isinstance(entity.get("entity"), str):
+            name = entity["entity"].removeprefix("B-").removeprefix("I-")
+        name = (type_map or {}).get(name, name)
+        if name not in entity_types[1:]:
+            unknown_types.append(name)
+            if unknown == "skip":
+                continue
+        entities.append({**entity, "type": name})
+    if unknown_types and unknown == "error":
+        raise ValueError(
+            f"entity types {sorted(set(map(str, unknown_types)))} are not among the model's {entity_types[1:]}; map "
+            "them with entity_type_map={'THEIRS': 'OURS', ...}, or pass unknown_entity_types='skip' to leave such "
+            "entities out."
+        )
+    if unknown_types:
+        warnings.warn(f"left out {len(unknown_types)} entities of types unknown to the model: "
+                      f"{sorted(set(map(str, unknown_types)))}", stacklevel=3)  # fmt: skip
+    return {**item, "entities": entities}
 
 
 def _ranked(probabilities: torch.Tensor, id2label: dict[int, str], k: int, threshold: float | None) -> list[dict]:

@@ -317,3 +317,41 @@ boundaries and type match). Trained for {settings.epochs:g} epochs at lr {settin
 micro-F1 is kept.
 """
     (folder / "README.md").write_text(card)
+
+
+ENTITY_MODEL_FOLDER = "entities"
+
+
+def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) -> Path:
+    """Copy an entity model folder (a token classifier with BIO labels, from `train_entities`) into a relation model
+    folder as `entities/` and name it in the relation model's config.json (`entity_model`), so that the relation
+    model's pipeline extracts from raw text. Every entity type the entity model tags must be one of the relation
+    model's; a `InputError` names those that are not. Returns the copied folder."""
+    relation_folder, entity_folder = Path(relation_folder), Path(entity_folder)
+    relation_config_file = relation_folder / "config.json"
+    with reading(relation_config_file, "a TypedBert relation model folder"):
+        relation_config = json.loads(relation_config_file.read_text())
+    with reading(entity_folder / "config.json", "an entity model folder from typed-bert train-entities"):
+        entity_config = json.loads((entity_folder / "config.json").read_text())
+    architectures = entity_config.get("architectures") or []
+    if not any(name.endswith("ForTokenClassification") for name in architectures):
+        raise InputError(
+            f"architectures {architectures}; expected a token classifier (typed-bert train-entities)", entity_folder
+        )
+    tagged = {label.split("-", 1)[1] for label in entity_config.get("id2label", {}).values() if "-" in label}
+    unknown = sorted(tagged - set(relation_config.get("entity_types", [])[1:]))
+    if unknown:
+        raise InputError(
+            f"entity types {unknown} of the entity model are not among the relation model's "
+            f"{relation_config.get('entity_types', [])[1:]}; expected an entity model trained on the same types",
+            entity_folder,
+        )
+    if not (entity_folder / "model.safetensors").is_file():
+        raise InputError("no model.safetensors; expected a safetensors entity model folder", entity_folder)
+    target = relation_folder / ENTITY_MODEL_FOLDER
+    if target.resolve() != entity_folder.resolve():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(entity_folder, target, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt"))
+    relation_config["entity_model"] = ENTITY_MODEL_FOLDER
+    relation_config_file.write_text(json.dumps(relation_config, indent=2, sort_keys=True) + "\n")
+    return target

@@ -50,6 +50,7 @@ from typed_bert.data import (
     load_relations,
     unencodable_counts,
 )
+from typed_bert.entities import bundle_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.evaluation import evaluate
 from typed_bert.hardware import pick_precision
@@ -93,6 +94,7 @@ class TrainingSettings:
     eval_batch_size: int = 128
     lora_rank: int = 0
     lora_alpha: float | None = None
+    entity_model: str | None = None
     strict: bool = False
     base_model_id: str | None = None
     language: list[str] | None = None
@@ -409,6 +411,8 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
     output_dir.mkdir(parents=True, exist_ok=True)
     result.model.save_pretrained(output_dir)
     result.tokenizer.save_pretrained(output_dir)
+    if settings.entity_model:
+        bundle_entity_model(output_dir, settings.entity_model)
     metrics = evaluate(
         str(output_dir), settings.validation_file, settings.eval_batch_size, dtype=result.precision, quiet=True,
         strict=settings.strict, max_length=settings.max_length,
@@ -431,6 +435,7 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
             "train_file": shown_path(settings.train_file),
             "validation_file": shown_path(settings.validation_file),
             "base_model": settings.base_model_id or shown_path(settings.base_model),
+            "entity_model": settings.entity_model and shown_path(settings.entity_model),
         },
     }
     (output_dir / "eval_results.json").write_text(json_text(results))

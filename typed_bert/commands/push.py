@@ -31,7 +31,15 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--tag", default=None, help="tag of the new commit (default: the next vN)")
     parser.add_argument("--no-verify", action="store_true", help="skip the download-and-compare check")
     parser.add_argument("--language", nargs="+", default=None, help="language code(s) for the model card")
+    parser.add_argument(
+        "--entity-model", type=local_path, default=None,
+        help="first bundle this entity model folder (typed-bert train-entities) into --model as entities/",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.entity_model:
+        from typed_bert.entities import bundle_entity_model
+
+        bundle_entity_model(args.model, args.entity_model)
     result = push_folder(
         args.model,
         args.repo_id,

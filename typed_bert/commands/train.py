@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "marker tokens (PL-Marker; N passes for N entities instead of N(N-1))",
     )
     parser.add_argument(
+        "--entity-model",
+        type=local_path,
+        default=None,
+        help="an entity model folder (typed-bert train-entities) to bundle as entities/: the pipeline takes raw text",
+    )
+    parser.add_argument(
         "--entity-init",
         choices=list(ENTITY_INITS),
         default=defaults["entity_init"],
