@@ -23,7 +23,7 @@ from typed_bert.errors import InputError, reading
 
 from .export import check_publishable
 from .model_card import EXAMPLE, write_model_card
-from .verify import run_in_clean_process
+from .verify import extract_in_clean_process, run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
 
@@ -59,6 +59,7 @@ class PushResult:
     verified_with: str | None = None
     loaded_from: str | None = None
     files: list[str] | None = None
+    entities_verified: int | None = None  # entities the bundled entity model found alike, remote and local
 
 
 def next_version_tag(api: HfApi, repo_id: str) -> str:
@@ -165,4 +166,17 @@ def push_folder(
                 f"Verification failed: outputs of {repo_id}@{commit.oid} through {auto_class} differ from {folder} "
                 f"by {result.max_abs_difference}."
             )
+        if config.get("entity_model"):  # the bundled entity model: raw text in, the same entities out
+            texts = [EXAMPLE["text"]]
+            with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
+                remote_entities = extract_in_clean_process(repo_id, texts, revision=commit.oid, cache_dir=cache_dir)
+            local_entities = extract_in_clean_process(folder, texts)
+            if [[(e["start"], e["end"], e["type"]) for e in found] for found in remote_entities] != [
+                [(e["start"], e["end"], e["type"]) for e in found] for found in local_entities
+            ]:
+                raise PublishError(
+                    f"Verification failed: the entity model of {repo_id}@{commit.oid} finds {remote_entities} in "
+                    f"{texts[0]!r}, the local folder {local_entities}."
+                )
+            result.entities_verified = len(local_entities[0])
     return result

@@ -36,6 +36,16 @@ print(json.dumps({"module": type(model).__module__, "class": type(model).__name_
 """
 
 
+_EXTRACT_SCRIPT = """
+import json, sys
+from transformers import pipeline
+request = json.loads(sys.argv[1])
+source, load_kwargs = request["source"], request["load_kwargs"]
+classify = pipeline("relation-classification", model=source, trust_remote_code=True, **load_kwargs)
+print(json.dumps([result["entities"] for result in classify(request["texts"])]))
+"""
+
+
 class VerificationError(InputError):
     """The checkpoint could not be loaded and run in a clean interpreter. The message is one line, naming the folder
     or repo and the child's last error line; the child's whole stderr is in `stderr` (and a note on the traceback,
@@ -86,3 +96,18 @@ def run_in_clean_process(
         module = json.loads(result.stdout.strip().splitlines()[-1])["module"]
         outputs = load_file(work / "outputs.safetensors")
         return [outputs[str(index)] for index in range(len(batches))], module
+
+
+def extract_in_clean_process(source: str | Path, texts: list[str], **load_kwargs) -> list[list[dict]]:
+    """The entities the relation-classification pipeline of `source` (a folder when a `Path`, else a repo id) finds
+    in each text, run from raw text in a fresh interpreter: the bundled entity model as published."""
+    if isinstance(source, Path):
+        source = source.absolute()
+    with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as work:
+        request = {"source": str(source), "texts": texts, "load_kwargs": load_kwargs}
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", _EXTRACT_SCRIPT, json.dumps(request)], cwd=work, capture_output=True, text=True
+        )
+    if result.returncode != 0:
+        raise VerificationError(source, "pipeline", result.stderr)
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -40,15 +40,46 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
     parser.add_argument("--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far)")
+    parser.add_argument(
+        "--end-to-end", action="store_true",
+        help="entity-list file with gold relations: extract from the text alone with the bundled entity model and "
+        "add entity and strict end-to-end relation micro-F1 (precision, recall) to the gold-entity scores",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from typed_bert.evaluation import evaluate
 
     options = {name: getattr(args, name) for name in ("device", "dtype", "quiet", "strict", "max_length")}
     load_kwargs = {"revision": args.revision} if args.revision else {}
+    if args.end_to_end:  # checked before anything runs
+        from typed_bert.entities import load_entity_texts
+
+        load_entity_texts(args.data_file)
     metrics = evaluate(args.model, args.data_file, args.batch_size, args.plot, **options, **load_kwargs)
     print(format_table(metrics))
+    if args.end_to_end:
+        metrics = {"gold_entity_relation_micro_f1": metrics["micro_f1"], **metrics}
+        metrics.update(end_to_end_metrics(args, load_kwargs))
+        print(
+            f"end to end: entity micro-F1 {metrics['entity_micro_f1']:.4f} (P {metrics['entity_precision']:.4f}, R "
+            f"{metrics['entity_recall']:.4f}); relation micro-F1 (strict) "
+            f"{metrics['end_to_end_relation_micro_f1']:.4f} "
+            f"(P {metrics['end_to_end_relation_precision']:.4f}, R {metrics['end_to_end_relation_recall']:.4f}); "
+            f"gold entities: relation micro-F1 {metrics['gold_entity_relation_micro_f1']:.4f}"
+        )
     print(json.dumps(metrics))
     return metrics
+
+
+def end_to_end_metrics(args, load_kwargs: dict) -> dict:
+    """`evaluate_end_to_end` with the command's device and precision (bf16 weights where it picks bf16)."""
+    import torch
+
+    from typed_bert.entities import evaluate_end_to_end
+    from typed_bert.hardware import pick_device, pick_precision
+
+    device = pick_device(args.device)
+    dtype = torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None
+    return evaluate_end_to_end(args.model, args.data_file, args.batch_size, device, dtype, **load_kwargs)
 
 
 if __name__ == "__main__":

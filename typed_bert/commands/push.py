@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None):
             f"verified: reloaded from the Hub through {result.verified_with} in a clean interpreter "
             f"({result.loaded_from}), max abs difference from the local folder {result.max_abs_difference}"
         )
+    if result.entities_verified is not None:
+        print(f"verified: the bundled entity model finds the same {result.entities_verified} entities from the Hub")
     print(json.dumps(result.__dict__))
     return result
 

@@ -1,0 +1,171 @@
+"""Text in, entities and relations out: the entity model bundled in a relation model's folder, the pipeline on raw
+text and on a foreign NER's entities, pushing both models, end-to-end scores, train-entities."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForTokenClassification, pipeline
+
+from tests.conftest import (
+    REPO_ROOT,
+    SHARED,
+    hub_env,
+    minilm_path,
+    run_isolated,
+    run_script,
+    save_tiny_classifier,
+    train_tiny,
+)
+from typed_bert.entities import bio_labels, bundle_entity_model, outermost, span_scores, token_spans
+
+pytestmark = pytest.mark.remote_code
+
+ENTITY_TYPES = ["O", "PER", "ORG"]
+TEXT = "Bill Gates founded Microsoft."
+
+
+def save_tiny_recognizer(folder, tagged: str = "B-PER", entity_types=("PER", "ORG")):
+    """A tiny token classifier that tags every token `tagged` (so every word is an entity), with MiniLM's tokenizer."""
+    labels = bio_labels(entity_types)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37, id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})  # fmt: skip
+    model = BertForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[labels.index(tagged)] = 10.0
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    folder = save_tiny_classifier(tmp_path_factory.mktemp("relations"), ENTITY_TYPES)
+    bundle_entity_model(folder, save_tiny_recognizer(tmp_path_factory.mktemp("entities")))
+    return folder
+
+
+def test_a_plain_text_gives_entities_and_the_relations_among_them(bundled):
+    classify = pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
+    result = classify(TEXT, keep_no_relation=True)
+    assert [entity["text"] for entity in result["entities"]] == ["Bill", "Gates", "founded", "Microsoft", "."]
+    assert all(entity["type"] == "PER" and 0 < entity["score"] <= 1 for entity in result["entities"])
+    assert len(result["relations"]) == 5 * 4
+    assert result["relations"][0]["subject"] == result["entities"][0]
+    both = classify([TEXT, {"text": "Paul Allen"}], batch_size=4)
+    assert [len(r["entities"]) for r in both] == [5, 2]
+    # the relations are those of the same entities passed as a list
+    given = classify({"text": TEXT, "entities": result["entities"]}, keep_no_relation=True)
+    assert [(r["label"], round(r["score"], 5)) for r in given] == [
+        (r["label"], round(r["score"], 5)) for r in result["relations"]
+    ]
+
+
+def test_bad_text_inputs_are_clear_errors(bundled, tmp_path):
+    classify = pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"text 0 is '  '; expected a non-empty string"):
+        classify("  ")
+    with pytest.raises(ValueError, match=r"text 0 has \d+ tokens, more than the 512 the entity model reads"):
+        classify("word " * 600)
+    plain = pipeline(
+        "relation-classification", model=str(save_tiny_classifier(tmp_path / "plain", ENTITY_TYPES)),
+        trust_remote_code=True,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"has no entity model.*typed-bert push --model FOLDER --entity-model"):
+        plain(TEXT)
+
+
+def test_entities_from_a_foreign_ner_are_mapped_and_unknown_types_named(bundled):
+    classify = pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
+    foreign = [
+        {"entity_group": "PERSON", "start": 0, "end": 10, "word": "bill gates", "score": 0.99},
+        {"entity_group": "COMPANY", "start": 19, "end": 28, "word": "microsoft", "score": 0.98},
+        {"entity_group": "DATE", "start": 0, "end": 4, "word": "bill", "score": 0.5},
+    ]
+    mapping = {"PERSON": "PER", "COMPANY": "ORG"}
+    with pytest.raises(ValueError, match=r"entity types \['DATE'\] are not among the model's \['PER', 'ORG'\]"):
+        classify({"text": TEXT, "entities": foreign}, entity_type_map=mapping)
+    with pytest.warns(UserWarning, match=r"left out 1 entities of types unknown to the model: \['DATE'\]"):
+        relations = classify({"text": TEXT, "entities": foreign}, entity_type_map=mapping,
+                             unknown_entity_types="skip", keep_no_relation=True)  # fmt: skip
+    assert len(relations) == 2 and relations[0]["subject"]["type"] == "PER" and relations[0]["object"]["type"] == "ORG"
+    ner = [{"entity": "B-PER", "start": 0, "end": 4}, {"entity": "B-ORG", "start": 19, "end": 28}]
+    assert len(classify({"text": TEXT, "entities": ner}, keep_no_relation=True)) == 2
+
+
+def test_bundling_refuses_an_entity_model_with_other_types(tmp_path):
+    from typed_bert.errors import InputError
+
+    folder = save_tiny_classifier(tmp_path / "relations", ENTITY_TYPES)
+    recognizer = save_tiny_recognizer(tmp_path / "entities", "B-LOC", entity_types=("PER", "LOC"))
+    with pytest.raises(InputError, match=r"entity types \['LOC'\] of the entity model are not among"):
+        bundle_entity_model(folder, recognizer)
+
+
+def test_bio_spans_and_scores():
+    assert token_spans(["O", "B-PER", "I-PER", "I-ORG", "O", "I-PER", "B-PER"]) == {
+        (1, 2, "PER"), (3, 3, "ORG"), (5, 5, "PER"), (6, 6, "PER"),
+    }  # fmt: skip
+    assert outermost([{"start": 0, "end": 10}, {"start": 0, "end": 4}, {"start": 12, "end": 14}])[1] == 1
+    scores = span_scores([{(0, 1, "A"), (2, 3, "B")}], [{(0, 1, "A"), (2, 4, "B")}])
+    assert scores["precision"] == scores["recall"] == scores["f1"] == 0.5
+
+
+def test_push_publishes_both_models_and_the_hub_repo_extracts_from_text_in_a_clean_process(local_hub, tmp_path):
+    folder = save_tiny_classifier(tmp_path / "relations", ENTITY_TYPES)
+    recognizer = save_tiny_recognizer(tmp_path / "entities")
+    env = hub_env(local_hub)
+    run_script([sys.executable, "scripts/push.py", "--model", str(folder), "--repo-id", "org/e2e",
+                "--entity-model", str(recognizer)], env=env)  # fmt: skip
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+        classify = pipeline("relation-classification", model="org/e2e", trust_remote_code=True, revision="v1")
+        load = {{"subfolder": "entities", "revision": "v1"}}
+        recognize = pipeline("token-classification", aggregation_strategy="simple",
+                             model=AutoModelForTokenClassification.from_pretrained("org/e2e", **load),
+                             tokenizer=AutoTokenizer.from_pretrained("org/e2e", **load))
+        assert len(recognize({TEXT!r})) == 5  # the entity model alone, no custom code
+        print(json.dumps(classify({TEXT!r})["entities"]))
+        """,
+        tmp_path,
+        env=env,
+    )
+    assert [entity["type"] for entity in result] == ["PER"] * 5
+
+
+@pytest.mark.slow
+def test_train_entities_then_train_with_it_then_evaluate_end_to_end(tiny_bert_dir, small_data, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, count in (("train", 40), ("dev", 20)):
+        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
+                "--train-file", str(folder / "train.jsonl"), "--validation-file", str(folder / "dev.jsonl"),
+                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3"])  # fmt: skip
+    results = json.loads((tmp_path / "ner" / "eval_results.json").read_text())
+    assert 0 <= results["entity_micro_f1"] <= 1 and results["train_steps"] == 3
+    recognize = pipeline("token-classification", model=str(tmp_path / "ner"), aggregation_strategy="simple")
+    assert isinstance(recognize("Bill Gates founded Microsoft."), list)  # loads with no custom code
+    train_tiny(tiny_bert_dir, small_data, tmp_path / "re", "--entity-model", str(tmp_path / "ner"))
+    assert json.loads((tmp_path / "re" / "config.json").read_text())["entity_model"] == "entities"
+    output = run_script([sys.executable, "scripts/evaluate.py", "--model", str(tmp_path / "re"), "--data-file",
+                         str(folder / "dev.jsonl"), "--end-to-end", "--quiet"])  # fmt: skip
+    metrics = json.loads(output.stdout.strip().splitlines()[-1])
+    for key in ("entity_micro_f1", "end_to_end_relation_micro_f1", "gold_entity_relation_micro_f1",
+                "entity_precision", "end_to_end_relation_recall"):  # fmt: skip
+        assert 0 <= metrics[key] <= 1
+    command = [sys.executable, "scripts/evaluate.py", "--model", str(tmp_path / "re"), "--data-file",
+               str(small_data["dev"]), "--end-to-end"]  # fmt: skip
+    bad = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {small_data['dev']}:1: 'entities' is missing")
