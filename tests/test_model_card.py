@@ -77,11 +77,16 @@ def test_the_cards_tokenizer_call_is_silent_with_stdin_closed(tmp_path):
 
 
 def test_the_card_says_which_input_mode_and_why(tmp_path):
-    default = save_tiny_classifier(tmp_path / "default")
+    default = save_tiny_classifier(tmp_path / "default", input_mode="markers+embeddings")
     write_model_card(default, repo_id="org/m")
     card = " ".join((default / "README.md").read_text().split())
+    assert "input mode `markers+embeddings`" in card
+    assert "typed-bert's default" in card and "level with typed markers on SciERC" in card
+    embeddings = save_tiny_classifier(tmp_path / "embeddings")
+    write_model_card(embeddings, repo_id="org/m")
+    card = " ".join((embeddings / "README.md").read_text().split())
     assert "input mode `typed-embeddings`: entity type + role embeddings" in card
-    assert "typed-bert's default" in card and "SciERC typed markers are ahead" in card
+    assert "typed-bert's default" not in card and "5 points behind typed markers on SciERC" in card
     markers = save_tiny_classifier(tmp_path / "markers", input_mode="typed-markers")
     write_model_card(markers, repo_id="org/m")
     card = " ".join((markers / "README.md").read_text().split())

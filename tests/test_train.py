@@ -143,7 +143,7 @@ def test_train_returns_its_result_in_memory_and_write_output_writes_the_folder(t
         epochs=1, batch_size=8, precision="fp32",
     )  # fmt: skip
     result = train(settings, tmp_path / "checkpoints")
-    assert result.settings.input_mode == "typed-embeddings" and result.settings.classifier_pooling == "entity_start"
+    assert result.settings.input_mode == "markers+embeddings" and result.settings.classifier_pooling == "entity_start"
     labels = [result.model.config.label2id[label] for label in load_labels(small_data["train"])]
     sampler = NegativeSubsamplingSampler(labels, [1] * len(labels), 8, 3.0, 0, seed=42)
     assert result.steps == -(-len(sampler) // 8)
@@ -192,3 +192,19 @@ def test_patience_stops_when_dev_micro_f1_stops_improving(tmp_path, tiny_bert_di
           "--entity-learning-rate", "0", steps=None)  # fmt: skip
     log = json.loads((out / "training_log.json").read_text())
     assert [entry["epoch"] for entry in log if "eval_micro_f1" in entry] == [1.0, 2.0]
+
+
+def test_the_default_input_mode_applies_to_bases_and_converted_encoders_not_to_trained_checkpoints():
+    from transformers import BertConfig
+
+    from configuration_typed_bert import TypedBertConfig
+    from typed_bert.training import TrainingSettings, resolved_settings
+
+    settings = TrainingSettings(base_model="b", train_file="t", validation_file="v")
+    encoder = TypedBertConfig(architectures=["TypedBertModel"], input_mode="typed-embeddings")
+    trained = TypedBertConfig(architectures=["TypedBertForSequenceClassification"], input_mode="type-only")
+    assert resolved_settings(settings, BertConfig()).input_mode == "markers+embeddings"
+    assert resolved_settings(settings, encoder).input_mode == "markers+embeddings"
+    assert resolved_settings(settings, trained).input_mode == "type-only"
+    packed = TrainingSettings(base_model="b", train_file="t", validation_file="v", pair_encoding="per_subject")
+    assert resolved_settings(packed, encoder).input_mode == "typed-embeddings"

@@ -59,7 +59,10 @@ from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
 from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
 
-DEFAULT_INPUT_MODE = "typed-embeddings"
+# The best mean dev micro-F1 over CoNLL04 and SciERC (README, "Choosing the default"); per_subject packing cannot
+# carry markers in the text and takes the best mode without them.
+DEFAULT_INPUT_MODE = "markers+embeddings"
+DEFAULT_PACKED_INPUT_MODE = "typed-embeddings"
 ENTITY_INITS = ("zero", "names")
 # A name-initialised entity row is this fraction of its name's mean word vector: a type row and a role row together
 # are about one word vector on an entity token.
@@ -135,12 +138,15 @@ class TrainingResult:
 
 
 def resolved_settings(settings: TrainingSettings, config: PretrainedConfig) -> TrainingSettings:
-    """`settings` with the input mode and pooling filled in: a TypedBert base keeps its own (its pooling only with its
-    input mode), anything else gets `DEFAULT_INPUT_MODE`, and `plain` pools the [CLS] vector, every other mode the
-    entity start tokens; `config` is the base model's. Invalid combinations are refused here, before any data is
-    read."""
-    checkpoint = config if config.model_type == "typed_bert" else None
-    input_mode = settings.input_mode or (checkpoint.input_mode if checkpoint is not None else DEFAULT_INPUT_MODE)
+    """`settings` with the input mode and pooling filled in: a trained TypedBert base keeps its own (its pooling only
+    with its input mode), anything else, a converted encoder (`TypedBertModel`, untrained tables) included, gets
+    `DEFAULT_INPUT_MODE` (`DEFAULT_PACKED_INPUT_MODE` with `per_subject` pair encoding), and `plain` pools the [CLS]
+    vector, every other mode the entity start tokens; `config` is the base model's. Invalid combinations are refused
+    here, before any data is read."""
+    is_typed = config.model_type == "typed_bert"
+    checkpoint = config if is_typed and config.architectures != ["TypedBertModel"] else None
+    default_mode = DEFAULT_PACKED_INPUT_MODE if settings.pair_encoding == "per_subject" else DEFAULT_INPUT_MODE
+    input_mode = settings.input_mode or (checkpoint.input_mode if checkpoint is not None else default_mode)
     mode_default = "cls" if input_mode == "plain" else "entity_start"
     same_mode = checkpoint is not None and checkpoint.input_mode == input_mode
     default_pooling = checkpoint.classifier_pooling if same_mode else mode_default
