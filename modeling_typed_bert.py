@@ -12,6 +12,8 @@ start at zero and keep row 0 at zero, so a TypedBert built from BERT weights com
 until it is trained, and only entity tokens need a vector.
 """
 
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +23,7 @@ from transformers import BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions, SequenceClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import ModelOutput, TransformersKwargs, logging
 
 # Every uploaded file is imported here, directly, and only here: transformers copies a model file's relative imports
 # into each saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones. The
@@ -42,6 +44,7 @@ TYPED_BERT_AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
 }
 RELATION_TASK = "relation-classification"
+logger = logging.get_logger(__name__)
 
 
 def _is_tracing() -> bool:
@@ -152,7 +155,24 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         self.config.auto_map = {**TYPED_BERT_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         if self._custom_pipelines is not None:
             self.config.custom_pipelines = self._custom_pipelines
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        self._save_entity_model(save_directory)
+        return saved
+
+    def _save_entity_model(self, save_directory) -> None:
+        """Copy the entity model that `config.entity_model` names (a subfolder of the folder this model was loaded
+        from) into `save_directory`, so that a saved or pushed folder extracts from raw text as its source did."""
+        subfolder = getattr(self.config, "entity_model", None)
+        if not subfolder:
+            return
+        source, target = os.path.join(self.name_or_path, subfolder), os.path.join(save_directory, subfolder)
+        if os.path.isdir(source) and os.path.abspath(source) != os.path.abspath(target):
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif not os.path.isdir(target):
+            logger.warning(
+                f"config.entity_model names {subfolder!r}, which is not in {self.name_or_path!r}: the saved folder has "
+                "no entity model. Copy that folder into it, or push with `typed-bert push --entity-model`."
+            )
 
 
 class TypedBertModel(TypedBertPreTrainedModel, BertModel):

@@ -169,3 +169,29 @@ def test_train_entities_then_train_with_it_then_evaluate_end_to_end(tiny_bert_di
     bad = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {small_data['dev']}:1: 'entities' is missing")
+
+
+def test_save_pretrained_and_push_to_hub_carry_the_entity_model(bundled, local_hub, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(bundled), trust_remote_code=True)
+    model.save_pretrained(tmp_path / "saved")
+    AutoTokenizer.from_pretrained(str(bundled), trust_remote_code=True).save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "entities" / "model.safetensors").is_file()
+    classify = pipeline("relation-classification", model=str(tmp_path / "saved"), trust_remote_code=True)
+    assert len(classify(TEXT)["entities"]) == 5
+    env = hub_env(local_hub)
+    result = run_isolated(
+        f"""
+        import json
+        from huggingface_hub import list_repo_files
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        model = AutoModelForSequenceClassification.from_pretrained({str(bundled)!r}, trust_remote_code=True)
+        model.push_to_hub("org/pushed")
+        AutoTokenizer.from_pretrained({str(bundled)!r}, trust_remote_code=True).push_to_hub("org/pushed")
+        print(json.dumps({{"files": sorted(list_repo_files("org/pushed"))}}))
+        """,
+        tmp_path,
+        env=env,
+    )
+    assert {"entities/model.safetensors", "entities/config.json"} <= set(result["files"])
