@@ -82,7 +82,7 @@ CASES = [
     ("predict: bad JSON", {"pairs": lines(GOOD, "{oops")},
      lambda p, m: ["scripts/predict.py", "--model", m, "--input", p["pairs"]], "{pairs}:2: Expecting property name"),
     ("demo: no shared/ data", {}, lambda p, m: ["scripts/demo.py", "--train-file", p["nope"], "--work-dir", p["out"]],
-     "{nope}: no such file; expected CoNLL04 train.jsonl and dev.jsonl in"),
+     "{nope}: no such file; expected CoNLL04 train.jsonl, dev.jsonl, train_entities.jsonl and dev_entities.jsonl in"),
     ("convert: missing base", {}, lambda p, m: ["scripts/convert.py", "--base-model", p["nope"], "--entity-types", "PER", "--output-dir", p["out"]],
      "--base-model"),
     ("push: missing folder", {}, lambda p, m: ["scripts/push.py", "--model", p["nope"], "--repo-id", "org/x", "--no-verify"], "{nope}: no such folder"),
