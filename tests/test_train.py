@@ -208,3 +208,18 @@ def test_the_default_input_mode_applies_to_bases_and_converted_encoders_not_to_t
     assert resolved_settings(settings, trained).input_mode == "type-only"
     packed = TrainingSettings(base_model="b", train_file="t", validation_file="v", pair_encoding="per_subject")
     assert resolved_settings(packed, encoder).input_mode == "typed-embeddings"
+
+
+def test_epochs_and_batch_size_default_by_pair_encoding_and_keep_what_is_given():
+    from transformers import BertConfig
+
+    from typed_bert.training import TrainingSettings, resolved_settings
+
+    def resolved(**given):
+        settings = TrainingSettings(base_model="b", train_file="t", validation_file="v", **given)
+        return resolved_settings(settings, BertConfig())
+
+    assert (resolved().epochs, resolved().batch_size) == (4.0, 32)
+    packed = resolved(pair_encoding="per_subject")
+    assert (packed.epochs, packed.batch_size) == (6.0, 16)
+    assert (resolved(pair_encoding="per_subject", epochs=2, batch_size=8).epochs, 8) == (2, 8)

@@ -63,14 +63,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
-    parser.add_argument("--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience)")
+    parser.add_argument(
+        "--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience): 4, per_subject 6"
+    )
     parser.add_argument(
         "--patience",
         type=positive_int,
         default=defaults["patience"],
         help="stop when dev micro-F1 has not improved for this many epochs (the best epoch is kept either way)",
     )
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="pairs per step")
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults["batch_size"], help="sequences per step: 32, per_subject 16"
+    )
     parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
     parser.add_argument(
         "--entity-learning-rate", type=float, default=defaults["entity_learning_rate"], help="for the entity tables"
