@@ -64,7 +64,7 @@ from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
 DEFAULT_INPUT_MODE = "markers+embeddings"
 DEFAULT_PACKED_INPUT_MODE = "typed-embeddings"
 # Epochs and batch size by pair encoding: a packed sequence holds a subject's every object, so an epoch has fewer,
-# longer sequences (CoNLL04: 3,320 against 5,132 sampled pairs); batch 16 for 6 epochs gives it the steps it needs
+# longer sequences (CoNLL04: 3,316 against 5,132 sampled pairs); batch 16 for 6 epochs gives it the steps it needs
 # (README, "Subject-oriented packing").
 DEFAULT_EPOCHS = {"per_pair": 4.0, "per_subject": 6.0}
 DEFAULT_BATCH_SIZE = {"per_pair": 32, "per_subject": 16}
