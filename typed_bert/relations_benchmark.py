@@ -22,7 +22,7 @@ from configuration_typed_bert import NO_RELATION
 from typed_bert.data import load_relations, texts_with_entities
 from typed_bert.metrics import relation_metrics
 
-BATCH_SIZES = (8, 32, 128)
+BATCH_SIZES = (16, 64)
 
 
 def texts_of(path: str, min_entities: int) -> list[dict[str, Any]]:
