@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from transformers import (
     AutoModelForTokenClassification,
@@ -191,6 +190,8 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
     """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1, write the
     Hub-ready folder (safetensors, config with the BIO labels, tokenizer, eval_results.json, model card) and return
     its dev scores, measured on character spans through the token-classification pipeline."""
+    import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
+
     started = time.perf_counter()
     train_texts = load_entity_texts(settings.train_file)
     validation_texts = load_entity_texts(settings.validation_file)
