@@ -195,3 +195,13 @@ def test_save_pretrained_and_push_to_hub_carry_the_entity_model(bundled, local_h
         env=env,
     )
     assert {"entities/model.safetensors", "entities/config.json"} <= set(result["files"])
+
+
+def test_predict_takes_text_only_lines(bundled, tmp_path):
+    source = tmp_path / "texts.jsonl"
+    source.write_text(json.dumps({"text": TEXT}) + "\n" + json.dumps({"text": " "}) + "\n")
+    result = run_script([sys.executable, "scripts/predict.py", "--model", str(bundled), "--input", str(source),
+                         "--skip-bad-lines", "--quiet", "--keep-no-relation"])  # fmt: skip
+    [line] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(line["prediction"]["entities"]) == 5 and len(line["prediction"]["relations"]) == 20
+    assert f"skipped {source}:2: 'text' is ' ', not a non-empty string" in result.stderr

@@ -37,6 +37,17 @@ from typed_bert.hardware import pick_device, pick_precision
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
 
+def check_text_line(classify, example: dict) -> None:
+    """A text-only line needs a non-empty text and a model with an entity model (`config.entity_model`)."""
+    if not isinstance(example["text"], str) or not example["text"].strip():
+        raise ValueError(f"'text' is {example['text']!r}, not a non-empty string")
+    if not getattr(classify.model.config, "entity_model", None):
+        raise ValueError(
+            "the line has no entities and the model has no entity model to find them (typed-bert push --model FOLDER "
+            "--entity-model NER_FOLDER adds one)"
+        )
+
+
 def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[int, dict]]:
     """`(line number, example)` of every good line. A bad line (not JSON, not an object, a span or type the model
     cannot encode) raises an `InputError`, or with `skip_bad_lines` is reported on stderr and left out."""
@@ -48,12 +59,15 @@ def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[
             example = json.loads(line)
             if not isinstance(example, dict):
                 raise ValueError(f"a JSON {type(example).__name__}, not an object")
-            for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
-                pass
+            if "text" in example and not {"entities", "subject", "object"} & set(example):  # raw text
+                check_text_line(classify, example)
+            else:
+                for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
+                    pass
         except ValueError as error:  # json.JSONDecodeError is a ValueError
             expected = (
-                "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}} or {'text', 'entities': "
-                "[{'start', 'end', 'type'}, ...]}"
+                "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}, {'text', 'entities': "
+                "[{'start', 'end', 'type'}, ...]} or, with a model that has an entity model, {'text'}"
             )
             problem = f"{str(error).rstrip('.')}; {expected}"
             if not skip_bad_lines:
@@ -114,7 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(
             f"cannot write ({error.strerror}); expected a file in an existing folder", args.output
         ) from None
-    predictions = classify(inputs(), **kwargs) if examples else []
+    # Raw-text lines go through the entity model first, all of them in batches: the pipeline takes them as a list.
+    # Otherwise the lines stream through it, for the progress bar.
+    text_only = any("text" in e and not {"entities", "subject", "object"} & set(e) for _, e in examples)
+    stream = [example for _, example in examples] if text_only else inputs()
+    predictions = classify(stream, **kwargs) if examples else []
     with sink, tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr) as progress:
         for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
