@@ -40,6 +40,10 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
 DEFAULT_BATCH_SIZE = 32
+# How the entity model's token labels become entities: transformers' word-level aggregation, the scores of a word's
+# tokens averaged, so an entity never starts or ends inside a word (CoNLL04 dev entity micro-F1 0.750 with "simple",
+# 0.758 with "average"; see the README).
+ENTITY_AGGREGATION = "average"
 
 
 class RelationClassificationPipeline(ChunkPipeline):
@@ -59,8 +63,8 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     A third form needs a model with an entity model (`config.entity_model`, a token classifier in that subfolder of
     the repository): a plain string, or `{"text"}` alone → `{"entities": [{"start", "end", "type", "text", "score"}],
-    "relations": [...]}`, the entities found by the entity model (transformers' token-classification pipeline, "simple"
-    aggregation, texts batched) and the relations among them as for an entity list.
+    "relations": [...]}`, the entities found by the entity model (transformers' token-classification pipeline,
+    `ENTITY_AGGREGATION`, texts batched) and the relations among them as for an entity list.
 
     Entities may come from any NER: `{"start", "end", "entity_group" or "entity", ...}` as transformers'
     token-classification pipeline gives them are read too, `entity_type_map={"PER": "Peop", ...}` maps foreign type
@@ -118,23 +122,10 @@ class RelationClassificationPipeline(ChunkPipeline):
                     f"text {index} has {length} tokens, more than the {limit} the entity model reads; split it into "
                     "sentences or paragraphs first."
                 )
-        found = recognizer(texts, batch_size=batch_size or DEFAULT_BATCH_SIZE)
-        return [
-            [
-                {
-                    "start": int(entity["start"]),
-                    "end": int(entity["end"]),
-                    "type": entity["entity_group"],
-                    "text": text[entity["start"] : entity["end"]],
-                    "score": float(entity["score"]),
-                }  # fmt: skip
-                for entity in entities
-            ]
-            for text, entities in zip(texts, found, strict=True)
-        ]
+        return recognized_entities(texts, recognizer(texts, batch_size=batch_size or DEFAULT_BATCH_SIZE))
 
     def _entity_recognizer(self):
-        """transformers' token-classification pipeline ("simple" aggregation) over the repository's entity model."""
+        """transformers' token-classification pipeline (`ENTITY_AGGREGATION`) over the repository's entity model."""
         if self._recognizer is None:
             subfolder = getattr(self.model.config, "entity_model", None)
             if not subfolder:
@@ -154,7 +145,7 @@ class RelationClassificationPipeline(ChunkPipeline):
             model = AutoModelForTokenClassification.from_pretrained(source, dtype=self.model.dtype, **load)
             tokenizer = AutoTokenizer.from_pretrained(source, **load)
             self._recognizer = pipeline(
-                "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple",
+                "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION,
                 device=self.device,
             )  # fmt: skip
         return self._recognizer
@@ -310,6 +301,24 @@ class RelationClassificationPipeline(ChunkPipeline):
             for i, j, extra in results
         ]
         return {"entities": entities, "relations": relations} if model_outputs[0]["text_only"] else relations
+
+
+def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The output of transformers' token-classification pipeline (with aggregation) on `texts` as this
+    pipeline's entities, `{"start", "end", "type", "text", "score"}`."""
+    return [
+        [
+            {
+                "start": int(entity["start"]),
+                "end": int(entity["end"]),
+                "type": entity["entity_group"],
+                "text": text[entity["start"] : entity["end"]],
+                "score": float(entity["score"]),
+            }  # fmt: skip
+            for entity in entities
+        ]
+        for text, entities in zip(texts, found, strict=True)
+    ]
 
 
 def _is_text_only(item: Any) -> bool:

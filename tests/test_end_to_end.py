@@ -205,3 +205,20 @@ def test_predict_takes_text_only_lines(bundled, tmp_path):
     [line] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(line["prediction"]["entities"]) == 5 and len(line["prediction"]["relations"]) == 20
     assert f"skipped {source}:2: 'text' is ' ', not a non-empty string" in result.stderr
+
+
+def test_the_benchmark_reports_text_only_extraction_throughput(bundled, tmp_path):
+    pytest.importorskip("datasets", reason="typed-bert benchmark runs on the training stack")
+    data = tmp_path / "entities.jsonl"
+    lines = [{"text": TEXT, "entities": []}, {"text": "Paul Allen", "entities": []}] * 3
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_script([sys.executable, "scripts/benchmark.py", "--extraction", str(bundled), str(data),
+                         "--threads", "1"])  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["texts"] == 6 and "cpu" in report["machine"]
+    assert {"fp32, batch 16", "fp32, batch 64"} <= set(report["results"])
+    for figures in report["results"].values():
+        assert figures["entities"] == 3 * (5 + 2)  # every word is an entity for the tiny recognizer
+        assert figures["texts_per_s"] > 0 and 0 < figures["entity_model_share"] < 1.5
+        assert figures["relations_per_s"] == pytest.approx(figures["relations"] * figures["texts_per_s"] / 6)
+    assert "text-only extraction, 6 texts, fp32, batch 16:" in result.stdout

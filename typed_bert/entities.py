@@ -1,6 +1,7 @@
 """Entity recognition for end-to-end extraction: a standard `AutoModelForTokenClassification` with BIO tags over the
 entity types of entity-list files, trained with the transformers `Trainer` and loaded with
-`pipeline("token-classification", aggregation_strategy="simple")`; and the span scores papers report.
+`pipeline("token-classification", aggregation_strategy="average")` (word-level aggregation, as the
+relation-classification pipeline runs it); and the span scores papers report.
 
     settings = EntitySettings(base_model=..., train_file=..., validation_file=...)
     results = train_entities(settings, output_dir)  # the Hub-ready folder, scored on the validation file
@@ -32,6 +33,7 @@ from transformers import (
 
 from configuration_typed_bert import NO_RELATION
 from encoding_typed_bert import check_span
+from pipeline_typed_bert import ENTITY_AGGREGATION, recognized_entities
 from typed_bert.errors import DataFileError, InputError, reading
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
@@ -161,29 +163,16 @@ def entity_spans(entities: Iterable[dict[str, Any]]) -> set[tuple[int, int, str]
 
 
 def found_entities(recognize, texts: Sequence[str], batch_size: int = 32) -> list[list[dict[str, Any]]]:
-    """The entities a token-classification pipeline (`aggregation_strategy="simple"`) finds in each text, as
-    `{"start", "end", "type", "text", "score"}`."""
-    outputs = recognize(list(texts), batch_size=batch_size) if texts else []
-    return [
-        [
-            {
-                "start": found["start"],
-                "end": found["end"],
-                "type": found["entity_group"],
-                "text": text[found["start"] : found["end"]],
-                "score": float(found["score"]),
-            }  # fmt: skip
-            for found in per_text
-        ]
-        for text, per_text in zip(texts, outputs, strict=True)
-    ]
+    """The entities a token-classification pipeline (with an aggregation strategy) finds in each text, as
+    `{"start", "end", "type", "text", "score"}`, as the relation-classification pipeline reports them."""
+    return recognized_entities(list(texts), recognize(list(texts), batch_size=batch_size) if texts else [])
 
 
 def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs):
-    """transformers' token-classification pipeline with "simple" aggregation (whole spans, never an invalid BIO
-    span) over an entity model folder or Hub id."""
-    return pipeline("token-classification", model=model_source, aggregation_strategy="simple", device=device,
-                    dtype=dtype, **load_kwargs)  # fmt: skip
+    """transformers' token-classification pipeline over an entity model folder or Hub id, aggregated as the
+    relation-classification pipeline aggregates (`ENTITY_AGGREGATION`: whole words, never an invalid BIO span)."""
+    return pipeline("token-classification", model=model_source, aggregation_strategy=ENTITY_AGGREGATION,
+                    device=device, dtype=dtype, **load_kwargs)  # fmt: skip
 
 
 def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str, Any]:
@@ -246,7 +235,7 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
         save_steps=None if by_epoch else settings.max_steps, save_only_model=True, save_total_limit=1,
         load_best_model_at_end=True, metric_for_best_model="entity_micro_f1", greater_is_better=True,
         logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
-        use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     trainer = TypedBertTrainer(
         model=model,
@@ -309,7 +298,7 @@ the entity model of a TypedBert relation model when it sits in that repository's
 ```python
 from transformers import pipeline
 
-recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_strategy="simple")
+recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_strategy="{ENTITY_AGGREGATION}")
 ```
 
 On `{results["validation_file"]}`: entity micro-F1 {results["entity_micro_f1"]:.4f} (precision

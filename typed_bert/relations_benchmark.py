@@ -1,7 +1,8 @@
 """The all-relations figures of `typed-bert benchmark --all-relations FILE`: the relation-classification pipeline
 over every ordered entity pair of real texts, one sequence per pair (`per_pair`) against one per subject
 (`per_subject`), on the same weights, each at its best batch size; and, given trained models, their micro-F1 on the
-same texts.
+same texts; and the text-only call of a model with a bundled entity model (entities found, then all relations among
+them): texts/s and relations/s.
 
 Two sets of texts come from FILE (pairs or entity lists with gold relations): its texts with at least
 `min_entities` entities, and longer texts made by joining consecutive texts until each has at least
@@ -95,3 +96,27 @@ def micro_f1(folder: str, texts: Sequence[dict[str, Any]], label_names: list[str
     index = {label: i for i, label in enumerate(label_names)}
     probabilities = np.eye(len(label_names), dtype=np.float32)[[index[label] for label in predicted]]
     return relation_metrics(np.array([index[label] for label in gold]), probabilities, label_names)["micro_f1"]
+
+
+def extraction_speed(folder: str, texts: Sequence[str], dtype: torch.dtype, batch_size: int) -> dict[str, float]:
+    """Texts/s, entities/s and relations/s of the text-only call (`classify(texts)`: the bundled entity model, then
+    every ordered pair of the entities it finds) at `batch_size`, after a warm-up, and the share of the time the
+    entity model alone takes (`recognize` on the same texts)."""
+    classify = pipeline("relation-classification", model=folder, trust_remote_code=True, dtype=dtype)
+    classify(list(texts[:2]), batch_size=batch_size)
+    started = time.perf_counter()
+    classify.recognize(list(texts), batch_size)
+    entity_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    outputs = classify(list(texts), batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    entities = sum(len(output["entities"]) for output in outputs)
+    relations = sum(len(output["relations"]) for output in outputs)
+    return {
+        "texts_per_s": len(texts) / seconds,
+        "entities_per_s": entities / seconds,
+        "relations_per_s": relations / seconds,
+        "entity_model_share": entity_seconds / seconds,
+        "entities": entities,
+        "relations": relations,
+    }

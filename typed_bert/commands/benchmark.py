@@ -17,6 +17,13 @@ runs only the all-relations figures (`typed_bert.relations_benchmark`): the pipe
 entity pair of the file's texts with >= 4 entities and of joined texts with >= 10, one sequence per pair against
 one per subject on the same converted weights, each at its best batch size, in fp32 and, where the hardware has bf16
 units, bf16; with --trained, both trained models' micro-F1 on the same texts and the labels bf16 changes.
+
+    python scripts/benchmark.py --extraction runs/demo/typed-bert-conll04 ../shared/data/conll04/dev_entities.jsonl \
+        --threads 2
+
+runs only the extraction figures: texts/s and relations/s of the text-only call (raw text in, the bundled entity
+model finds the entities, then every relation among them) over the file's texts, batched, in fp32 and, where the
+hardware has bf16 units, bf16, with the share of the time the entity model takes.
 """
 
 from __future__ import annotations
@@ -189,8 +196,7 @@ def all_relations(data_file: str, converted: str, trained: list[str] | None) -> 
     dtypes = {"fp32": torch.float32}
     if pick_precision("auto", "cpu") == "bf16":
         dtypes["bf16"] = torch.bfloat16
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                          "torch": torch.__version__}, "sets": {}}  # fmt: skip
+    report = {"machine": cpu_machine(), "sets": {}}
     print(json.dumps(report["machine"]), flush=True)
     for name, texts in sets.items():
         pairs = sum(len(t["entities"]) * (len(t["entities"]) - 1) for t in texts)
@@ -210,6 +216,38 @@ def all_relations(data_file: str, converted: str, trained: list[str] | None) -> 
             row.update(figures)
             print(f"{name}: {json.dumps(figures)}", flush=True)
         report["sets"][name] = row
+    print(json.dumps(report))
+    return report
+
+
+def cpu_machine() -> dict:
+    """Where a CPU figure comes from: the CPU and its bf16 units, torch's threads, torch."""
+    from typed_bert.hardware import cpu_description
+
+    return {"cpu": cpu_description(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def extraction(model: str, data_file: str) -> dict:
+    """Texts/s and relations/s of the text-only call on the texts of an entity-list file, at each batch size, fp32
+    and bf16 where the hardware has it."""
+    from typed_bert import relations_benchmark as bench
+    from typed_bert.entities import load_entity_texts
+    from typed_bert.hardware import pick_precision
+
+    texts = [text["text"] for text in load_entity_texts(data_file)]
+    dtypes = {"fp32": torch.float32}
+    if pick_precision("auto", "cpu") == "bf16":
+        dtypes["bf16"] = torch.bfloat16
+    report = {"machine": cpu_machine(), "texts": len(texts), "results": {}}
+    print(json.dumps(report["machine"]), flush=True)
+    for precision, dtype in dtypes.items():
+        for batch_size in bench.BATCH_SIZES:
+            figures = bench.extraction_speed(model, texts, dtype, batch_size)
+            report["results"][f"{precision}, batch {batch_size}"] = figures
+            print(f"text-only extraction, {len(texts)} texts, {precision}, batch {batch_size}: "
+                  f"{figures['texts_per_s']:.1f} texts/s, {figures['relations_per_s']:.1f} relations/s "
+                  f"({figures['entities']} entities, {figures['relations']} relations found; entity model "
+                  f"{figures['entity_model_share']:.0%} of the time)", flush=True)  # fmt: skip
     print(json.dumps(report))
     return report
 
@@ -251,6 +289,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--all-relations", type=local_path, help="data file: run only the all-relations figures")
     parser.add_argument("--trained", type=local_path, nargs=2, metavar=("PER_PAIR", "PER_SUBJECT"),
                         help="trained model folders for the all-relations quality figures")  # fmt: skip
+    parser.add_argument("--extraction", type=local_path, nargs=2, metavar=("MODEL", "DATA_FILE"),
+                        help="a relation model with an entity model, an entity-list file: run only the extraction "
+                        "figures")  # fmt: skip
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -259,6 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.memory_probe:
         memory_probe(args.memory_probe, args.converted)
         return {}
+
+    if args.extraction:
+        return extraction(*args.extraction)
 
     from typed_bert.hub.export import convert_checkpoint
 
@@ -278,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
         typed.bert.embeddings.entity_role_embeddings.weight[1:].normal_(0, 0.02)
 
     machine = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else cpu_machine()["cpu"],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

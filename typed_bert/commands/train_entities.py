@@ -5,7 +5,7 @@
 
 Input: entity-list JSON Lines, `{"text", "entities": [{"start", "end", "type"}, ...]}` (gold relations may be
 there too; they are ignored). OUT is a Hub-ready folder that `AutoModelForTokenClassification` and
-`pipeline("token-classification", aggregation_strategy="simple")` load without custom code; `typed-bert train
+`pipeline("token-classification", aggregation_strategy="average")` load without custom code; `typed-bert train
 --entity-model OUT` (or `typed-bert push --entity-model OUT`) puts it into a relation model's repository, whose
 pipeline then extracts from raw text. The best epoch by dev entity micro-F1 is kept and scored on character spans
 (boundaries and type must match) in eval_results.json.
