@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -55,3 +56,5 @@ def test_demo_runs_end_to_end(tmp_path, tiny_bert_dir, small_data):
     assert len(re.findall(r"^    entities: .*$", out, flags=re.MULTILINE)) == 3, out[-2000:]
     assert (tmp_path / "demo" / "typed-bert-conll04" / "confusion_matrix.png").is_file()
     assert (tmp_path / "demo" / "typed-bert-conll04" / "training_curve.png").is_file()
+    config = json.loads((tmp_path / "demo" / "typed-bert-conll04" / "config.json").read_text())
+    assert config["pair_encoding"] == "per_subject" and config["entity_model"] == "entities"
