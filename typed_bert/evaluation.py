@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,11 @@ def predict_probabilities(
     """Softmax probabilities `(pairs, num_labels)` of an encoded dataset, in dataset order, batched by similar
     length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given."""
     rows = dataset.select_columns([name for name in MODEL_INPUT_NAMES if name in dataset.column_names])
-    order = np.argsort([len(ids) for ids in rows["input_ids"]], kind="stable")  # similar lengths: less padding
     probabilities = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
-    loader = DataLoader(rows.select(order), batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
-    model.eval()
-    done = 0
-    autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
-    with torch.inference_mode(), autocast, tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
-        for batch in loader:
-            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
-            probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
-            probabilities[order[done : done + len(probs)]] = probs
-            done += len(probs)
-            progress.update(len(probs))
+    with tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
+        for index, probs in _probabilities_by_length(model, tokenizer, rows, batch_size, dtype):
+            probabilities[index] = probs
+            progress.update(1)
     return probabilities
 
 
@@ -61,22 +54,31 @@ def predict_packed_probabilities(
     if not isinstance(model, packing_class):
         model = packing_class.from_sequence_classifier(model)
     rows = packed["rows"]
-    order = np.argsort([len(ids) for ids in packed["input_ids"]], kind="stable")
-    inputs = packed.select_columns(list(PACKED_INPUT_NAMES)).select(order)
+    inputs = packed.select_columns(list(PACKED_INPUT_NAMES))
     probabilities = np.zeros((num_pairs, model.config.num_labels), dtype=np.float32)
-    loader = DataLoader(inputs, batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
+    with tqdm(total=num_pairs, unit="pair", disable=quiet or None) as progress:
+        for sequence, probs in _probabilities_by_length(model, tokenizer, inputs, batch_size, dtype):
+            probabilities[rows[sequence]] = probs[: len(rows[sequence])]
+            progress.update(len(rows[sequence]))
+    return probabilities
+
+
+def _probabilities_by_length(
+    model, tokenizer, inputs, batch_size: int, dtype: torch.dtype | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Each sequence of `inputs` (a dataset of model inputs) as `(its index, softmax probabilities)`: `(num_labels,)`
+    per pair, `(pairs, num_labels)` per packed sequence; run in batches of similar length (less padding) under
+    autocast to `dtype` when given."""
+    order = np.argsort([len(ids) for ids in inputs["input_ids"]], kind="stable")
+    loader = DataLoader(inputs.select(order), batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
     model.eval()
     done = 0
-    autocast = torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
-    with torch.inference_mode(), autocast, tqdm(total=num_pairs, unit="pair", disable=quiet or None) as progress:
-        for batch in loader:
+    for batch in loader:
+        with torch.inference_mode(), torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None):
             batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
             probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
-            for sequence, sequence_probs in zip(order[done : done + len(probs)], probs, strict=True):
-                probabilities[rows[sequence]] = sequence_probs[: len(rows[sequence])]
-                progress.update(len(rows[sequence]))
-            done += len(probs)
-    return probabilities
+        yield from zip(order[done : done + len(probs)].tolist(), probs, strict=True)
+        done += len(probs)
 
 
 def evaluate(
