@@ -4,6 +4,7 @@ text and on a foreign NER's entities, pushing both models, end-to-end scores, tr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForTokenClassification, pipeline
 
 from tests.conftest import (
+    HUB_TOKEN,
     REPO_ROOT,
     SHARED,
     hub_env,
@@ -21,6 +23,7 @@ from tests.conftest import (
     save_tiny_classifier,
     train_tiny,
 )
+from tests.test_standard_paths import TRAINER_PUSH
 from typed_bert.entities import bio_labels, bundle_entity_model, outermost, span_scores, token_spans
 
 pytestmark = pytest.mark.remote_code
@@ -222,3 +225,37 @@ def test_the_benchmark_reports_text_only_extraction_throughput(bundled, tmp_path
         assert figures["texts_per_s"] > 0 and 0 < figures["entity_model_share"] < 1.5
         assert figures["relations_per_s"] == pytest.approx(figures["relations"] * figures["texts_per_s"] / 6)
     assert "text-only extraction, 6 texts, fp32, batch 16:" in result.stdout
+
+
+@pytest.mark.slow
+def test_trainer_push_to_hub_of_a_packed_model_with_an_entity_model_extracts_from_the_hub(local_hub, tmp_path):
+    """The standard calls on a `per_subject` model that carries an entity model: AutoModelForSequenceClassification,
+    `Trainer(push_to_hub=True)` (the script of test_standard_paths), then the pipeline on raw text from the Hub repo
+    in a clean process."""
+    folder = save_tiny_classifier(tmp_path / "relations", ENTITY_TYPES, pair_encoding="per_subject")
+    bundle_entity_model(folder, save_tiny_recognizer(tmp_path / "entities"))
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home"), "TOKENIZERS_PARALLELISM": "false"}
+    example = {"text": TEXT, "subject": {"start": 0, "end": 10, "type": "PER"},
+               "object": {"start": 19, "end": 28, "type": "ORG"}}  # fmt: skip
+    script = TRAINER_PUSH.format(source=str(folder), repo="org/packed", trainer="Trainer",
+                                 output_dir=str(tmp_path / "out"), example=example, token=HUB_TOKEN)  # fmt: skip
+    trained = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-4000:]
+    result = run_isolated(
+        f"""
+        import json
+        from huggingface_hub import list_repo_files
+        from transformers import AutoConfig, pipeline
+        config = AutoConfig.from_pretrained("org/packed", trust_remote_code=True)
+        found = pipeline("relation-classification", model="org/packed", trust_remote_code=True)({TEXT!r},
+                                                                                                 keep_no_relation=True)
+        print(json.dumps({{"files": sorted(list_repo_files("org/packed")), "pair_encoding": config.pair_encoding,
+                          "entities": [e["text"] for e in found["entities"]], "relations": len(found["relations"])}}))
+        """,
+        tmp_path,
+        env={**env, "HF_HOME": str(tmp_path / "fresh-home")},
+    )
+    assert {"entities/model.safetensors", "entities/config.json", "model.safetensors"} <= set(result["files"])
+    assert result["pair_encoding"] == "per_subject"
+    assert result["entities"] == ["Bill", "Gates", "founded", "Microsoft", "."] and result["relations"] == 5 * 4
