@@ -91,13 +91,16 @@ def test_refuses_non_empty_output_dir(tmp_path, tiny_bert_dir, small_data):
     assert (out / "mine.txt").read_text() == "keep"
 
 
-def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_bert_dir, small_data):
+@pytest.mark.parametrize("pair_encoding", ["per_pair", "per_subject"])
+def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_bert_dir, small_data, pair_encoding):
     out = tmp_path / "ddp"
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731")
+    port = {"per_pair": "29731", "per_subject": "29733"}[pair_encoding]
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port)
     # Three epochs, so that the best epoch is loaded back at the end from the checkpoint folder all ranks share.
-    train(tiny_bert_dir, small_data, out, "--epochs", "3", "--learning-rate", "1e-3", launcher=launcher, steps=None)
+    train(tiny_bert_dir, small_data, out, "--epochs", "3", "--learning-rate", "1e-3", "--pair-encoding", pair_encoding,
+          launcher=launcher, steps=None)  # fmt: skip
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["world_size"] == 2
+    assert results["world_size"] == 2 and results["pair_encoding"] == pair_encoding
     log = json.loads((out / "training_log.json").read_text())
     assert len([entry for entry in log if "eval_micro_f1" in entry]) == 3
     assert not (tmp_path / ".ddp.checkpoints").exists()
