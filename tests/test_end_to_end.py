@@ -259,3 +259,26 @@ def test_trainer_push_to_hub_of_a_packed_model_with_an_entity_model_extracts_fro
     assert {"entities/model.safetensors", "entities/config.json", "model.safetensors"} <= set(result["files"])
     assert result["pair_encoding"] == "per_subject"
     assert result["entities"] == ["Bill", "Gates", "founded", "Microsoft", "."] and result["relations"] == 5 * 4
+
+
+@pytest.mark.slow
+def test_train_entities_is_reproducible_with_the_same_seed(tiny_bert_dir, tmp_path):
+    """Two runs with one seed give the same weights: the new classifier head and the batches both follow the seed."""
+    from safetensors.torch import load_file
+
+    from typed_bert.entities import EntitySettings, train_entities
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, count in (("train", 24), ("dev", 8)):
+        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    settings = EntitySettings(str(tiny_bert_dir), str(folder / "train.jsonl"), str(folder / "dev.jsonl"),
+                              max_steps=2, precision="fp32")  # fmt: skip
+    for run in ("a", "b"):
+        torch.manual_seed(ord(run))  # a different global state before each run
+        train_entities(settings, tmp_path / run)
+    first, second = (load_file(tmp_path / run / "model.safetensors") for run in ("a", "b"))
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        torch.testing.assert_close(second[name], tensor, rtol=0, atol=0, msg=name)

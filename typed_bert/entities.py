@@ -29,6 +29,7 @@ from transformers import (
     DataCollatorForTokenClassification,
     TrainingArguments,
     pipeline,
+    set_seed,
 )
 
 from configuration_typed_bert import NO_RELATION
@@ -196,6 +197,7 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
                 )
     labels = bio_labels(entity_types)
     label2id = {label: index for index, label in enumerate(labels)}
+    set_seed(settings.seed)  # before the model: its new classifier head is drawn from the global generator
     with reading(settings.base_model, "a BERT-family checkpoint folder or Hub id with a fast tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
         model = AutoModelForTokenClassification.from_pretrained(
