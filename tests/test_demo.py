@@ -58,3 +58,6 @@ def test_demo_runs_end_to_end(tmp_path, tiny_bert_dir, small_data):
     assert (tmp_path / "demo" / "typed-bert-conll04" / "training_curve.png").is_file()
     config = json.loads((tmp_path / "demo" / "typed-bert-conll04" / "config.json").read_text())
     assert config["pair_encoding"] == "per_subject" and config["entity_model"] == "entities"
+    # The demo keeps to its time budget: 6 epochs, not per_subject's default 10.
+    settings = json.loads((tmp_path / "demo" / "typed-bert-conll04" / "eval_results.json").read_text())["settings"]
+    assert (settings["pair_encoding"], settings["epochs"]) == ("per_subject", 6.0)

@@ -224,5 +224,5 @@ def test_epochs_and_batch_size_default_by_pair_encoding_and_keep_what_is_given()
 
     assert (resolved().epochs, resolved().batch_size) == (4.0, 32)
     packed = resolved(pair_encoding="per_subject")
-    assert (packed.epochs, packed.batch_size) == (6.0, 16)
+    assert (packed.epochs, packed.batch_size) == (10.0, 16)
     assert (resolved(pair_encoding="per_subject", epochs=2, batch_size=8).epochs, 8) == (2, 8)

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
     parser.add_argument(
-        "--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience): 4, per_subject 6"
+        "--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience): 4, per_subject 10"
     )
     parser.add_argument(
         "--patience",
