@@ -51,3 +51,8 @@ def test_every_subcommand_has_help_with_an_example(command):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"usage: typed-bert {command}" in result.stdout
     assert f"example:\n  typed-bert {command} " in result.stdout
+    # A usage line continued with a backslash stays two lines (a docstring's "\\<newline>" would join them).
+    joined = [
+        line for line in result.stdout.splitlines() if line.startswith("    python scripts/") and "   " in line.strip()
+    ]
+    assert not joined, joined

@@ -1,4 +1,4 @@
-"""TypedBert vs BertForSequenceClassification on the same MiniLM weights: speed, load time, memory.
+r"""TypedBert vs BertForSequenceClassification on the same MiniLM weights: speed, load time, memory.
 
     python scripts/benchmark.py [--repeats 15] [--device cpu|cuda] [--threads N]
 

@@ -1,4 +1,4 @@
-"""Turn a BERT-family checkpoint into a TypedBert checkpoint folder without losing any of its weights.
+r"""Turn a BERT-family checkpoint into a TypedBert checkpoint folder without losing any of its weights.
 
     python scripts/convert.py --base-model PATH_OR_HUB_ID --entity-types Peop,Org,Loc,Other --output-dir OUT \
         [--labels L1,L2,...] [--overwrite]

@@ -1,4 +1,4 @@
-"""Publish a TypedBert checkpoint folder to the Hugging Face Hub (or any endpoint that speaks its protocol).
+r"""Publish a TypedBert checkpoint folder to the Hugging Face Hub (or any endpoint that speaks its protocol).
 
     python scripts/push.py --model OUT --repo-id org/typed-bert [--private] [--revision BRANCH] \
         [--commit-message M] [--tag v1] [--no-verify]

@@ -1,4 +1,4 @@
-"""Fine-tune an entity recognizer (a standard token classifier, BIO tags) for end-to-end relation extraction.
+r"""Fine-tune an entity recognizer (a standard token classifier, BIO tags) for end-to-end relation extraction.
 
     python scripts/train_entities.py --base-model PATH --train-file train_entities.jsonl \
         --validation-file dev_entities.jsonl --output-dir OUT
