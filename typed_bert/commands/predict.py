@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             source = open(args.input, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as error:
             raise InputError(
-                f"cannot read ({error.strerror}); expected a JSON Lines file of pairs", args.input
+                f"cannot read ({error.strerror}); expected a JSON Lines file of pairs, entity lists or texts",
+                args.input,
             ) from None
     else:
         source = sys.stdin
