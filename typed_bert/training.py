@@ -86,9 +86,9 @@ class TrainingSettings:
     classifier_pooling: str | None = None
     pair_encoding: str = "per_pair"
     entity_init: str = "zero"
-    epochs: float | None = None  # 4, or 10 with per_subject pair encoding (`resolved_settings`)
+    epochs: float | None = None  # DEFAULT_EPOCHS of the pair encoding (`resolved_settings`)
     patience: int | None = None
-    batch_size: int | None = None  # 32, or 16 with per_subject pair encoding (`resolved_settings`)
+    batch_size: int | None = None  # DEFAULT_BATCH_SIZE of the pair encoding (`resolved_settings`)
     learning_rate: float = 1e-4
     entity_learning_rate: float = 1e-3
     warmup_ratio: float = 0.1

@@ -29,8 +29,20 @@ EXAMPLE = (
 )
 
 
+def by_pair_encoding(defaults: dict[str, float]) -> str:
+    """A default that depends on the pair encoding, for a help text: `{"per_pair": 4.0, "per_subject": 10.0}` as
+    "per_pair 4, per_subject 10"."""
+    return ", ".join(f"{encoding} {value:g}" for encoding, value in defaults.items())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from typed_bert.training import DEFAULT_INPUT_MODE, ENTITY_INITS, TrainingSettings
+    from typed_bert.training import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_EPOCHS,
+        DEFAULT_INPUT_MODE,
+        ENTITY_INITS,
+        TrainingSettings,
+    )
 
     defaults = {item.name: item.default for item in fields(TrainingSettings)}
     parser = command_parser(__doc__, EXAMPLE)
@@ -64,7 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of rank R (0: full fine-tuning)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling numerator (default: 2 x rank)")
     parser.add_argument(
-        "--epochs", type=float, default=defaults["epochs"], help="epochs (the most, with --patience): 4, per_subject 10"
+        "--epochs",
+        type=float,
+        default=defaults["epochs"],
+        help=f"epochs (the most, with --patience); default by pair encoding: {by_pair_encoding(DEFAULT_EPOCHS)}",
     )
     parser.add_argument(
         "--patience",
@@ -73,7 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop when dev micro-F1 has not improved for this many epochs (the best epoch is kept either way)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=defaults["batch_size"], help="sequences per step: 32, per_subject 16"
+        "--batch-size",
+        type=int,
+        default=defaults["batch_size"],
+        help=f"sequences per step; default by pair encoding: {by_pair_encoding(DEFAULT_BATCH_SIZE)}",
     )
     parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
     parser.add_argument(
