@@ -263,21 +263,22 @@ def test_trainer_push_to_hub_of_a_packed_model_with_an_entity_model_extracts_fro
 
 @pytest.mark.slow
 def test_train_entities_is_reproducible_with_the_same_seed(tiny_bert_dir, tmp_path):
-    """Two runs with one seed give the same weights: the new classifier head and the batches both follow the seed."""
+    """Two runs of `typed-bert train-entities --seed 7` in one process (as the demo runs it, after other work) give
+    the same weights: the new classifier head and the batches both follow the seed, not the global generator."""
     from safetensors.torch import load_file
 
-    from typed_bert.entities import EntitySettings, train_entities
+    from typed_bert.commands import train_entities
 
     folder = tmp_path / "data"
     folder.mkdir()
     for split, count in (("train", 24), ("dev", 8)):
         lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
         (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    settings = EntitySettings(str(tiny_bert_dir), str(folder / "train.jsonl"), str(folder / "dev.jsonl"),
-                              max_steps=2, precision="fp32")  # fmt: skip
     for run in ("a", "b"):
         torch.manual_seed(ord(run))  # a different global state before each run
-        train_entities(settings, tmp_path / run)
+        train_entities.main(["--base-model", str(tiny_bert_dir), "--train-file", str(folder / "train.jsonl"),
+                             "--validation-file", str(folder / "dev.jsonl"), "--output-dir", str(tmp_path / run),
+                             "--seed", "7", "--max-steps", "2", "--precision", "fp32"])  # fmt: skip
     first, second = (load_file(tmp_path / run / "model.safetensors") for run in ("a", "b"))
     assert first.keys() == second.keys()
     for name, tensor in first.items():
