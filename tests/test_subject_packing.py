@@ -202,3 +202,37 @@ def test_per_subject_with_a_marker_input_mode_is_one_clear_line(tiny_bert_dir, s
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "pair_encoding='per_subject'" in result.stderr and "expected" in result.stderr
+
+
+def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
+    """`peft.get_peft_model` with the README's LoRA recipe on `TypedBertForRelationExtraction`: the packed inputs pass
+    through PEFT's wrapper, the adapter reloads onto a fresh model with the same logits, and merging keeps them."""
+    peft = pytest.importorskip("peft", reason="PEFT is a dependency of the package; the transformers 4.57 job lacks it")
+    from tests.test_peft import RECIPE
+
+    packed_model().save_pretrained(tmp_path / "base")
+    packed, _ = encode_subjects(tokenizer, TEXT, ENTITIES, ENTITY_TYPES)
+    batch = TypedBertDataCollator(tokenizer)([features for _, _, features in packed])
+    labels = torch.ones(batch["object_positions"].shape, dtype=torch.long)  # (subjects, objects): every pair related
+    model = peft.get_peft_model(
+        TypedBertForRelationExtraction.from_pretrained(tmp_path / "base"), peft.LoraConfig(**RECIPE)
+    )
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(3):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        trained = model(**batch).logits
+    assert trained.shape == (*labels.shape, model.config.num_labels)
+    model.save_pretrained(tmp_path / "adapter")
+
+    fresh = TypedBertForRelationExtraction.from_pretrained(tmp_path / "base").eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(**batch).logits, trained, atol=1e-3)  # training moved them
+    reloaded = peft.PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, trained)
+        torch.testing.assert_close(reloaded.merge_and_unload()(**batch).logits, trained, rtol=0, atol=1e-5)
