@@ -40,6 +40,10 @@ NO_ENTITY_TYPE = "O"
 ENTITY_ROLES = ("none", "subject", "object")
 SUBJECT_ROLE = ENTITY_ROLES.index("subject")
 OBJECT_ROLE = ENTITY_ROLES.index("object")
+# Word shapes (`word_shape_ids`, `encoding_typed_bert.word_shape_ids`): the letter case of the word a token comes from,
+# read from the original text through the tokenizer's offsets, for what an uncased vocabulary throws away. 0 is special
+# tokens and padding.
+WORD_SHAPES = ("none", "lower", "title", "upper", "mixed", "digit", "other")
 # The label of pairs that hold no relation (TACRED, KLUE-RE, CoNLL04 here): not a relation when scoring or reporting.
 NO_RELATION = "no_relation"
 
@@ -82,6 +86,11 @@ class TypedBertConfig(BertConfig):
             The subfolder of the repository that holds the entity model (a standard token classifier, typically
             `"entities"`): the relation-classification pipeline then extracts from raw text. None: entities must be
             given with each text.
+        word_shapes (`bool`, *optional*, defaults to `False`):
+            Whether the input embeddings also carry the shape of the word each token comes from (`WORD_SHAPES`: lower,
+            Title, UPPER, mixed, digits, other; `word_shape_ids`), a table that starts at zero. For uncased
+            vocabularies, whose tokenizer lowercases the strongest cue of a name; the pipelines compute the ids from
+            the text.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -100,6 +109,7 @@ class TypedBertConfig(BertConfig):
         pair_encoding: str = "per_pair",
         position_id_offset: int = 0,
         entity_model: str | None = None,
+        word_shapes: bool = False,
         **kwargs,
     ) -> None:
         legacy_flags = kwargs.pop("use_entity_embeddings", None), kwargs.pop("entity_markers", None)
@@ -128,6 +138,9 @@ class TypedBertConfig(BertConfig):
         if entity_model is not None and (not isinstance(entity_model, str) or not entity_model.isidentifier()):
             raise ValueError(f"entity_model={entity_model!r} must be the name of a subfolder such as 'entities'.")
         self.entity_model = entity_model
+        if not isinstance(word_shapes, bool):
+            raise ValueError(f"word_shapes={word_shapes!r} must be a bool.")
+        self.word_shapes = word_shapes
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
@@ -147,6 +160,11 @@ class TypedBertConfig(BertConfig):
     def num_entity_roles(self) -> int:
         """Rows of the entity role table: none, subject, object."""
         return len(ENTITY_ROLES)
+
+    @property
+    def num_word_shapes(self) -> int:
+        """Rows of the word shape table: "none" (special tokens) plus the shapes."""
+        return len(WORD_SHAPES)
 
     @property
     def max_sequence_length(self) -> int:

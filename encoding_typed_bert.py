@@ -12,6 +12,7 @@ offsets overlap it; its `entity_type_ids` entry is the index of the span's type 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,9 +20,9 @@ import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 try:
-    from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
+    from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, WORD_SHAPES
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
-    from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE
+    from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, WORD_SHAPES
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
 # The inputs of a subject-packed sequence (`encode_subjects`, `TypedBertForRelationExtraction`): the five above, the
@@ -30,6 +31,7 @@ MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_ty
 PACKED_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "marker_groups", "object_positions")
 # PL-Marker packs 16-40 objects per sequence; texts with more candidate objects per subject take several sequences.
 DEFAULT_OBJECTS_PER_SEQUENCE = 32
+_WORDS = re.compile(r"\w+|[^\w\s]")  # BERT's pre-tokenization: runs of word characters, single punctuation marks
 # Zhou & Chen (2021), typed entity markers in punctuation form: "@ * person * Bill @" and "# ^ org ^ Microsoft #".
 SUBJECT_MARKERS = ("@", "*")
 OBJECT_MARKERS = ("#", "^")
@@ -76,6 +78,28 @@ def check_span(name: str, span: Any, text: str, entity_types: Sequence[str] | No
             f"{name} type {entity_type!r} is not a known entity type; known types: {list(entity_types[1:])}."
         )
     return start, end, entity_type
+
+
+def word_shape(word: str) -> int:
+    """The `WORD_SHAPES` index of a word: its letters all lower, Title (one upper first), all UPPER (two or more) or
+    mixed; without letters, digits or other."""
+    letters = [character for character in word if character.isalpha()]
+    if not letters:
+        return WORD_SHAPES.index("digit" if any(c.isdigit() for c in word) else "other")
+    if all(letter.islower() for letter in letters):
+        return WORD_SHAPES.index("lower")
+    if letters[0].isupper() and all(letter.islower() for letter in letters[1:]):
+        return WORD_SHAPES.index("title")
+    return WORD_SHAPES.index("upper" if all(letter.isupper() for letter in letters) else "mixed")
+
+
+def word_shape_ids(text: str, offsets: Sequence[Sequence[int]]) -> list[int]:
+    """The shape of the word each token comes from, one id per `(start, end)` character offset of the tokenizer
+    (0 for a token with no characters: special tokens and padding)."""
+    shapes = [0] * (len(text) + 1)
+    for word in _WORDS.finditer(text):
+        shapes[word.start() : word.end()] = [word_shape(word.group())] * (word.end() - word.start())
+    return [shapes[int(start)] if int(end) > int(start) else 0 for start, end in offsets]
 
 
 def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:

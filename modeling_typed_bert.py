@@ -20,7 +20,11 @@ import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, logging
@@ -42,8 +46,10 @@ TYPED_BERT_AUTO_MAP = {
     "AutoConfig": "configuration_typed_bert.TypedBertConfig",
     "AutoModel": "modeling_typed_bert.TypedBertModel",
     "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_typed_bert.TypedBertForTokenClassification",
 }
 RELATION_TASK = "relation-classification"
+ENTITY_TASK = "token-classification"
 logger = logging.get_logger(__name__)
 
 
@@ -78,7 +84,8 @@ class TypedBertEntityEmbedding(nn.Embedding):
 
 class TypedBertEmbeddings(BertEmbeddings):
     """BERT's embeddings plus the entity type table and the entity role table (those of the two the input mode uses:
-    `entity_type_embeddings` or `entity_role_embeddings` is None when it has none)."""
+    `entity_type_embeddings` or `entity_role_embeddings` is None when it has none), and the word shape table with
+    `config.word_shapes` (`word_shape_embeddings`, else None)."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
@@ -92,11 +99,23 @@ class TypedBertEmbeddings(BertEmbeddings):
             if config.use_entity_role_embeddings
             else None
         )
+        self.word_shape_embeddings = (
+            TypedBertEntityEmbedding(config.num_word_shapes, config.hidden_size) if config.word_shapes else None
+        )
         self.entity_scale = 0.5 if config.entity_fusion == "mean" else 1.0
 
     def entity_tables(self) -> list[TypedBertEntityEmbedding]:
         """The tables this model has."""
         return [table for table in (self.entity_type_embeddings, self.entity_role_embeddings) if table is not None]
+
+    def add_word_shape_embeddings(
+        self, inputs_embeds: torch.Tensor, word_shape_ids: torch.LongTensor | None
+    ) -> torch.Tensor:
+        """Word vectors `(batch, seq, hidden)` plus the vector of each token's word shape (ids `(batch, seq)`; None,
+        or a model without the table: unchanged). Most tokens have a shape, so every token is looked up."""
+        if self.word_shape_embeddings is None or word_shape_ids is None:
+            return inputs_embeds
+        return inputs_embeds + self.word_shape_embeddings(word_shape_ids)
 
     def add_entity_embeddings(
         self,
@@ -183,7 +202,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         if add_pooling_layer is None:
             add_pooling_layer = config.classifier_pooling == "cls"
         super().__init__(config, add_pooling_layer=add_pooling_layer)
-        if config.use_entity_embeddings:
+        if config.use_entity_embeddings or config.word_shapes:
             self.embeddings = TypedBertEmbeddings(config)
             self.embeddings.apply(self._init_weights)
 
@@ -196,6 +215,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
+        word_shape_ids: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple[torch.Tensor, ...]:
         r"""
@@ -206,6 +226,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 Index into `config.entity_types` of the entity each token belongs to; 0 (no entity) when absent.
             entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 0 = outside both entities, 1 = subject, 2 = object; all 0 when absent.
+            word_shape_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
+                Index into `WORD_SHAPES` of the word each token comes from (`encoding_typed_bert.word_shape_ids`);
+                read only with `config.word_shapes`.
             position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
                 default 0, 1, ... as in BERT, or with `config.position_id_offset` (RoBERTa's family) the real tokens
                 counted from the offset, as RoBERTa counts them.
@@ -225,12 +248,14 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         for name, ids, num_ids in (
             ("entity_type_ids", entity_type_ids, self.config.num_entity_types),
             ("entity_role_ids", entity_role_ids, self.config.num_entity_roles),
+            ("word_shape_ids", word_shape_ids, self.config.num_word_shapes),
         ):
             if ids is not None:
                 _check_entity_ids(ids, name, num_ids, shape)
 
         if isinstance(self.embeddings, TypedBertEmbeddings):
             inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
+            inputs_embeds = self.embeddings.add_word_shape_embeddings(inputs_embeds, word_shape_ids)
         if position_ids is None and self.config.position_id_offset:
             position_ids = _counted_positions(
                 attention_mask, shape, self.config.position_id_offset, inputs_embeds.device
@@ -536,8 +561,77 @@ class TypedBertForRelationExtraction(TypedBertPreTrainedModel):
         return additive.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
 
 
+class TypedBertForTokenClassification(TypedBertPreTrainedModel):
+    """TypedBert with a token classifier, as `BertForTokenClassification`: the entity model of text-in extraction
+    (BIO tags). With `config.word_shapes` its input embeddings also carry the shape of each token's word, which an
+    uncased tokenizer throws away; its checkpoint announces `TypedBertTokenClassificationPipeline`, which computes
+    `word_shape_ids` from the text, as `pipeline("token-classification", trust_remote_code=True)`."""
+
+    _custom_pipelines = {
+        ENTITY_TASK: {
+            "impl": "pipeline_typed_bert.TypedBertTokenClassificationPipeline",
+            "pt": ["AutoModelForTokenClassification"],
+            "tf": [],
+            "type": "text",
+        }
+    }
+
+    def __init__(self, config: TypedBertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = TypedBertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        word_shape_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput | tuple[torch.Tensor, ...]:
+        r"""
+        Args:
+            word_shape_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): see `TypedBertModel`.
+            labels (`torch.LongTensor` of shape `(batch, seq)`, *optional*): tag ids, -100 where no loss is taken.
+            The other arguments are those of `TypedBertModel`.
+
+        Returns:
+            `TokenClassifierOutput` with `logits` `(batch, seq, num_labels)`, and `loss` when `labels` is given.
+        """
+        return_dict = kwargs.pop("return_dict", None)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            word_shape_ids=word_shape_ids,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        if not return_dict:
+            output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
+            return ((loss,) + output) if loss is not None else output
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 TypedBertModel.register_for_auto_class("AutoModel")
 TypedBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+TypedBertForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
     "RelationExtractionOutput",
@@ -545,6 +639,7 @@ __all__ = [
     "TypedBertEntityEmbedding",
     "TypedBertForRelationExtraction",
     "TypedBertForSequenceClassification",
+    "TypedBertForTokenClassification",
     "TypedBertModel",
     "TypedBertPreTrainedModel",
 ]

@@ -16,26 +16,29 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+from transformers import AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
+from transformers.pipelines import TokenClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
 
 try:
-    from .configuration_typed_bert import NO_RELATION
+    from .configuration_typed_bert import NO_RELATION, TypedBertConfig
     from .encoding_typed_bert import (
         check_pair,
         encode_entity_pairs,
         encode_relation,
         encode_subjects,
         max_sequence_length,
+        word_shape_ids,
     )
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
-    from configuration_typed_bert import NO_RELATION
+    from configuration_typed_bert import NO_RELATION, TypedBertConfig
     from encoding_typed_bert import (
         check_pair,
         encode_entity_pairs,
         encode_relation,
         encode_subjects,
         max_sequence_length,
+        word_shape_ids,
     )
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
@@ -142,12 +145,12 @@ class RelationClassificationPipeline(ChunkPipeline):
                 source, load = os.path.join(source, subfolder), {}
             elif revision:
                 load["revision"] = revision
-            model = AutoModelForTokenClassification.from_pretrained(source, dtype=self.model.dtype, **load)
-            tokenizer = AutoTokenizer.from_pretrained(source, **load)
-            self._recognizer = pipeline(
-                "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION,
-                device=self.device,
-            )  # fmt: skip
+            model = _token_classifier_class(source, **load).from_pretrained(source, dtype=self.model.dtype, **load)
+            # The relation model came from this repository under trust_remote_code; its entity model is part of it.
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True, **load)
+            self._recognizer = TypedBertTokenClassificationPipeline(
+                model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=self.device
+            )
         return self._recognizer
 
     def _sanitize_parameters(
@@ -301,6 +304,48 @@ class RelationClassificationPipeline(ChunkPipeline):
             for i, j, extra in results
         ]
         return {"entities": entities, "relations": relations} if model_outputs[0]["text_only"] else relations
+
+
+class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
+    """transformers' token-classification pipeline, for entity models with a word shape table (`config.word_shapes`):
+    `preprocess` adds each window's `word_shape_ids`, read from the text through the tokenizer's offsets; the rest is
+    transformers' own. A model without the table is run exactly as the parent class runs it."""
+
+    def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
+        uses_shapes = getattr(self.model.config, "word_shapes", False)
+        if uses_shapes and not self.tokenizer.is_fast:
+            raise ValueError("word_shape_ids are read through the tokenizer's offsets; expected a fast tokenizer.")
+        for model_inputs in super().preprocess(sentence, offset_mapping=offset_mapping, **preprocess_params):
+            if uses_shapes:
+                model_inputs["word_shape_ids"] = self._word_shape_ids(sentence, model_inputs, preprocess_params)
+            yield model_inputs
+
+    @staticmethod
+    def _word_shape_ids(sentence, model_inputs: dict[str, Any], preprocess_params: dict[str, Any]) -> torch.Tensor:
+        """`(1, seq)` shape ids of one window; with `is_split_into_words`, offsets are within each word."""
+        offsets = model_inputs["offset_mapping"][0].tolist()
+        word_starts = model_inputs.get("word_to_chars_map")
+        if word_starts is not None:
+            text = preprocess_params["delimiter"].join(sentence)
+            words = model_inputs["word_ids"]
+            offsets = [(0, 0) if w is None else (word_starts[w][0] + a, word_starts[w][0] + b)
+                       for w, (a, b) in zip(words, offsets, strict=True)]  # fmt: skip
+        else:
+            text = sentence
+        return torch.tensor([word_shape_ids(text, offsets)])
+
+
+def _token_classifier_class(source: str, **load_kwargs) -> type:
+    """The class of the entity model in `source`: TypedBert's token classifier for a TypedBert checkpoint (read from
+    this repository's own code), transformers' Auto class for any other."""
+    config_dict, _ = PretrainedConfig.get_config_dict(source, **load_kwargs)
+    if config_dict.get("model_type") != TypedBertConfig.model_type:
+        return AutoModelForTokenClassification
+    try:  # imported here: the modeling file imports this one
+        from .modeling_typed_bert import TypedBertForTokenClassification
+    except ImportError:  # imported as a top-level module from a checkout, not as part of a package
+        from modeling_typed_bert import TypedBertForTokenClassification
+    return TypedBertForTokenClassification
 
 
 def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:

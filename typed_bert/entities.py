@@ -33,7 +33,8 @@ from transformers import (
 )
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import check_span
+from encoding_typed_bert import check_span, word_shape_ids
+from modeling_typed_bert import TypedBertForTokenClassification
 from pipeline_typed_bert import ENTITY_AGGREGATION, recognized_entities
 from typed_bert.errors import DataFileError, InputError, reading
 from typed_bert.hardware import pick_precision
@@ -58,6 +59,8 @@ class EntitySettings:
     precision: str = "auto"
     seed: int = 42
     max_steps: int = -1
+    word_shapes: bool = False
+    table_learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
@@ -112,9 +115,11 @@ def outermost(entities: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return kept, len(entities) - len(kept)
 
 
-def tag_tokens(tokenizer, text: str, entities: Sequence[dict[str, Any]], label2id: dict[str, int], max_length: int):
-    """`input_ids`, `attention_mask` and BIO `labels` (-100 on special tokens) of a text, truncated to `max_length`:
-    the first token of an entity is `B-type`, the others `I-type`."""
+def tag_tokens(
+    tokenizer, text: str, entities: Sequence[dict[str, Any]], label2id: dict[str, int], max_length: int
+) -> dict[str, list[int]]:
+    """`input_ids`, `attention_mask`, `word_shape_ids` and BIO `labels` (-100 on special tokens) of a text, truncated
+    to `max_length`: the first token of an entity is `B-type`, the others `I-type`."""
     encoding = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
                          max_length=max_length)  # fmt: skip
     labels = [-100 if special else label2id[OUTSIDE] for special in encoding["special_tokens_mask"]]
@@ -128,7 +133,27 @@ def tag_tokens(tokenizer, text: str, entities: Sequence[dict[str, Any]], label2i
         ]
         for rank, position in enumerate(inside):
             labels[position] = label2id[f"{'B' if rank == 0 else 'I'}-{entity['type']}"]
-    return {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], "labels": labels}
+    return {
+        "input_ids": encoding["input_ids"],
+        "attention_mask": encoding["attention_mask"],
+        "word_shape_ids": word_shape_ids(text, encoding["offset_mapping"]),
+        "labels": labels,
+    }
+
+
+class TaggingCollator(DataCollatorForTokenClassification):
+    """transformers' token-classification collator, with `word_shape_ids` padded (0) like the labels."""
+
+    def torch_call(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        shapes = [feature.pop("word_shape_ids") for feature in features] if "word_shape_ids" in features[0] else None
+        batch = super().torch_call(features)
+        if shapes is not None:
+            length = batch["input_ids"].shape[1]
+            padded = [row + [0] * (length - len(row)) for row in shapes]
+            if self.tokenizer.padding_side == "left":
+                padded = [[0] * (length - len(row)) + row for row in shapes]
+            batch["word_shape_ids"] = torch.tensor(padded)
+        return batch
 
 
 def token_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
@@ -173,7 +198,7 @@ def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs):
     """transformers' token-classification pipeline over an entity model folder or Hub id, aggregated as the
     relation-classification pipeline aggregates (`ENTITY_AGGREGATION`: whole words, never an invalid BIO span)."""
     return pipeline("token-classification", model=model_source, aggregation_strategy=ENTITY_AGGREGATION,
-                    device=device, dtype=dtype, **load_kwargs)  # fmt: skip
+                    device=device, dtype=dtype, trust_remote_code=True, **load_kwargs)  # fmt: skip
 
 
 def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str, Any]:
@@ -200,15 +225,16 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
     set_seed(settings.seed)  # before the model: its new classifier head is drawn from the global generator
     with reading(settings.base_model, "a BERT-family checkpoint folder or Hub id with a fast tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
-        model = AutoModelForTokenClassification.from_pretrained(
+        model = _entity_model_class(settings).from_pretrained(
             settings.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
-            ignore_mismatched_sizes=True,
+            ignore_mismatched_sizes=True, **_entity_model_options(settings),
         )  # fmt: skip
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    columns = None if settings.word_shapes else ["word_shape_ids"]
     train_set, validation_set = (
         datasets.Dataset.from_list(
             [tag_tokens(tokenizer, t["text"], t["entities"], label2id, max_length) for t in split]
-        )
+        ).remove_columns(columns or [])
         for split in (train_texts, validation_texts)
     )
     nested = sum(outermost(text["entities"])[1] for text in train_texts)
@@ -244,8 +270,9 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
         args=args,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
+        data_collator=TaggingCollator(tokenizer),
         compute_metrics=compute_metrics,
+        table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
     )
     outcome = trainer.train()
     seconds = round(time.perf_counter() - started, 1)
@@ -274,6 +301,16 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_entity_card(output_dir, settings, entity_types, results)
     return results
+
+
+def _entity_model_class(settings: EntitySettings) -> type:
+    """TypedBert's token classifier with a word shape table, or a standard `AutoModelForTokenClassification`."""
+    return TypedBertForTokenClassification if settings.word_shapes else AutoModelForTokenClassification
+
+
+def _entity_model_options(settings: EntitySettings) -> dict[str, Any]:
+    """Config fields of TypedBert's token classifier: the word shape table, no entity tables."""
+    return {"word_shapes": True, "input_mode": "plain"} if settings.word_shapes else {}
 
 
 def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype=None) -> dict[str, float]:

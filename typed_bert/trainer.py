@@ -20,8 +20,8 @@ from typed_bert.hub.export import PICKLE_SUFFIXES
 # transformers' Trainer writes its TrainingArguments with torch.save (a pickle) beside the model, and its Hub pushes
 # upload that file; no pickle may reach a repo.
 PICKLE_PATTERNS = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
-# The entity tables: they start at zero (or from their names) and train at a rate of their own.
-ENTITY_TABLES = ("entity_type_embeddings", "entity_role_embeddings")
+# The tables TypedBert adds: they start at zero (or from their names) and train at a rate of their own.
+ENTITY_TABLES = ("entity_type_embeddings", "entity_role_embeddings", "word_shape_embeddings")
 TRAINING_ARGS_PICKLE = "training_args.bin"
 TRAINING_ARGS_JSON = "training_args.json"
 
@@ -33,16 +33,51 @@ class TypedBertTrainer(Trainer):
     `push_to_hub=True` uploads the model (safetensors, config, the four code files), the tokenizer, the model card
     and that JSON. `hub_strategy="checkpoint"` / `"all_checkpoints"`, which upload optimizer and RNG state
     pickles, are refused. A plain `Trainer(push_to_hub=True)` works with TypedBert too, but uploads
-    `training_args.bin`.
+    `training_args.bin`. `table_learning_rate`, when given, is the rate of TypedBert's own tables (`ENTITY_TABLES`,
+    no weight decay); the other parameters train at `args.learning_rate`.
     """
 
-    def __init__(self, model=None, args: TrainingArguments | None = None, *more, **kwargs) -> None:
+    def __init__(
+        self,
+        model=None,
+        args: TrainingArguments | None = None,
+        *more,
+        table_learning_rate: float | None = None,
+        **kwargs,
+    ) -> None:
+        self.table_learning_rate = table_learning_rate
         if args is not None and args.push_to_hub and args.hub_strategy in ("checkpoint", "all_checkpoints"):
             raise ValueError(
                 f"hub_strategy={args.hub_strategy.value!r} uploads optimizer, scheduler and RNG state pickles; "
                 "TypedBertTrainer publishes no pickle: use hub_strategy='every_save' or 'end'."
             )
         super().__init__(model, args, *more, **kwargs)
+
+    def create_optimizer(self, *args, **kwargs):
+        """AdamW with weight decay except on biases and LayerNorms, and TypedBert's tables at
+        `table_learning_rate`; transformers' own optimizer when that is None."""
+        if self.table_learning_rate is None:
+            return super().create_optimizer(*args, **kwargs)
+        if self.optimizer is None:
+            entity, decay, no_decay = [], [], []
+            for name, parameter in self.model.named_parameters():
+                if not parameter.requires_grad:
+                    continue
+                if any(table in name for table in ENTITY_TABLES):
+                    entity.append(parameter)
+                elif name.endswith("bias") or "LayerNorm" in name:
+                    no_decay.append(parameter)
+                else:
+                    decay.append(parameter)
+            groups = [
+                {"params": decay, "weight_decay": self.args.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+                {"params": entity, "weight_decay": 0.0, "lr": self.table_learning_rate},
+            ]
+            self.optimizer = torch.optim.AdamW(
+                [group for group in groups if group["params"]], lr=self.args.learning_rate
+            )
+        return self.optimizer
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
@@ -139,11 +174,10 @@ class RelationTrainer(TypedBertTrainer):
         warmup_ratio: float = 0.0,
         **kwargs,
     ):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, table_learning_rate=entity_learning_rate, **kwargs)
         self.warmup_ratio = warmup_ratio
         self.no_relation_id = no_relation_id
         self.negative_ratio = negative_ratio if no_relation_id is not None else -1
-        self.entity_learning_rate = entity_learning_rate
         if negative_weight == "auto":
             labels = self.train_dataset["labels"]
             related = sum(label != no_relation_id for label in labels)
@@ -182,25 +216,3 @@ class RelationTrainer(TypedBertTrainer):
             no_relation_id=self.no_relation_id,
             seed=self.args.seed,
         )
-
-    def create_optimizer(self, *args, **kwargs):
-        if self.optimizer is None:
-            entity, decay, no_decay = [], [], []
-            for name, parameter in self.model.named_parameters():
-                if not parameter.requires_grad:
-                    continue
-                if any(table in name for table in ENTITY_TABLES):
-                    entity.append(parameter)
-                elif name.endswith("bias") or "LayerNorm" in name:
-                    no_decay.append(parameter)
-                else:
-                    decay.append(parameter)
-            groups = [
-                {"params": decay, "weight_decay": self.args.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-                {"params": entity, "weight_decay": 0.0, "lr": self.entity_learning_rate},
-            ]
-            self.optimizer = torch.optim.AdamW(
-                [group for group in groups if group["params"]], lr=self.args.learning_rate
-            )
-        return self.optimizer

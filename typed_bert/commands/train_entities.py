@@ -40,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
     parser.add_argument("--warmup-ratio", type=float, default=defaults["warmup_ratio"])
     parser.add_argument("--precision", choices=list(PRECISIONS), default=defaults["precision"])
+    parser.add_argument(
+        "--word-shapes", action=argparse.BooleanOptionalAction, default=defaults["word_shapes"],
+        help="a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token classifier",
+    )  # fmt: skip
+    parser.add_argument(
+        "--table-learning-rate", type=float, default=defaults["table_learning_rate"], help="for the word-shape table"
+    )
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--max-steps", type=int, default=defaults["max_steps"], help="stop after N steps (smoke runs)")
     return parser.parse_args(argv)

@@ -1,0 +1,134 @@
+"""The word-shape table of TypedBert's entity model: shapes read from the text, a lossless start from BERT, the
+standard token-classification pipeline from a saved folder, train-entities --word-shapes, and a bundled entity model
+with the table extracting from raw text."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+from configuration_typed_bert import WORD_SHAPES
+from encoding_typed_bert import word_shape, word_shape_ids
+from modeling_typed_bert import TypedBertForTokenClassification
+from tests.conftest import SHARED, minilm_path, run_isolated, run_script, save_tiny_classifier
+from typed_bert.entities import bio_labels, bundle_entity_model
+
+TEXT = "Bill Gates founded MICROSOFT in 1975, with McAllister."
+
+
+def test_each_word_gets_its_shape():
+    assert [WORD_SHAPES[word_shape(word)] for word in ("gates", "Gates", "IBM", "iPhone", "1975", ",", "I")] == [
+        "lower", "title", "upper", "mixed", "digit", "other", "title"
+    ]  # fmt: skip
+
+
+def test_word_shape_ids_follow_the_tokenizer_offsets_to_the_whole_word():
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    encoding = tokenizer(TEXT, return_offsets_mapping=True)
+    shapes = dict(zip(tokenizer.convert_ids_to_tokens(encoding["input_ids"]),
+                      (WORD_SHAPES[i] for i in word_shape_ids(TEXT, encoding["offset_mapping"])), strict=True))  # fmt: skip
+    assert shapes["[CLS]"] == shapes["[SEP]"] == "none"
+    assert shapes["bill"] == shapes["gates"] == "title" and shapes["founded"] == "lower"
+    assert shapes["microsoft"] == "upper" and shapes["1975"] == "digit" and shapes[","] == "other"
+    # every piece of "McAllister" has the word's shape, not its own ("##ster" alone reads as lower case)
+    pieces = [i for i, (start, end) in enumerate(encoding["offset_mapping"]) if TEXT.find("McAllister") <= start < end
+              <= TEXT.find("McAllister") + 10]  # fmt: skip
+    assert len(pieces) > 1
+    assert {word_shape_ids(TEXT, encoding["offset_mapping"])[i] for i in pieces} == {WORD_SHAPES.index("mixed")}
+
+
+def _tiny_tagger(folder, labels):
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37, id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})  # fmt: skip
+    torch.manual_seed(0)
+    BertForTokenClassification(config).eval().save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+def test_a_bert_tagger_converts_losslessly_and_the_table_then_changes_the_logits(tmp_path):
+    labels = bio_labels(["PER", "ORG"])
+    folder = _tiny_tagger(tmp_path / "bert", labels)
+    bert = BertForTokenClassification.from_pretrained(folder).eval()
+    typed = TypedBertForTokenClassification.from_pretrained(folder, word_shapes=True, input_mode="plain").eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoding = tokenizer(TEXT, return_offsets_mapping=True, return_tensors="pt")
+    shapes = torch.tensor([word_shape_ids(TEXT, encoding.pop("offset_mapping")[0].tolist())])
+    assert not typed.bert.embeddings.word_shape_embeddings.weight.any()
+    with torch.no_grad():
+        expected = bert(**encoding).logits
+        assert torch.equal(typed(**encoding, word_shape_ids=shapes).logits, expected)
+        typed.bert.embeddings.word_shape_embeddings.weight.normal_()
+        assert not torch.allclose(typed(**encoding, word_shape_ids=shapes).logits, expected)
+
+
+def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_process(tmp_path):
+    labels = bio_labels(["PER", "ORG"])
+    model = TypedBertForTokenClassification.from_pretrained(
+        _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain"
+    ).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.bert.embeddings.word_shape_embeddings.weight[1:].normal_(std=3.0)
+    folder = tmp_path / "typed"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["TypedBertForTokenClassification"] and config["word_shapes"] is True
+
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import pipeline
+        recognize = pipeline("token-classification", model={str(folder)!r}, trust_remote_code=True)
+        print(json.dumps({{"class": type(recognize).__name__,
+                          "tokens": [[int(t["index"]), t["entity"], float(t["score"])] for t in recognize({TEXT!r})]}}))
+        """,
+        tmp_path,
+    )
+    assert result["class"] == "TypedBertTokenClassificationPipeline"
+    encoding = AutoTokenizer.from_pretrained(folder)(TEXT, return_offsets_mapping=True, return_tensors="pt")
+    shapes = torch.tensor([word_shape_ids(TEXT, encoding.pop("offset_mapping")[0].tolist())])
+    with torch.no_grad():
+        with_shapes = model(**encoding, word_shape_ids=shapes).logits.softmax(-1)[0]
+        without = model(**encoding).logits.softmax(-1)[0]
+    expected = [[i, labels[int(p.argmax())], float(p.max())] for i, p in enumerate(with_shapes) if p.argmax() != 0]
+    assert [[i, label] for i, label, _ in result["tokens"]] == [[i, label] for i, label, _ in expected]
+    assert [score for *_, score in result["tokens"]] == pytest.approx([score for *_, score in expected], abs=1e-5)
+    assert with_shapes.argmax(-1).tolist() != without.argmax(-1).tolist()  # the shapes decided some tags
+
+
+@pytest.mark.slow
+def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_raw_text(tiny_bert_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, count in (("train", 40), ("dev", 20)):
+        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
+                "--train-file", str(data / "train.jsonl"), "--validation-file", str(data / "dev.jsonl"),
+                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--word-shapes"])  # fmt: skip
+    config = json.loads((tmp_path / "ner" / "config.json").read_text())
+    assert config["word_shapes"] is True and config["architectures"] == ["TypedBertForTokenClassification"]
+    entity_types = sorted({e["type"] for line in (data / "train.jsonl").read_text().splitlines()
+                           for e in json.loads(line)["entities"]})  # fmt: skip
+    relations = save_tiny_classifier(tmp_path / "re", ["O", *entity_types])
+    bundle_entity_model(relations, tmp_path / "ner")
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import pipeline
+        classify = pipeline("relation-classification", model={str(relations)!r}, trust_remote_code=True)
+        out = classify({TEXT!r})
+        print(json.dumps({{"recognizer": type(classify._entity_recognizer()).__name__,
+                          "model": type(classify._entity_recognizer().model).__name__, "keys": sorted(out)}}))
+        """,
+        tmp_path,
+    )
+    assert result == {"recognizer": "TypedBertTokenClassificationPipeline",
+                      "model": "TypedBertForTokenClassification", "keys": ["entities", "relations"]}  # fmt: skip
