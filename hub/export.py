@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +14,7 @@ from configuration_typed_bert import TypedBertConfig
 from modeling_typed_bert import TYPED_BERT_AUTO_MAP, TypedBertForSequenceClassification, TypedBertModel
 from typed_bert.command_line import is_local_path
 from typed_bert.errors import InputError
+from typed_bert.outputs import check_destination, staged_folder
 
 from .verify import run_in_clean_process
 
@@ -110,16 +109,6 @@ def check_base_model(base_model: str, labels: Sequence[str] | None = None) -> st
             "reproduces absolute position embeddings only."
         )
     return base_model
-
-
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists():
-        if not output_dir.is_dir():
-            raise ConversionError(f"--output-dir {str(output_dir)!r} exists and is not a folder.")
-        if any(output_dir.iterdir()) and not overwrite:
-            raise ConversionError(
-                f"--output-dir {str(output_dir)!r} exists and is not empty; pass --overwrite or choose another."
-            )
 
 
 def typed_config_from_encoder(
@@ -248,16 +237,14 @@ def convert_checkpoint(
     base_model = check_base_model(str(base_model), labels)
     output_dir = Path(output_dir)
     config = typed_config_from_encoder(base_model, entity_types, labels, **typed_fields)
-    _check_output_dir(output_dir, overwrite)
+    check_destination(output_dir, overwrite, (base_model,))
     base_config = AutoConfig.from_pretrained(base_model).to_dict()
     keeps_classifier = labels is None and classifier_family(base_config) is not None
     keeps_classifier = keeps_classifier and config.classifier_pooling == "cls"
 
     model_class = TypedBertModel if labels is None and not keeps_classifier else TypedBertForSequenceClassification
     model, info = load_typed_from_encoder(model_class, base_model, config, keep_classifier=keeps_classifier)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
+    with staged_folder(output_dir, overwrite) as staging:
         model.save_pretrained(staging)
         AutoTokenizer.from_pretrained(base_model).save_pretrained(staging)
         differences, module = differences_from_base(staging, base_model, compare_logits=keeps_classifier)
@@ -267,11 +254,6 @@ def convert_checkpoint(
                 f"the converted model differs from {base_model!r} by {too_large} (tolerance {tolerance}); "
                 "nothing was written."
             )
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {
         "base_model": base_model,
         "model_type": base_config["model_type"],

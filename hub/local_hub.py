@@ -132,6 +132,16 @@ class HubState:
             self.save()
             return True
 
+    def delete_ref(self, repo_id: str, kind: str, name: str) -> bool:
+        """Delete the branch or tag `name` (never `main`); False if there is none."""
+        with self.lock:
+            refs = self.repos[repo_id][kind]
+            if name not in refs or (kind == "branches" and name == "main"):
+                return False
+            del refs[name]
+            self.save()
+            return True
+
     def commit(self, repo_id: str, branch: str, operations: list[dict], header: dict) -> dict:
         """Apply `operations` (already stored) on top of `branch` as one new commit; raise ValueError if invalid."""
         with self.lock:
@@ -293,7 +303,13 @@ class HubHandler(BaseHTTPRequestHandler):
         self._route([(r"/lfs/upload/(?P<oid>[0-9a-f]{64})", self.lfs_upload)])  # authorised by its signed URL
 
     def do_DELETE(self) -> None:
-        self._route([(r"/api/repos/delete", self.delete_repo)], write=True)
+        self._route(
+            [
+                (r"/api/repos/delete", self.delete_repo),
+                (rf"/api/models/{REPO}/branch/(?P<branch>[^/]+)", self.delete_branch),
+            ],
+            write=True,
+        )
 
     # -- API ----------------------------------------------------------------------------------------------------
     def whoami(self) -> None:
@@ -466,6 +482,14 @@ class HubHandler(BaseHTTPRequestHandler):
             self._error(409, f"Branch {branch} already exists")
             return
         self._json({"name": branch})
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        if self._repo_or_404(repo) is None:
+            return
+        if not self.state.delete_ref(repo, "branches", unquote(branch)):
+            self._error(404, f"Branch {branch} not found in {repo}", "RevisionNotFound")
+            return
+        self._json({})
 
     def preupload(self, repo: str, rev: str) -> None:
         if self._repo_or_404(repo) is None:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import secrets
 import socket
 import tempfile
 import urllib.request
@@ -19,7 +21,9 @@ from huggingface_hub import HfApi, constants
 
 from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
+from typed_bert.entities import check_entity_model
 from typed_bert.errors import InputError, reading
+from typed_bert.outputs import check_complete
 
 from .export import check_publishable
 from .model_card import EXAMPLE, write_model_card
@@ -99,32 +103,73 @@ def push_folder(
     token: str | None = None,
     language: str | list[str] | None = None,
 ) -> PushResult:
-    """Create `repo_id` if needed, upload `folder` as one commit on `revision`, tag it, then verify the upload.
+    """Check `folder`, publish it as one commit on `revision` of `repo_id`, tag it, and return what was published.
 
-    The model card (README.md) is rendered first with the tag as the pinned revision of its loading snippet.
-    Verification downloads the commit into a fresh cache and checks that `AutoModelForSequenceClassification`
-    (for an encoder: `AutoModel`) with `trust_remote_code=True` gives the same logits (hidden states) as the local
-    folder.
+    Everything that can be checked locally is checked before the first byte is sent: the folder is complete and
+    publishable, a bundled entity model fits the relation model, and both load and run in a clean interpreter. The
+    upload then goes to a temporary branch, where the repo is loaded back in a clean interpreter (a fresh cache,
+    `trust_remote_code=True`) and compared with the local folder: the same logits (hidden states for an encoder) and
+    the same entities. Only then is the same folder committed to `revision` (refused if `revision` moved meanwhile)
+    and tagged; the temporary branch is deleted whatever happens. See docs/push.md for what the Hub holds after each
+    kind of failure.
     """
-    from transformers import AutoTokenizer
-
     folder = Path(folder)
-    if not folder.is_dir():
-        raise PublishError(f"{folder}: no such folder; expected a checkpoint folder from typed-bert train or convert")
-    problems = check_publishable(folder)
-    if problems:
-        raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
-
+    config = check_folder(folder)
+    local = LocalOutputs.of(folder, config) if verify else None
     check_endpoint_reachable(constants.ENDPOINT)
-    expected = f"a repo id (namespace/name) that HF_TOKEN may write to on {constants.ENDPOINT}"
     api = HfApi(token=token)
-    with reading(repo_id, expected):  # the Hub's refusals (401, 403, a bad repo id) as one line
+    with reading(repo_id, HUB_EXPECTED):  # the Hub's refusals (401, 403, a bad repo id) as one line
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         tag = tag or next_version_tag(api, repo_id)
-    results = json.loads((folder / "eval_results.json").read_text()) if (folder / "eval_results.json").is_file() else {}
-    settings = results.get("settings") or results.get("args", {})  # "args": folders trained before 0.2
+        head = api.repo_info(repo_id, revision=revision).sha
+    _write_card(folder, repo_id, tag, language)
+    staging = f"typed-bert-push-{tag}-{secrets.token_hex(3)}"
+    message = commit_message or f"Upload TypedBert checkpoint ({tag})"
+    with reading(repo_id, HUB_EXPECTED):
+        api.create_branch(repo_id, branch=staging, revision=head)
+    try:
+        with reading(repo_id, HUB_EXPECTED):
+            checked = _upload(api, folder, repo_id, staging, message, head)
+        result = PushResult(repo_id=repo_id, commit=checked, tag=tag, url="")
+        if local is not None:
+            local.compare_with_hub(repo_id, checked, result)
+        with reading(repo_id, HUB_EXPECTED):
+            published = _upload(api, folder, repo_id, revision, message, head)
+            _check_same_files(api, repo_id, checked, published)
+            api.create_tag(repo_id, tag=tag, revision=published, tag_message=f"TypedBert checkpoint {tag}")
+            result.files = sorted(api.list_repo_files(repo_id, revision=published))
+    finally:
+        with contextlib.suppress(Exception):
+            api.delete_branch(repo_id, branch=staging)
+    result.commit, result.url = published, f"{constants.ENDPOINT}/{repo_id}/commit/{published}"
+    return result
+
+
+HUB_EXPECTED = "a repo id (namespace/name) that HF_TOKEN may write to on the Hub endpoint (HF_ENDPOINT)"
+
+
+def check_folder(folder: Path) -> dict:
+    """The folder's config.json, once the folder is known to be publishable: a complete (not interrupted) folder with
+    the code files, auto_map and safetensors weights and no pickle, and a bundled entity model that fits."""
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: no such folder; expected a checkpoint folder from typed-bert train or convert")
+    check_complete(folder)
+    problems = check_publishable(folder)
+    if problems:
+        raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("entity_model"):
+        check_entity_model(folder / config["entity_model"], config.get("entity_types", ["O"]))
+    return config
+
+
+def _write_card(folder: Path, repo_id: str, tag: str, language) -> None:
+    """The model card (README.md), its loading snippet pinned to `tag`, from the folder's eval_results.json."""
+    results_file = folder / "eval_results.json"
+    results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}
+    settings = results.get("settings", {})
     write_model_card(
         folder,
         repo_id=repo_id,
@@ -135,48 +180,78 @@ def push_folder(
         training_curve="training_curve.png" if (folder / "training_curve.png").is_file() else None,
         language=language or settings.get("language"),
     )
-    with reading(repo_id, expected):
-        commit = api.upload_folder(
-            folder_path=folder,
-            repo_id=repo_id,
-            revision=revision,
-            commit_message=commit_message or f"Upload TypedBert checkpoint ({tag})",
-            ignore_patterns=IGNORE_PATTERNS,
+
+
+def _upload(api: HfApi, folder: Path, repo_id: str, branch: str, message: str, parent: str) -> str:
+    """Upload `folder` as one commit on `branch`, whose head must still be `parent`; the new commit's id."""
+    commit = api.upload_folder(
+        folder_path=folder, repo_id=repo_id, revision=branch, commit_message=message,
+        ignore_patterns=IGNORE_PATTERNS, parent_commit=parent,
+    )  # fmt: skip
+    return commit.oid
+
+
+def _check_same_files(api: HfApi, repo_id: str, checked: str, published: str) -> None:
+    """Refuse when the published commit's files differ from the checked commit's (path and content id)."""
+
+    def files(revision: str) -> dict[str, str | None]:
+        entries = api.list_repo_tree(repo_id, revision=revision, recursive=True)
+        return {entry.path: getattr(entry, "blob_id", None) for entry in entries if hasattr(entry, "blob_id")}
+
+    if files(checked) != files(published):
+        raise PublishError(
+            f"{repo_id}@{published} does not hold the files that were checked at {checked}; the tag was not created"
         )
-        api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=f"TypedBert checkpoint {tag}")
-        files = sorted(api.list_repo_files(repo_id, revision=commit.oid))
-    result = PushResult(repo_id=repo_id, commit=commit.oid, tag=tag, url=commit.commit_url, files=files)
-    if verify:
-        # A classifier is compared by its logits; an encoder (no head) by its hidden states through AutoModel.
-        config = json.loads((folder / "config.json").read_text())
-        is_encoder = config.get("architectures") == ["TypedBertModel"]
-        auto_class = "AutoModel" if is_encoder else "AutoModelForSequenceClassification"
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-        inputs = sample_inputs(folder, tokenizer)
+
+
+@dataclass
+class LocalOutputs:
+    """What the local folder gives in a clean interpreter, to compare the published repo with."""
+
+    folder: Path
+    auto_class: str
+    inputs: dict[str, torch.Tensor]
+    outputs: torch.Tensor
+    module: str
+    entities: list | None
+
+    @classmethod
+    def of(cls, folder: Path, config: dict) -> LocalOutputs:
+        """Run the folder as a user would (its logits, or hidden states for an encoder; its entities)."""
+        from transformers import AutoTokenizer
+
+        auto_class = "AutoModel" if config.get("architectures") == ["TypedBertModel"] else (
+            "AutoModelForSequenceClassification"
+        )  # fmt: skip
+        inputs = sample_inputs(folder, AutoTokenizer.from_pretrained(folder, trust_remote_code=True))
+        (outputs,), module = run_in_clean_process(folder, [inputs], auto_class)
+        entities = extract_in_clean_process(folder, [EXAMPLE["text"]]) if config.get("entity_model") else None
+        return cls(folder, auto_class, inputs, outputs, module, entities)
+
+    def compare_with_hub(self, repo_id: str, commit: str, result: PushResult) -> None:
+        """Load `repo_id@commit` in a clean interpreter with a fresh cache; a `PublishError` names any difference."""
         with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
             (remote,), module = run_in_clean_process(
-                repo_id, [inputs], auto_class, revision=commit.oid, cache_dir=cache_dir
+                repo_id, [self.inputs], self.auto_class, revision=commit, cache_dir=cache_dir
             )
-        (local,), _ = run_in_clean_process(folder, [inputs], auto_class)
-        result.loaded_from = module
-        result.verified_with = auto_class
-        result.max_abs_difference = float((remote - local).abs().max())
-        if not torch.equal(remote, local):
+            entities = None
+            if self.entities is not None:
+                entities = extract_in_clean_process(repo_id, [EXAMPLE["text"]], revision=commit, cache_dir=cache_dir)
+        result.loaded_from, result.verified_with = module, self.auto_class
+        result.max_abs_difference = float((remote - self.outputs).abs().max())
+        if not torch.equal(remote, self.outputs):
             raise PublishError(
-                f"Verification failed: outputs of {repo_id}@{commit.oid} through {auto_class} differ from {folder} "
-                f"by {result.max_abs_difference}."
+                f"Verification failed: outputs of {repo_id}@{commit} through {self.auto_class} differ from "
+                f"{self.folder} by {result.max_abs_difference}; nothing was published"
             )
-        if config.get("entity_model"):  # the bundled entity model: raw text in, the same entities out
-            texts = [EXAMPLE["text"]]
-            with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
-                remote_entities = extract_in_clean_process(repo_id, texts, revision=commit.oid, cache_dir=cache_dir)
-            local_entities = extract_in_clean_process(folder, texts)
-            if [[(e["start"], e["end"], e["type"]) for e in found] for found in remote_entities] != [
-                [(e["start"], e["end"], e["type"]) for e in found] for found in local_entities
-            ]:
+        if entities is not None:
+            if _spans(entities) != _spans(self.entities):
                 raise PublishError(
-                    f"Verification failed: the entity model of {repo_id}@{commit.oid} finds {remote_entities} in "
-                    f"{texts[0]!r}, the local folder {local_entities}."
+                    f"Verification failed: the entity model of {repo_id}@{commit} finds {entities} in "
+                    f"{EXAMPLE['text']!r}, the local folder {self.entities}; nothing was published"
                 )
-            result.entities_verified = len(local_entities[0])
-    return result
+            result.entities_verified = len(self.entities[0])
+
+
+def _spans(found: list[list[dict]]) -> list[list[tuple]]:
+    return [[(entity["start"], entity["end"], entity["type"]) for entity in entities] for entities in found]

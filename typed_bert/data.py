@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from encoding_typed_bert import (
     encode_subjects,
 )
 from typed_bert.errors import DataFileError
+from typed_bert.jsonl import json_rows
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
 UNENCODABLE_EXPECTED = (
@@ -131,39 +131,30 @@ def load_relations(path: str | Path) -> datasets.Dataset:
     if not path.is_file():
         raise DataFileError("no such file; expected a JSON Lines file of relation examples", path)
     rows, read_any = [], False
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            read_any = True
+    for number, row in json_rows(path):
+        read_any = True
+        if not isinstance(row, dict):
+            raise DataFileError(f"a JSON {type(row).__name__}; {EXPECTED_ROW}", path, number)
+        if "sentence" in row:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
+                row = _canonical_klue(row)
+            except (KeyError, TypeError, ValueError, SyntaxError) as error:
                 raise DataFileError(
-                    f"invalid JSON ({error.msg}); expected one JSON object per line", path, number
-                ) from None
-            if not isinstance(row, dict):
-                raise DataFileError(f"a JSON {type(row).__name__}; {EXPECTED_ROW}", path, number)
-            if "sentence" in row:
-                try:
-                    row = _canonical_klue(row)
-                except (KeyError, TypeError, ValueError, SyntaxError) as error:
-                    raise DataFileError(
-                        f"bad KLUE-RE entity ({type(error).__name__}: {error}); expected subject_entity and "
-                        "object_entity with word, start_idx, end_idx (inclusive) and type",
-                        path,
-                        number,
-                    ) from error
-            if "entities" in row:
-                pairs = _pairs_of_text(row)
-                if isinstance(pairs, str):
-                    raise DataFileError(f"{pairs}; {EXPECTED_TEXT_ROW}", path, number)
-            else:
-                problem = _row_problem(row)
-                if problem:
-                    raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
-                pairs = [row]
-            rows += [_canonical(pair, number) for pair in pairs]
+                    f"bad KLUE-RE entity ({type(error).__name__}: {error}); expected subject_entity and "
+                    "object_entity with word, start_idx, end_idx (inclusive) and type",
+                    path,
+                    number,
+                ) from error
+        if "entities" in row:
+            pairs = _pairs_of_text(row)
+            if isinstance(pairs, str):
+                raise DataFileError(f"{pairs}; {EXPECTED_TEXT_ROW}", path, number)
+        else:
+            problem = _row_problem(row)
+            if problem:
+                raise DataFileError(f"{problem}; {EXPECTED_ROW}", path, number)
+            pairs = [row]
+        rows += [_canonical(pair, number) for pair in pairs]
     if not rows and read_any:
         raise DataFileError(f"no pairs: every entity list has fewer than two entities; {EXPECTED_TEXT_ROW}", path)
     if not rows:

@@ -39,6 +39,8 @@ from pipeline_typed_bert import ENTITY_AGGREGATION, recognized_entities
 from typed_bert.errors import DataFileError, InputError, reading
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
+from typed_bert.jsonl import json_rows
+from typed_bert.outputs import check_complete, check_destination, staged_folder, write_text_atomically
 from typed_bert.trainer import TypedBertTrainer
 
 OUTSIDE = "O"
@@ -76,15 +78,8 @@ def load_entity_texts(path: str | Path) -> list[dict[str, Any]]:
     texts = []
     expected = 'expected {"text", "entities": [{"start", "end", "type"}, ...]}'
     with reading(path, "an entity-list JSON Lines file"):
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            message = f"invalid JSON ({error.msg}); expected one JSON object per line"
-            raise DataFileError(message, path, number) from None
+        rows = list(json_rows(path))
+    for number, row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"]:
             raise DataFileError(f"no non-empty 'text'; {expected}", path, number)
         if not isinstance(row.get("entities"), list):
@@ -201,12 +196,18 @@ def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs):
                     device=device, dtype=dtype, trust_remote_code=True, **load_kwargs)  # fmt: skip
 
 
-def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str, Any]:
+def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1, write the
     Hub-ready folder (safetensors, config with the BIO labels, tokenizer, eval_results.json, model card) and return
-    its dev scores, measured on character spans through the token-classification pipeline."""
+    its dev scores, measured on character spans through the token-classification pipeline. The folder is written
+    beside `output_dir` and renamed into place when complete (`staged_folder`); an existing `output_dir` is refused
+    before training unless `overwrite`."""
     import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
 
+    inputs = (settings.train_file, settings.validation_file, settings.base_model)
+    check_destination(output_dir, overwrite, inputs)
+    if Path(settings.base_model).is_dir():
+        check_complete(settings.base_model)
     started = time.perf_counter()
     train_texts = load_entity_texts(settings.train_file)
     validation_texts = load_entity_texts(settings.validation_file)
@@ -274,22 +275,34 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
         compute_metrics=compute_metrics,
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
     )
-    outcome = trainer.train()
+    try:
+        outcome = trainer.train()
+    finally:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     seconds = round(time.perf_counter() - started, 1)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    with staged_folder(output_dir, overwrite) as staging:
+        trainer.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        results = _entity_results(settings, staging, validation_texts, precision, seconds, outcome.global_step, nested)
+        (staging / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_entity_card(staging, settings, entity_types, results)
+    return results
+
+
+def _entity_results(
+    settings: EntitySettings, folder: Path, texts: list[dict[str, Any]], precision: str, seconds: float, steps: int,
+    nested: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The eval_results.json record of a trained entity model: its dev scores through the pipeline, and the run."""
     dtype = torch.bfloat16 if precision == "bf16" else None
-    scores = score_entity_model(str(output_dir), validation_texts, dtype=dtype)
-    results = {
+    scores = score_entity_model(str(folder), texts, dtype=dtype)
+    return {
         "validation_file": Path(settings.validation_file).name,
         **{f"entity_{key}": value for key, value in scores.items()},
         "entity_micro_f1": scores["f1"],
         "nested_entities_left_out_of_training": nested,
         "train_runtime_s": seconds,
-        "train_steps": outcome.global_step,
+        "train_steps": steps,
         "precision": precision,
         "settings": {
             **asdict(settings),
@@ -298,9 +311,6 @@ def train_entities(settings: EntitySettings, output_dir: str | Path) -> dict[str
             "validation_file": shown_path(settings.validation_file),
         },  # fmt: skip
     }
-    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_entity_card(output_dir, settings, entity_types, results)
-    return results
 
 
 def _entity_model_class(settings: EntitySettings) -> type:
@@ -352,38 +362,54 @@ micro-F1 is kept.
 ENTITY_MODEL_FOLDER = "entities"
 
 
-def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) -> Path:
-    """Copy an entity model folder (a token classifier with BIO labels, from `train_entities`) into a relation model
-    folder as `entities/` and name it in the relation model's config.json (`entity_model`), so that the relation
-    model's pipeline extracts from raw text. Every entity type the entity model tags must be one of the relation
-    model's; a `InputError` names those that are not. Returns the copied folder."""
-    relation_folder, entity_folder = Path(relation_folder), Path(entity_folder)
-    relation_config_file = relation_folder / "config.json"
-    with reading(relation_config_file, "a TypedBert relation model folder"):
-        relation_config = json.loads(relation_config_file.read_text())
+def check_entity_model(entity_folder: str | Path, entity_types: Sequence[str]) -> None:
+    """Refuse, with an `InputError` naming the folder, an entity model that a relation model with `entity_types`
+    (`"O"` first) cannot bundle: a folder an interrupted run left, no safetensors weights, not a token classifier, or
+    tags that are not BIO tags (`O`, `B-T`, `I-T`) of those entity types."""
+    entity_folder = Path(entity_folder)
+    check_complete(entity_folder)
     with reading(entity_folder / "config.json", "an entity model folder from typed-bert train-entities"):
-        entity_config = json.loads((entity_folder / "config.json").read_text())
+        entity_config = json.loads((entity_folder / "config.json").read_text(encoding="utf-8"))
     architectures = entity_config.get("architectures") or []
     if not any(name.endswith("ForTokenClassification") for name in architectures):
         raise InputError(
             f"architectures {architectures}; expected a token classifier (typed-bert train-entities)", entity_folder
         )
-    tagged = {label.split("-", 1)[1] for label in entity_config.get("id2label", {}).values() if "-" in label}
-    unknown = sorted(tagged - set(relation_config.get("entity_types", [])[1:]))
+    tags = list((entity_config.get("id2label") or {}).values())
+    not_bio = sorted(tag for tag in tags if tag != OUTSIDE and tag.partition("-")[0] not in ("B", "I"))
+    if not_bio or OUTSIDE not in tags:
+        raise InputError(
+            f"tags {sorted(tags)}; expected BIO tags: 'O' and 'B-TYPE'/'I-TYPE' for the relation model's entity types "
+            f"{list(entity_types[1:])}",
+            entity_folder,
+        )
+    unknown = sorted({tag.split("-", 1)[1] for tag in tags if tag != OUTSIDE} - set(entity_types[1:]))
     if unknown:
         raise InputError(
             f"entity types {unknown} of the entity model are not among the relation model's "
-            f"{relation_config.get('entity_types', [])[1:]}; expected an entity model trained on the same types",
+            f"{list(entity_types[1:])}; expected an entity model trained on the same types",
             entity_folder,
         )
     if not (entity_folder / "model.safetensors").is_file():
         raise InputError("no model.safetensors; expected a safetensors entity model folder", entity_folder)
+
+
+def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) -> Path:
+    """Copy an entity model folder (a token classifier with BIO labels, from `train_entities`) into a relation model
+    folder as `entities/` and name it in the relation model's config.json (`entity_model`), so that the relation
+    model's pipeline extracts from raw text. `check_entity_model` refuses one that does not fit before anything is
+    written. Returns the copied folder."""
+    relation_folder, entity_folder = Path(relation_folder), Path(entity_folder)
+    relation_config_file = relation_folder / "config.json"
+    with reading(relation_config_file, "a TypedBert relation model folder"):
+        relation_config = json.loads(relation_config_file.read_text(encoding="utf-8"))
+    check_entity_model(entity_folder, relation_config.get("entity_types", ["O"]))
     target = relation_folder / ENTITY_MODEL_FOLDER
     if target.resolve() != entity_folder.resolve():
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(entity_folder, target, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt"))
     relation_config["entity_model"] = ENTITY_MODEL_FOLDER
-    relation_config_file.write_text(json.dumps(relation_config, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(relation_config_file, json.dumps(relation_config, indent=2, sort_keys=True) + "\n")
     return target
 
 

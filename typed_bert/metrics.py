@@ -11,6 +11,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import auc, precision_recall_curve
 
 from configuration_typed_bert import NO_RELATION
+from typed_bert.outputs import staged_path
 
 
 def _f1(precision: float, recall: float) -> float:
@@ -98,7 +99,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with staged_path(path, overwrite=True) as staging:  # the command checked --overwrite before it ran
+        figure.savefig(staging, dpi=120, format="png")
     plt.close(figure)
     return path
 

@@ -50,13 +50,14 @@ from typed_bert.data import (
     load_relations,
     unencodable_counts,
 )
-from typed_bert.entities import bundle_entity_model
+from typed_bert.entities import bundle_entity_model, check_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.evaluation import evaluate
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_encoder, typed_config_from_encoder
 from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
+from typed_bert.outputs import staged_folder
 from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
 
 # The best mean dev micro-F1 over CoNLL04 and SciERC (README, "Choosing the default"); per_subject packing cannot
@@ -289,6 +290,8 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         model = build_model(settings, base_config, entity_types, labels)
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
     config = model.config
+    if settings.entity_model:  # checked now, not after the training
+        check_entity_model(settings.entity_model, config.entity_types)
     if settings.entity_init == "names":
         initialised = init_from_names(model, tokenizer)
         if is_main_process():
@@ -400,7 +403,12 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     if training_args.process_index == 0:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    outcome = trainer.train()
+    try:
+        outcome = trainer.train()
+    except BaseException:  # a failure or Ctrl-C: no checkpoint folder is left beside the output
+        if trainer.is_world_process_zero():
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
     model = trainer.model.merge_and_unload() if settings.lora_rank > 0 else trainer.model  # every rank: the best
     trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
     if trainer.is_world_process_zero():
@@ -422,11 +430,15 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
 def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Write the run's Hub-ready folder: safetensors weights, config, tokenizer, the four code files, then the saved
     folder's dev scores as `typed-bert evaluate` gives them (same batches, same precision) in eval_results.json, the
-    training log (training_log.json, training_curve.png) and a model card. Returns the eval_results.json record."""
-    settings, output_dir = result.settings, Path(output_dir)
-    if output_dir.exists() and overwrite:
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    training log (training_log.json, training_curve.png) and a model card. The folder is written beside `output_dir`
+    and renamed into place only when all of it is there (`staged_folder`). Returns the eval_results.json record."""
+    with staged_folder(output_dir, overwrite) as staging:
+        return _write_folder(result, staging, Path(output_dir).name)
+
+
+def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[str, Any]:
+    """`write_output` into `output_dir`, a folder that will be renamed `name`."""
+    settings = result.settings
     result.model.save_pretrained(output_dir)
     result.tokenizer.save_pretrained(output_dir)
     if settings.entity_model:
@@ -461,7 +473,7 @@ def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool
     curve = plot_training_curve(
         result.log_history,
         output_dir / "training_curve.png",
-        f"{output_dir.name}: trained on {Path(settings.train_file).name}, scored on "
+        f"{name}: trained on {Path(settings.train_file).name}, scored on "
         f"{Path(settings.validation_file).name}",
     )
     write_model_card(

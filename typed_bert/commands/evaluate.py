@@ -10,6 +10,7 @@ accuracy, micro precision/recall and per-label precision/recall/F1/support.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typed_bert.command_line import add_inference_options, command_parser, local_path, model_path, run
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         dtype_help="bf16: autocast inference; auto: bf16 on CUDA GPUs and CPUs with bf16 units, as training does",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
     parser.add_argument("--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far)")
     parser.add_argument(
@@ -47,6 +49,12 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     args = parser.parse_args(argv)
     from typed_bert.evaluation import evaluate
+    from typed_bert.outputs import check_complete, check_destination
+
+    if args.plot:
+        check_destination(args.plot, args.overwrite, (args.model, args.data_file))
+    if Path(args.model).is_dir():
+        check_complete(args.model)
 
     options = {name: getattr(args, name) for name in ("device", "dtype", "quiet", "strict", "max_length")}
     load_kwargs = {"revision": args.revision} if args.revision else {}

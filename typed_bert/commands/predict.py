@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
@@ -33,7 +36,13 @@ from typed_bert.command_line import (
 )
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
+from typed_bert.jsonl import raw_lines, report_skipped
+from typed_bert.outputs import check_complete, check_destination, staged_file
 
+EXPECTED_LINE = (
+    "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}, {'text', 'entities': "
+    "[{'start', 'end', 'type'}, ...]} or, with a model that has an entity model, {'text'}"
+)
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
 
@@ -49,33 +58,35 @@ def check_text_line(classify, example: dict) -> None:
 
 
 def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[int, dict]]:
-    """`(line number, example)` of every good line. A bad line (not JSON, not an object, a span or type the model
-    cannot encode) raises an `InputError`, or with `skip_bad_lines` is reported on stderr and left out."""
+    """`(line number, example)` of every good line of `source` (a path, or a binary stream). A bad line (not UTF-8,
+    not JSON, not an object, a span or type the model cannot encode) raises an `InputError`, or with
+    `skip_bad_lines` is reported on stderr, counted and left out."""
     examples = []
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
+    for number, line in raw_lines(source, name):
         try:
+            if isinstance(line, InputError):
+                raise ValueError(line.problem.removesuffix("; expected UTF-8 text") + " (not UTF-8)")
             example = json.loads(line)
-            if not isinstance(example, dict):
-                raise ValueError(f"a JSON {type(example).__name__}, not an object")
-            if "text" in example and not {"entities", "subject", "object"} & set(example):  # raw text
-                check_text_line(classify, example)
-            else:
-                for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
-                    pass
+            check_example(classify, example)
         except ValueError as error:  # json.JSONDecodeError is a ValueError
-            expected = (
-                "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}, {'text', 'entities': "
-                "[{'start', 'end', 'type'}, ...]} or, with a model that has an entity model, {'text'}"
-            )
-            problem = f"{str(error).rstrip('.')}; {expected}"
+            problem = f"{str(error).rstrip('.')}; {EXPECTED_LINE}"
             if not skip_bad_lines:
                 raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
-            print(f"skipped {name}:{number}: {problem}", file=sys.stderr)
+            report_skipped(InputError(problem, name, number), None)
             continue
         examples.append((number, example))
     return examples
+
+
+def check_example(classify, example) -> None:
+    """The checks the pipeline runs on one line, without the model: a `ValueError` says what is wrong."""
+    if not isinstance(example, dict):
+        raise ValueError(f"a JSON {type(example).__name__}, not an object")
+    if "text" in example and not {"entities", "subject", "object"} & set(example):  # raw text
+        check_text_line(classify, example)
+    else:
+        for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,18 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     args = parser.parse_args(argv)
-    if args.input != "-":
-        try:
-            source = open(args.input, encoding="utf-8")  # noqa: SIM115 - closed below
-        except OSError as error:
-            raise InputError(
-                f"cannot read ({error.strerror}); expected a JSON Lines file of pairs, entity lists or texts",
-                args.input,
-            ) from None
-    else:
-        source = sys.stdin
-
+    if args.output != "-":
+        check_destination(args.output, args.overwrite, (args.input, args.model))
+    if Path(args.model).is_dir():
+        check_complete(args.model)
+    if args.input != "-" and not Path(args.input).is_file():
+        raise InputError("no such file; expected a JSON Lines file of pairs, entity lists or texts", args.input)
     with reading(args.model, "a TypedBert relation classifier folder or Hub id"):
         classify = pipeline(
             "relation-classification",
@@ -115,29 +122,34 @@ def main(argv: list[str] | None = None) -> None:
             device=pick_device(args.device),
             dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
         )
-    with source:
-        examples = read_lines(classify, source, args.input, args.skip_bad_lines)
+    source = sys.stdin.buffer if args.input == "-" else args.input
+    examples = read_lines(classify, source, args.input, args.skip_bad_lines)
     given = {"top_k": args.top_k, "threshold": args.threshold, "keep_no_relation": args.keep_no_relation or None}
     kwargs = {"batch_size": args.batch_size} | {name: value for name, value in given.items() if value is not None}
 
     def inputs() -> Iterator[dict]:
         yield from (example for _, example in examples)
 
-    try:
-        sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as error:
-        raise InputError(
-            f"cannot write ({error.strerror}); expected a file in an existing folder", args.output
-        ) from None
     # Raw-text lines go through the entity model first, all of them in batches: the pipeline takes them as a list.
     # Otherwise the lines stream through it, for the progress bar.
     text_only = any("text" in e and not {"entities", "subject", "object"} & set(e) for _, e in examples)
     stream = [example for _, example in examples] if text_only else inputs()
     predictions = classify(stream, **kwargs) if examples else []
-    with sink, tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr) as progress:
+    bar = tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr)
+    with output_stream(args.output, args.overwrite) as sink, bar as progress:
         for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
             progress.update()
+
+
+@contextmanager
+def output_stream(output: str, overwrite: bool) -> Iterator[TextIO]:
+    """stdout for `-`, else the output file, written beside it and renamed into place when every line is there."""
+    if output == "-":
+        yield sys.stdout
+        return
+    with staged_file(output, overwrite) as sink:
+        yield sink
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from configuration_typed_bert import CLASSIFIER_POOLINGS, INPUT_MODES, PAIR_ENCODINGS
 from typed_bert.command_line import command_parser, local_path, model_path, positive_int, run
-from typed_bert.errors import InputError
 from typed_bert.hardware import PRECISIONS
+from typed_bert.outputs import check_complete, check_destination
 
 EXAMPLE = (
     "typed-bert train --base-model typed-bert-base --train-file train.jsonl --validation-file dev.jsonl "
@@ -154,8 +154,11 @@ def weight(value: str) -> float | str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
-        raise InputError("exists and is not empty; pass --overwrite or choose another --output-dir", output_dir)
+    inputs = (args.train_file, args.validation_file, args.base_model, args.entity_model)
+    check_destination(output_dir, args.overwrite, inputs)
+    for folder in (args.base_model, args.entity_model):
+        if folder and Path(folder).is_dir():
+            check_complete(folder)
     settings = settings_of(args)
     from typed_bert.training import is_main_process, train, write_output
 

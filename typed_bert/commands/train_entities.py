@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--table-learning-rate", type=float, default=defaults["table_learning_rate"], help="for the word-shape table"
     )
     parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.add_argument("--max-steps", type=int, default=defaults["max_steps"], help="stop after N steps (smoke runs)")
     return parser.parse_args(argv)
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     names = {item.name for item in fields(EntitySettings)}
     settings = EntitySettings(**{name: value for name, value in vars(args).items() if name in names})
-    results = train_entities(settings, args.output_dir)
+    results = train_entities(settings, args.output_dir, overwrite=args.overwrite)
     print(json.dumps(results))
     return results
 
