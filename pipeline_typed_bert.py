@@ -10,6 +10,7 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,10 @@ DEFAULT_BATCH_SIZE = 32
 ENTITY_AGGREGATION = "average"
 
 
+# The keywords a call takes (besides batch_size), all checked in `_sanitize_parameters`.
+CALL_KEYWORDS = ("top_k", "threshold", "keep_no_relation", "max_length", "entity_type_map", "unknown_entity_types")
+
+
 class RelationClassificationPipeline(ChunkPipeline):
     """Classifies the relation between typed entity spans of a text.
 
@@ -82,41 +87,50 @@ class RelationClassificationPipeline(ChunkPipeline):
     """
 
     def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
-        super().__init__(*args, batch_size=batch_size or DEFAULT_BATCH_SIZE, **kwargs)
+        super().__init__(*args, batch_size=_checked_batch_size(batch_size) or DEFAULT_BATCH_SIZE, **kwargs)
         self._packed_model = None
         self._recognizer = None
 
-    def __call__(
-        self,
-        inputs,
-        *args,
-        entity_type_map: Mapping[str, str] | None = None,
-        unknown_entity_types: str = "error",
-        **kwargs,
-    ):
-        """Classify one input or a list of inputs (see the class docstring); texts without entities go through the
-        entity model first, all of a call's texts in batches."""
-        if unknown_entity_types not in ("error", "skip"):
-            raise ValueError(f"unknown_entity_types={unknown_entity_types!r} must be 'error' or 'skip'.")
-        if not isinstance(inputs, (str, dict, list)):  # a generator or dataset: the standard streaming path
-            return super().__call__(inputs, *args, **kwargs)
-        single = not isinstance(inputs, list)
-        items = [_typed_entities(item, self.model.config.entity_types, entity_type_map, unknown_entity_types)
-                 for item in ([inputs] if single else inputs)]  # fmt: skip
-        text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
-        if text_only:
-            texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
-            found = self.recognize(texts, kwargs.get("batch_size"))
-            for index, text, entities in zip(text_only, texts, found, strict=True):
-                items[index] = {"text": text, "entities": entities, "text_only": True}
-        outputs = super().__call__(items, *args, **kwargs)
-        return outputs[0] if single else outputs
+    def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
+        """Classify one input, a list of inputs or a generator of them (see the class docstring). The keywords are
+        checked in `_sanitize_parameters`, the same for every kind of input; the texts of a list that have no
+        entities go through the entity model first, all together in batches (a generator's, one at a time)."""
+        batch_size = _checked_batch_size(batch_size)
+        unknown = sorted(set(kwargs) - set(CALL_KEYWORDS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments {unknown}; expected some of "
+                            f"{list(CALL_KEYWORDS)} and batch_size")  # fmt: skip
+        if isinstance(inputs, list):
+            if not inputs:
+                return []
+            self._sanitize_parameters(**kwargs)  # before the entity model runs
+            inputs = self._with_recognized_entities(inputs, batch_size)
+        elif isinstance(inputs, str):
+            inputs = {"text": inputs}
+        if batch_size is not None:
+            kwargs["batch_size"] = batch_size
+        return super().__call__(inputs, *args, **kwargs)
 
-    def recognize(self, texts: list[str], batch_size: int | None = None) -> list[list[dict[str, Any]]]:
-        """The entities the model's entity model finds in each text: `{"start", "end", "type", "text", "score"}`."""
+    def _with_recognized_entities(self, items: list, batch_size: int | None) -> list:
+        """`items` with each text-only item replaced by its text and the entities the entity model finds in it."""
+        text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
+        if not text_only:
+            return items
+        texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
+        found = self.recognize(texts, batch_size, indices=text_only)
+        items = list(items)
+        for index, text, entities in zip(text_only, texts, found, strict=True):
+            items[index] = {"text": text, "entities": entities, "text_only": True}
+        return items
+
+    def recognize(
+        self, texts: list[str], batch_size: int | None = None, indices: list[int] | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """The entities the model's entity model finds in each text: `{"start", "end", "type", "text", "score"}`.
+        An error names the text by `indices` (its place in the caller's list; by default its place in `texts`)."""
         recognizer = self._entity_recognizer()
         limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
-        for index, text in enumerate(texts):
+        for index, text in zip(indices or range(len(texts)), texts, strict=True):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
             length = len(recognizer.tokenizer(text)["input_ids"])
@@ -140,14 +154,13 @@ class RelationClassificationPipeline(ChunkPipeline):
                 )
             source, load = self.model.name_or_path, {"subfolder": subfolder}
             # The revision the relation model came from (a Hub download records it), so that both models match.
-            revision = getattr(self.model.config, "_commit_hash", None)
+            revision = _repository_commit(self.model.config)
             if os.path.isdir(source):
                 source, load = os.path.join(source, subfolder), {}
             elif revision:
                 load["revision"] = revision
             model = _token_classifier_class(source, **load).from_pretrained(source, dtype=self.model.dtype, **load)
-            # The relation model came from this repository under trust_remote_code; its entity model is part of it.
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True, **load)
+            tokenizer = AutoTokenizer.from_pretrained(source, config=model.config, **load)  # no second config lookup
             self._recognizer = TypedBertTokenClassificationPipeline(
                 model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=self.device
             )
@@ -159,19 +172,41 @@ class RelationClassificationPipeline(ChunkPipeline):
         threshold: float | None = None,
         keep_no_relation: bool | None = None,
         max_length: int | None = None,
-        **kwargs,
+        entity_type_map: Mapping[str, str] | None = None,
+        unknown_entity_types: str | None = None,
+        **loading_options,
     ):
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise ValueError(f"top_k={top_k!r} must be a positive int (the number of best labels to return).")
+        """Every keyword of a call, checked here once for every kind of input (`__call__` refuses names that are not
+        `CALL_KEYWORDS`; at construction, transformers passes its loading options too, which are not ours)."""
+        _check_optional_int("top_k", top_k, "the number of best labels to return")
+        _check_optional_int("max_length", max_length, "tokens a sequence may take")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0.0 <= threshold <= 1.0):  # fmt: skip
             raise ValueError(f"threshold={threshold!r} must be a number from 0 to 1 (a label's lowest score).")
-        preprocess_params = {} if max_length is None else {"max_length": max_length}
+        if keep_no_relation is not None and not isinstance(keep_no_relation, bool):
+            raise TypeError(f"keep_no_relation={keep_no_relation!r} must be True or False.")
+        if unknown_entity_types not in (None, "error", "skip"):
+            raise ValueError(f"unknown_entity_types={unknown_entity_types!r} must be 'error' or 'skip'.")
+        _check_type_map(entity_type_map)
+        given = {"max_length": max_length, "entity_type_map": entity_type_map,
+                 "unknown_entity_types": unknown_entity_types}  # fmt: skip
+        preprocess_params = {name: value for name, value in given.items() if value is not None}
         given = {"top_k": top_k, "threshold": threshold, "keep_no_relation": keep_no_relation}
         return preprocess_params, {}, {name: value for name, value in given.items() if value is not None}
 
-    def preprocess(self, inputs: dict[str, Any], max_length: int | None = None) -> Iterator[dict[str, Any]]:
-        """One chunk per sequence: the model inputs `(1, seq)` and which pairs of which input it holds."""
+    def preprocess(
+        self,
+        inputs: dict[str, Any],
+        max_length: int | None = None,
+        entity_type_map: Mapping[str, str] | None = None,
+        unknown_entity_types: str = "error",
+    ) -> Iterator[dict[str, Any]]:
+        """One chunk per sequence: the model inputs `(1, seq)` and which pairs of which input it holds. A text
+        without entities (a generator's) goes through the entity model here; foreign entity types are mapped."""
+        if _is_text_only(inputs):
+            text = inputs if isinstance(inputs, str) else inputs["text"]
+            inputs = {"text": text, "entities": self.recognize([text])[0], "text_only": True}
+        inputs = _typed_entities(inputs, self.model.config.entity_types, entity_type_map, unknown_entity_types)
         text_only = isinstance(inputs, dict) and inputs.get("text_only", False)
         for chunk in self._chunks(inputs, max_length):
             yield {**chunk, "text_only": text_only}
@@ -335,6 +370,15 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         return torch.tensor([word_shape_ids(text, offsets)])
 
 
+def _repository_commit(config) -> str | None:
+    """The commit the relation model was loaded from, for loading its entity model at the same one: 4.57 records it
+    on the config; 5.x does not, but imports this file from a folder named for that commit (the code and the weights
+    of a Hub load come from one resolved commit). None for a local folder."""
+    commit = getattr(config, "_commit_hash", None)
+    package = __name__.rpartition(".")[0].rpartition(".")[2]
+    return commit or (package if re.fullmatch(r"[0-9a-f]{40}", package) else None)
+
+
 def _token_classifier_class(source: str, **load_kwargs) -> type:
     """The class of the entity model in `source`: TypedBert's token classifier for a TypedBert checkpoint (read from
     this repository's own code), transformers' Auto class for any other."""
@@ -364,6 +408,26 @@ def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> 
         ]
         for text, entities in zip(texts, found, strict=True)
     ]
+
+
+def _checked_batch_size(batch_size: Any) -> int | None:
+    """`batch_size` if it is None or a positive int; else a `ValueError` naming it."""
+    _check_optional_int("batch_size", batch_size, "inputs per forward pass")
+    return batch_size
+
+
+def _check_type_map(type_map: Any) -> None:
+    """A `TypeError` naming `entity_type_map` unless it is None or a mapping of type names to type names."""
+    if type_map is None:
+        return
+    names = type_map.items() if isinstance(type_map, Mapping) else [(None, None)]
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in names):
+        raise TypeError(f"entity_type_map={type_map!r} must be a mapping of type names, {{'PER': 'Peop', ...}}.")
+
+
+def _check_optional_int(name: str, value: Any, meaning: str) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name}={value!r} must be a positive int ({meaning}).")
 
 
 def _is_text_only(item: Any) -> bool:
