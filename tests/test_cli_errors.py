@@ -76,7 +76,7 @@ CASES = [
      lambda p, m: ["scripts/evaluate.py", "--model", m, "--data-file", p["dev"]], "{dev}:2: label 'founded_by' is not among the labels of the model"),
     ("evaluate: overlapping pair with --strict", {"dev": lines(GOOD, NESTED)},
      lambda p, m: ["scripts/evaluate.py", "--model", m, "--data-file", p["dev"], "--strict"], "{dev}:2: subject [21, 39) and object [21, 30) overlap"),
-    ("predict: missing input", {}, lambda p, m: ["scripts/predict.py", "--model", m, "--input", p["nope"]], "{nope}: cannot read (No such file or directory)"),
+    ("predict: missing input", {}, lambda p, m: ["scripts/predict.py", "--model", m, "--input", p["nope"]], "{nope}: no such file; expected a JSON Lines file of pairs"),
     ("predict: bad span", {"pairs": lines(GOOD, {**GOOD, "subject": {"start": 5, "end": 2, "type": "Peop"}})},
      lambda p, m: ["scripts/predict.py", "--model", m, "--input", p["pairs"]], "{pairs}:2: subject span has start=5 >= end=2"),
     ("predict: bad JSON", {"pairs": lines(GOOD, "{oops")},

@@ -11,7 +11,9 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 from typed_bert.hub.export import CODE_FILES, ConversionError, convert_checkpoint
 
+from modeling_typed_bert import TYPED_BERT_AUTO_MAP
 from tests.conftest import REPO_ROOT, minilm_path, run_isolated, run_script
+from typed_bert.errors import InputError
 
 pytestmark = pytest.mark.remote_code
 
@@ -66,7 +68,7 @@ def test_converted_minilm_reproduces_bert_hidden_states(converted_minilm, tmp_pa
     assert not [p for p in out.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
     config = json.loads((out / "config.json").read_text())
     assert config["entity_types"] == ["O", "Peop", "Org", "Loc", "Other"]
-    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+    assert set(config["auto_map"]) == set(TYPED_BERT_AUTO_MAP)
 
     tokenizer = AutoTokenizer.from_pretrained(out)
     inputs = dict(tokenizer(SENTENCES, padding=True, return_tensors="pt"))
@@ -118,7 +120,7 @@ def test_missing_folder_and_non_empty_output_are_refused(tmp_path):
         convert_checkpoint(str(tmp_path / "nope"), ["PER"], tmp_path / "out")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    with pytest.raises(ConversionError, match="exists and is not empty; pass --overwrite"):
+    with pytest.raises(InputError, match="exists and is not empty; pass --overwrite"):
         convert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 

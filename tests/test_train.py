@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from typed_bert.hub.export import CODE_FILES
 
+from modeling_typed_bert import TYPED_BERT_AUTO_MAP
 from tests.conftest import run_script
 from tests.conftest import train_tiny as train
 
@@ -35,7 +36,7 @@ def test_output_folder_is_hub_ready(tmp_path, tiny_bert_dir, small_data):
     config = json.loads((out / "config.json").read_text())
     assert config["entity_types"] == ["O", "Loc", "Org", "Other", "Peop"]
     assert config["id2label"]["0"] == "no_relation" and len(config["id2label"]) == 6
-    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+    assert set(config["auto_map"]) == set(TYPED_BERT_AUTO_MAP)
     assert "relation-classification" in config["custom_pipelines"]
     results = json.loads((out / "eval_results.json").read_text())
     assert results["num_examples"] == 60 and 0 <= results["micro_f1"] <= 1

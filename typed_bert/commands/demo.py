@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     step("2/6 fine-tune the entity model on CoNLL04 train (defaults of scripts/train_entities.py)")
     entity_dir = work / "entities-conll04"
     entity_args = ["--base-model", base, "--train-file", args.entity_train_file, "--validation-file",
-                   args.entity_validation_file, "--output-dir", str(entity_dir)]  # fmt: skip
+                   args.entity_validation_file, "--output-dir", str(entity_dir), "--overwrite"]  # fmt: skip
     if args.max_steps > 0:
         entity_args += ["--max-steps", str(args.max_steps)]
     train_entities.main(entity_args)
