@@ -52,6 +52,7 @@ def test_auto_classes_load_saved_folder_in_clean_process(tmp_path, config, batch
         "AutoConfig": "configuration_typed_bert.TypedBertConfig",
         "AutoModel": "modeling_typed_bert.TypedBertModel",
         "AutoModelForSequenceClassification": "modeling_typed_bert.TypedBertForSequenceClassification",
+        "AutoModelForTokenClassification": "modeling_typed_bert.TypedBertForTokenClassification",
     }
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.json",
