@@ -107,7 +107,8 @@ def test_push_to_an_unreachable_endpoint_is_one_line(tmp_path, endpoint):
 
 def test_a_failed_clean_interpreter_check_is_one_line(tmp_path, local_hub, monkeypatch):
     """A folder whose code does not load: the helper takes the relative path from another working directory and
-    raises one line naming the folder and the child's error; the push command prints that line alone (exit 2)."""
+    raises one line naming the folder and the child's error; the push command prints that line alone (exit 2), from the
+    check it runs on the folder before uploading."""
     from typed_bert.hub.verify import VerificationError, run_in_clean_process
 
     folder = save_tiny_classifier(tmp_path / "model")
@@ -124,4 +125,5 @@ def test_a_failed_clean_interpreter_check_is_one_line(tmp_path, local_hub, monke
     result = typed_bert(tmp_path, "push", "--model", "model", "--repo-id", "org/broken", env=env, check=False)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
-    assert len(errors) == 1 and errors[0].startswith("error: org/broken: ") and "broken on purpose" in errors[0], errors
+    # found by the local clean-interpreter check, before anything is uploaded
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder}: ") and "broken on purpose" in errors[0], errors
