@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -140,33 +138,6 @@ def test_staged_folder_leaves_the_destination_as_it_was_on_failure_and_interrupt
     with staged_folder(destination, overwrite=True) as staging:
         (staging / "new.txt").write_text("new")
     assert [p.name for p in destination.iterdir()] == ["new.txt"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL])
-def test_an_interrupted_train_entities_leaves_nothing_a_consumer_takes(tiny_bert_dir, bundled, tmp_path, signal_number):
-    data = SHARED / "data" / "conll04" / "train_entities.jsonl"
-    output = tmp_path / "ner"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "typed_bert.cli", "train-entities", "--base-model",
-                                str(tiny_bert_dir), "--train-file", str(data), "--validation-file", str(data),
-                                "--output-dir", str(output), "--epochs", "50"], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(tmp_path.glob(".ner.*")) and not any(tmp_path.glob("*")):
-        time.sleep(0.5)
-    time.sleep(8)  # inside the training
-    process.send_signal(signal_number)
-    process.wait(timeout=120)
-    assert not output.exists()
-    left = list(tmp_path.glob(".ner.*"))
-    assert all((folder / INCOMPLETE_MARKER).exists() for folder in left)
-    if signal_number == signal.SIGINT:
-        assert left == []
-    relations = save_tiny_classifier(tmp_path / "relations", ["O", "Loc", "Org", "Other", "Peop"])
-    for target in [output, *left]:
-        result = command("push", "--model", str(relations), "--repo-id", "org/x", "--entity-model", str(target))
-        assert result.returncode == 2 and str(target) in last_line(result)
 
 
 def test_push_checks_the_entity_model_before_uploading_anything(local_hub, tmp_path):
