@@ -58,7 +58,7 @@ def _is_tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
-def _check_entity_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.Size) -> None:
+def _check_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.Size) -> None:
     """Raise a `ValueError` naming the problem when `ids` does not fit the table of `num_ids` rows or `shape`."""
     if ids.shape != shape:
         raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids/inputs_embeds have shape {tuple(shape)}.")
@@ -251,7 +251,7 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             ("word_shape_ids", word_shape_ids, self.config.num_word_shapes),
         ):
             if ids is not None:
-                _check_entity_ids(ids, name, num_ids, shape)
+                _check_ids(ids, name, num_ids, shape)
 
         if isinstance(self.embeddings, TypedBertEmbeddings):
             inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)

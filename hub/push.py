@@ -110,8 +110,8 @@ def push_folder(
     upload then goes to a temporary branch, where the repo is loaded back in a clean interpreter (a fresh cache,
     `trust_remote_code=True`) and compared with the local folder: the same logits (hidden states for an encoder) and
     the same entities. Only then is the same folder committed to `revision` (refused if `revision` moved meanwhile)
-    and tagged; the temporary branch is deleted whatever happens. See docs/push.md for what the Hub holds after each
-    kind of failure.
+    and tagged; the temporary branch is deleted whatever happens. docs/files-and-push.md says what the Hub holds
+    after each kind of failure.
     """
     folder = Path(folder)
     config = check_folder(folder)

@@ -143,11 +143,10 @@ class TaggingCollator(DataCollatorForTokenClassification):
         shapes = [feature.pop("word_shape_ids") for feature in features] if "word_shape_ids" in features[0] else None
         batch = super().torch_call(features)
         if shapes is not None:
-            length = batch["input_ids"].shape[1]
-            padded = [row + [0] * (length - len(row)) for row in shapes]
-            if self.tokenizer.padding_side == "left":
-                padded = [[0] * (length - len(row)) + row for row in shapes]
-            batch["word_shape_ids"] = torch.tensor(padded)
+            length, left = batch["input_ids"].shape[1], self.tokenizer.padding_side == "left"
+            padding = [[0] * (length - len(row)) for row in shapes]
+            rows = [pad + row if left else row + pad for pad, row in zip(padding, shapes, strict=True)]
+            batch["word_shape_ids"] = torch.tensor(rows)
         return batch
 
 
@@ -226,16 +225,13 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     set_seed(settings.seed)  # before the model: its new classifier head is drawn from the global generator
     with reading(settings.base_model, "a BERT-family checkpoint folder or Hub id with a fast tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
-        model = _entity_model_class(settings).from_pretrained(
-            settings.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
-            ignore_mismatched_sizes=True, **_entity_model_options(settings),
-        )  # fmt: skip
+        model = _load_entity_model(settings, label2id)
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
-    columns = None if settings.word_shapes else ["word_shape_ids"]
+    unused = [] if settings.word_shapes else ["word_shape_ids"]
     train_set, validation_set = (
         datasets.Dataset.from_list(
             [tag_tokens(tokenizer, t["text"], t["entities"], label2id, max_length) for t in split]
-        ).remove_columns(columns or [])
+        ).remove_columns(unused)
         for split in (train_texts, validation_texts)
     )
     nested = sum(outermost(text["entities"])[1] for text in train_texts)
@@ -313,14 +309,15 @@ def _entity_results(
     }
 
 
-def _entity_model_class(settings: EntitySettings) -> type:
-    """TypedBert's token classifier with a word shape table, or a standard `AutoModelForTokenClassification`."""
-    return TypedBertForTokenClassification if settings.word_shapes else AutoModelForTokenClassification
-
-
-def _entity_model_options(settings: EntitySettings) -> dict[str, Any]:
-    """Config fields of TypedBert's token classifier: the word shape table, no entity tables."""
-    return {"word_shapes": True, "input_mode": "plain"} if settings.word_shapes else {}
+def _load_entity_model(settings: EntitySettings, label2id: dict[str, int]):
+    """The token classifier to train, with a new head for the tags of `label2id`: TypedBert's with a word shape table
+    (and no entity tables) for `settings.word_shapes`, else a standard `AutoModelForTokenClassification`."""
+    head = {"num_labels": len(label2id), "id2label": {i: label for label, i in label2id.items()}, "label2id": label2id}
+    if settings.word_shapes:
+        return TypedBertForTokenClassification.from_pretrained(
+            settings.base_model, ignore_mismatched_sizes=True, word_shapes=True, input_mode="plain", **head
+        )
+    return AutoModelForTokenClassification.from_pretrained(settings.base_model, ignore_mismatched_sizes=True, **head)
 
 
 def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype=None) -> dict[str, float]:

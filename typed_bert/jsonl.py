@@ -1,16 +1,15 @@
 """The one reader of JSON Lines files, for every command: bytes split on `\\n` only (a U+2028 or a form feed inside
 a text is part of the text, as JSON allows), each line decoded as UTF-8 and parsed as JSON.
 
-    for number, row in json_rows("train.jsonl"):         # a DataFileError at the first bad line
+    for number, row in json_rows("train.jsonl"):  # a DataFileError at the first bad line
         ...
-    for number, row in json_rows(path, skip_bad_lines=True):  # bad lines: reported on stderr, counted, left out
+    for number, line in raw_lines(path, path):      # text, or the DataFileError of a line that is not UTF-8
         ...
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,13 +17,6 @@ from typing import Any, BinaryIO
 from typed_bert.errors import DataFileError
 
 EXPECTED_JSON = "expected one JSON object per line"
-
-
-class SkippedLines:
-    """How many lines a reader skipped (bad lines with `skip_bad_lines`)."""
-
-    def __init__(self) -> None:
-        self.count = 0
 
 
 def raw_lines(source: str | Path | BinaryIO, name: str | Path) -> Iterator[tuple[int, str | DataFileError]]:
@@ -48,32 +40,16 @@ def raw_lines(source: str | Path | BinaryIO, name: str | Path) -> Iterator[tuple
             stream.close()
 
 
-def json_rows(
-    source: str | Path | BinaryIO,
-    name: str | Path | None = None,
-    skip_bad_lines: bool = False,
-    skipped: SkippedLines | None = None,
-) -> Iterator[tuple[int, Any]]:
-    """`(line number, parsed JSON)` of every non-blank line. A line that is not UTF-8 or not JSON raises a
-    `DataFileError` naming the file and line, or with `skip_bad_lines` is reported on stderr and counted in
-    `skipped`. A missing file is a `DataFileError` too."""
+def json_rows(source: str | Path | BinaryIO, name: str | Path | None = None) -> Iterator[tuple[int, Any]]:
+    """`(line number, parsed JSON)` of every non-blank line. A missing file, a line that is not UTF-8 or not JSON
+    raises a `DataFileError` naming the file and line."""
     name = name if name is not None else source
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise DataFileError("no such file; expected a JSON Lines file", name)
     for number, line in raw_lines(source, name):
-        if not isinstance(line, DataFileError):
-            try:
-                yield number, json.loads(line)
-                continue
-            except json.JSONDecodeError as error:
-                line = DataFileError(f"invalid JSON ({error.msg}); {EXPECTED_JSON}", name, number)
-        if not skip_bad_lines:
+        if isinstance(line, DataFileError):
             raise line
-        report_skipped(line, skipped)
-
-
-def report_skipped(error: DataFileError, skipped: SkippedLines | None) -> None:
-    """Say on stderr that a bad line is left out, and count it."""
-    print(f"skipped {error}", file=sys.stderr)
-    if skipped is not None:
-        skipped.count += 1
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataFileError(f"invalid JSON ({error.msg}); {EXPECTED_JSON}", name, number) from None

@@ -36,7 +36,7 @@ from typed_bert.command_line import (
 )
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
-from typed_bert.jsonl import raw_lines, report_skipped
+from typed_bert.jsonl import raw_lines
 from typed_bert.outputs import check_complete, check_destination, staged_file
 
 EXPECTED_LINE = (
@@ -60,26 +60,28 @@ def check_text_line(classify, example: dict) -> None:
 def read_lines(classify, source, name: str, skip_bad_lines: bool) -> list[tuple[int, dict]]:
     """`(line number, example)` of every good line of `source` (a path, or a binary stream). A bad line (not UTF-8,
     not JSON, not an object, a span or type the model cannot encode) raises an `InputError`, or with
-    `skip_bad_lines` is reported on stderr, counted and left out."""
-    examples = []
+    `skip_bad_lines` is reported on stderr and left out, and the skipped lines are counted at the end."""
+    examples, skipped = [], 0
     for number, line in raw_lines(source, name):
         try:
-            if isinstance(line, InputError):
-                raise ValueError(line.problem.removesuffix("; expected UTF-8 text") + " (not UTF-8)")
-            example = json.loads(line)
-            check_example(classify, example)
-        except ValueError as error:  # json.JSONDecodeError is a ValueError
-            problem = f"{str(error).rstrip('.')}; {EXPECTED_LINE}"
+            examples.append((number, checked_example(classify, line)))
+        except ValueError as error:  # json.JSONDecodeError and the reader's DataFileError are ValueErrors
+            problem = error.problem if isinstance(error, InputError) else f"{str(error).rstrip('.')}; {EXPECTED_LINE}"
             if not skip_bad_lines:
                 raise InputError(f"{problem} (--skip-bad-lines skips such lines)", name, number) from None
-            report_skipped(InputError(problem, name, number), None)
-            continue
-        examples.append((number, example))
+            print(f"skipped {name}:{number}: {problem}", file=sys.stderr)
+            skipped += 1
+    if skipped:
+        print(f"{skipped} bad lines of {name} left out (--skip-bad-lines)", file=sys.stderr)
     return examples
 
 
-def check_example(classify, example) -> None:
-    """The checks the pipeline runs on one line, without the model: a `ValueError` says what is wrong."""
+def checked_example(classify, line: str | InputError) -> dict:
+    """The example of one line, after the checks the pipeline runs on it without the model; a `ValueError` says
+    what is wrong (the reader's own error for a line that is not UTF-8)."""
+    if isinstance(line, InputError):
+        raise line
+    example = json.loads(line)
     if not isinstance(example, dict):
         raise ValueError(f"a JSON {type(example).__name__}, not an object")
     if "text" in example and not {"entities", "subject", "object"} & set(example):  # raw text
@@ -87,6 +89,7 @@ def check_example(classify, example) -> None:
     else:
         for _ in classify.preprocess(example):  # the checks and encoding the pipeline will run, no model
             pass
+    return example
 
 
 def main(argv: list[str] | None = None) -> None:
