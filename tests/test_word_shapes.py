@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 from configuration_typed_bert import WORD_SHAPES
 from encoding_typed_bert import word_shape, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
-from tests.conftest import SHARED, minilm_path, run_isolated, run_script, save_tiny_classifier
+from tests.conftest import HUB_TOKEN, SHARED, hub_env, minilm_path, run_isolated, run_script, save_tiny_classifier
 from typed_bert.entities import bio_labels, bundle_entity_model
 
 TEXT = "Bill Gates founded MICROSOFT in 1975, with McAllister."
@@ -101,6 +101,53 @@ def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_
     assert [[i, label] for i, label, _ in result["tokens"]] == [[i, label] for i, label, _ in expected]
     assert [score for *_, score in result["tokens"]] == pytest.approx([score for *_, score in expected], abs=1e-5)
     assert with_shapes.argmax(-1).tolist() != without.argmax(-1).tolist()  # the shapes decided some tags
+
+
+def test_push_to_hub_then_the_standard_pipeline_from_the_repo_reads_the_shapes(tmp_path, local_hub):
+    """`model.push_to_hub` / `tokenizer.push_to_hub` as a user calls them (in a fresh process), then
+    `pipeline("token-classification", model=repo, revision=commit, trust_remote_code=True)` in a clean process: the
+    same tags as the local model."""
+    from huggingface_hub import HfApi
+
+    labels = bio_labels(["PER", "ORG"])
+    model = TypedBertForTokenClassification.from_pretrained(
+        _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain"
+    ).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.bert.embeddings.word_shape_embeddings.weight[1:].normal_(std=3.0)
+    folder = tmp_path / "typed"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-push")}
+    run_isolated(
+        f"""
+        import json
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+        model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        model.push_to_hub("org/tagger")
+        AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True).push_to_hub("org/tagger")
+        print(json.dumps(type(model).__name__))
+        """,
+        tmp_path,
+        env=env,
+    )
+    commit = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN).repo_info("org/tagger").sha
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import pipeline
+        recognize = pipeline("token-classification", model="org/tagger", revision={commit!r}, trust_remote_code=True)
+        print(json.dumps([[int(t["index"]), t["entity"]] for t in recognize([{TEXT!r}])[0]]))
+        """,
+        tmp_path,
+        env={**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")},
+    )
+    encoding = AutoTokenizer.from_pretrained(minilm_path())(TEXT, return_offsets_mapping=True, return_tensors="pt")
+    shapes = torch.tensor([word_shape_ids(TEXT, encoding.pop("offset_mapping")[0].tolist())])
+    with torch.no_grad():
+        tags = model(**encoding, word_shape_ids=shapes).logits.argmax(-1)[0].tolist()
+    assert result == [[i, labels[tag]] for i, tag in enumerate(tags) if tag != 0]
 
 
 @pytest.mark.slow
