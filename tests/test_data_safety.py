@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,6 +140,48 @@ def test_staged_folder_leaves_the_destination_as_it_was_on_failure_and_interrupt
     with staged_folder(destination, overwrite=True) as staging:
         (staging / "new.txt").write_text("new")
     assert [p.name for p in destination.iterdir()] == ["new.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("kind", ["train-entities", "train"])
+def test_an_interrupted_training_leaves_the_old_output_and_nothing_a_consumer_takes(
+    tiny_bert_dir, small_data, tmp_path, kind, signal_number
+):
+    """Ctrl-C or a kill during the training: the existing output folder is untouched (the run had --overwrite), and
+    whatever the run left beside it is refused by push, evaluate and --entity-model."""
+    data = SHARED / "data" / "conll04" / "train_entities.jsonl"
+    files = (data, data) if kind == "train-entities" else (small_data["train"], small_data["dev"])
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("the previous run")
+    log = tmp_path / "log.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "typed_bert.cli", kind, "--base-model", str(tiny_bert_dir), "--train-file",
+             str(files[0]), "--validation-file", str(files[1]), "--output-dir", str(output), "--epochs", "200",
+             "--overwrite"],
+            cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        deadline = time.time() + 300
+        # after the first epoch's evaluation: inside the training loop, not while the model loads
+        while time.time() < deadline and "eval_loss" not in log.read_text() and process.poll() is None:
+            time.sleep(0.5)
+        assert process.poll() is None, log.read_text()[-3000:]  # still training
+        process.send_signal(signal_number)
+        process.wait(timeout=120)
+    assert process.returncode != 0
+    assert [p.name for p in output.iterdir()] == ["keep.txt"]
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    if signal_number == signal.SIGINT:
+        assert left == [], left  # no partial copy, no checkpoint folder
+    model = save_tiny_classifier(tmp_path / "relations", ["O", "Loc", "Org", "Other", "Peop"])
+    for target in [output, *left]:
+        for args in (("push", "--model", str(target), "--repo-id", "org/x"),
+                     ("evaluate", "--model", str(target), "--data-file", str(small_data["dev"])),
+                     ("push", "--model", str(model), "--repo-id", "org/x", "--entity-model", str(target))):  # fmt: skip
+            result = command(*args)
+            assert result.returncode == 2 and str(target) in last_line(result), (args, last_line(result))
 
 
 def test_push_checks_the_entity_model_before_uploading_anything(local_hub, tmp_path):

@@ -162,6 +162,8 @@ def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_ra
                 "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--word-shapes"])  # fmt: skip
     config = json.loads((tmp_path / "ner" / "config.json").read_text())
     assert config["word_shapes"] is True and config["architectures"] == ["TypedBertForTokenClassification"]
+    card = (tmp_path / "ner" / "README.md").read_text()
+    assert "TypedBert token classifier" in card and '"average", trust_remote_code=True)' in card
     entity_types = sorted({e["type"] for line in (data / "train.jsonl").read_text().splitlines()
                            for e in json.loads(line)["entities"]})  # fmt: skip
     relations = save_tiny_classifier(tmp_path / "re", ["O", *entity_types])

@@ -327,6 +327,14 @@ def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype
     return span_scores([entity_spans(t["entities"]) for t in texts], [entity_spans(f) for f in found])
 
 
+def _entity_model_kind(settings: EntitySettings) -> str:
+    """What the model card calls the entity model."""
+    if settings.word_shapes:
+        return ("A TypedBert token classifier (custom code: load it with `trust_remote_code=True`) whose input "
+                "embeddings also carry each word's letter case (a word-shape table)")  # fmt: skip
+    return "A standard `AutoModelForTokenClassification`"
+
+
 def write_entity_card(folder: Path, settings: EntitySettings, entity_types: list[str], results: dict) -> None:
     """A short model card: what the model is, how to load it, its dev scores."""
     card = f"""---
@@ -337,14 +345,15 @@ base_model: {Path(settings.base_model).name}
 
 # Entity recognizer ({", ".join(entity_types)})
 
-A standard `AutoModelForTokenClassification` with BIO tags over the entity types {entity_types}, fine-tuned from
+{_entity_model_kind(settings)} with BIO tags over the entity types {entity_types}, fine-tuned from
 `{Path(settings.base_model).name}` on `{Path(settings.train_file).name}` with typed-bert's `train-entities`. It is
 the entity model of a TypedBert relation model when it sits in that repository's `entities/` folder.
 
 ```python
 from transformers import pipeline
 
-recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_strategy="{ENTITY_AGGREGATION}")
+recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_strategy="{ENTITY_AGGREGATION}"{
+    ", trust_remote_code=True" if settings.word_shapes else ""})
 ```
 
 On `{results["validation_file"]}`: entity micro-F1 {results["entity_micro_f1"]:.4f} (precision
