@@ -178,6 +178,17 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+def entity_slices(folder: Path, train: int, dev: int) -> dict[str, Path]:
+    """The first `train` and `dev` texts of CoNLL04's entity lists (shared/), as FOLDER/train.jsonl and dev.jsonl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, count in (("train", train), ("dev", dev)):
+        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
+        files[split] = folder / f"{split}.jsonl"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
 def run_script(args: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command from the checkout root; fail with its output if it exits non-zero."""
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **(env or {})}

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig, BertForTokenClassification, 
 from tests.conftest import (
     HUB_TOKEN,
     REPO_ROOT,
-    SHARED,
+    entity_slices,
     hub_env,
     minilm_path,
     run_isolated,
@@ -148,13 +148,10 @@ def test_push_publishes_both_models_and_the_hub_repo_extracts_from_text_in_a_cle
 @pytest.mark.slow
 def test_train_entities_then_train_with_it_then_evaluate_end_to_end(tiny_bert_dir, small_data, tmp_path):
     folder = tmp_path / "data"
-    folder.mkdir()
-    for split, count in (("train", 40), ("dev", 20)):
-        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    entity_slices(folder, 40, 20)
     run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
                 "--train-file", str(folder / "train.jsonl"), "--validation-file", str(folder / "dev.jsonl"),
-                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3"])  # fmt: skip
+                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--no-word-shapes"])  # fmt: skip
     results = json.loads((tmp_path / "ner" / "eval_results.json").read_text())
     assert 0 <= results["entity_micro_f1"] <= 1 and results["train_steps"] == 3
     recognize = pipeline("token-classification", model=str(tmp_path / "ner"), aggregation_strategy="simple")
@@ -270,10 +267,7 @@ def test_train_entities_is_reproducible_with_the_same_seed(tiny_bert_dir, tmp_pa
     from typed_bert.commands import train_entities
 
     folder = tmp_path / "data"
-    folder.mkdir()
-    for split, count in (("train", 24), ("dev", 8)):
-        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    entity_slices(folder, 24, 8)
     for run in ("a", "b"):
         torch.manual_seed(ord(run))  # a different global state before each run
         train_entities.main(["--base-model", str(tiny_bert_dir), "--train-file", str(folder / "train.jsonl"),

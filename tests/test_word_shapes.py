@@ -14,7 +14,15 @@ from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 from configuration_typed_bert import WORD_SHAPES
 from encoding_typed_bert import word_shape, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
-from tests.conftest import HUB_TOKEN, SHARED, hub_env, minilm_path, run_isolated, run_script, save_tiny_classifier
+from tests.conftest import (
+    HUB_TOKEN,
+    entity_slices,
+    hub_env,
+    minilm_path,
+    run_isolated,
+    run_script,
+    save_tiny_classifier,
+)
 from typed_bert.entities import bio_labels, bundle_entity_model
 
 TEXT = "Bill Gates founded MICROSOFT in 1975, with McAllister."
@@ -67,8 +75,9 @@ def test_a_bert_tagger_converts_losslessly_and_the_table_then_changes_the_logits
         assert not torch.allclose(typed(**encoding, word_shape_ids=shapes).logits, expected)
 
 
-def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_process(tmp_path):
-    labels = bio_labels(["PER", "ORG"])
+def _saved_shape_tagger(tmp_path, labels) -> tuple[TypedBertForTokenClassification, object]:
+    """A tiny word-shape tagger whose shape table holds noise (so the shapes decide some tags), saved with MiniLM's
+    tokenizer to TMP/typed; the model and the folder."""
     model = TypedBertForTokenClassification.from_pretrained(
         _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain"
     ).eval()
@@ -78,6 +87,12 @@ def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_
     folder = tmp_path / "typed"
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return model, folder
+
+
+def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_process(tmp_path):
+    labels = bio_labels(["PER", "ORG"])
+    model, folder = _saved_shape_tagger(tmp_path, labels)
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["TypedBertForTokenClassification"] and config["word_shapes"] is True
 
@@ -110,15 +125,7 @@ def test_push_to_hub_then_the_standard_pipeline_from_the_repo_reads_the_shapes(t
     from huggingface_hub import HfApi
 
     labels = bio_labels(["PER", "ORG"])
-    model = TypedBertForTokenClassification.from_pretrained(
-        _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain"
-    ).eval()
-    torch.manual_seed(1)
-    with torch.no_grad():
-        model.bert.embeddings.word_shape_embeddings.weight[1:].normal_(std=3.0)
-    folder = tmp_path / "typed"
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    model, folder = _saved_shape_tagger(tmp_path, labels)
     env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-push")}
     run_isolated(
         f"""
@@ -153,10 +160,7 @@ def test_push_to_hub_then_the_standard_pipeline_from_the_repo_reads_the_shapes(t
 @pytest.mark.slow
 def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_raw_text(tiny_bert_dir, tmp_path):
     data = tmp_path / "data"
-    data.mkdir()
-    for split, count in (("train", 40), ("dev", 20)):
-        lines = (SHARED / "data" / "conll04" / f"{split}_entities.jsonl").read_text().splitlines()[:count]
-        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    entity_slices(data, 40, 20)
     run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
                 "--train-file", str(data / "train.jsonl"), "--validation-file", str(data / "dev.jsonl"),
                 "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--word-shapes"])  # fmt: skip

@@ -1,5 +1,6 @@
-"""Entity recognition for end-to-end extraction: a standard `AutoModelForTokenClassification` with BIO tags over the
-entity types of entity-list files, trained with the transformers `Trainer` and loaded with
+"""Entity recognition for end-to-end extraction: a token classifier with BIO tags over the entity types of entity-list
+files (by default TypedBert's, with a word-shape table; `word_shapes=False`: a standard
+`AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
 `pipeline("token-classification", aggregation_strategy="average")` (word-level aggregation, as the
 relation-classification pipeline runs it); and the span scores papers report.
 
@@ -61,7 +62,7 @@ class EntitySettings:
     precision: str = "auto"
     seed: int = 42
     max_steps: int = -1
-    word_shapes: bool = False
+    word_shapes: bool = True  # CoNLL04 dev +3.8 entity F1 (3 seeds), SciERC dev -0.3 (2 seeds): docs/results
     table_learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:

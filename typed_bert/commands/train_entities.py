@@ -1,11 +1,13 @@
-r"""Fine-tune an entity recognizer (a standard token classifier, BIO tags) for end-to-end relation extraction.
+r"""Fine-tune an entity recognizer (a token classifier, BIO tags) for end-to-end relation extraction.
 
     python scripts/train_entities.py --base-model PATH --train-file train_entities.jsonl \
-        --validation-file dev_entities.jsonl --output-dir OUT
+        --validation-file dev_entities.jsonl --output-dir OUT [--no-word-shapes] [--overwrite]
 
 Input: entity-list JSON Lines, `{"text", "entities": [{"start", "end", "type"}, ...]}` (gold relations may be
 there too; they are ignored). OUT is a Hub-ready folder that `AutoModelForTokenClassification` and
-`pipeline("token-classification", aggregation_strategy="average")` load without custom code; `typed-bert train
+`pipeline("token-classification", aggregation_strategy="average")` load with `trust_remote_code=True` (by default
+the model is TypedBert's token classifier with a zero-initialised word-shape table, the letter case an uncased
+tokenizer throws away; with --no-word-shapes a standard one, loaded without custom code); `typed-bert train
 --entity-model OUT` (or `typed-bert push --entity-model OUT`) puts it into a relation model's repository, whose
 pipeline then extracts from raw text. The best epoch by dev entity micro-F1 is kept and scored on character spans
 (boundaries and type must match) in eval_results.json.
@@ -42,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=list(PRECISIONS), default=defaults["precision"])
     parser.add_argument(
         "--word-shapes", action=argparse.BooleanOptionalAction, default=defaults["word_shapes"],
-        help="a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token classifier",
+        help="a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token classifier "
+        "(default; --no-word-shapes: a standard AutoModelForTokenClassification)",
     )  # fmt: skip
     parser.add_argument(
         "--table-learning-rate", type=float, default=defaults["table_learning_rate"], help="for the word-shape table"
