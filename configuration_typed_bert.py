@@ -41,9 +41,11 @@ ENTITY_ROLES = ("none", "subject", "object")
 SUBJECT_ROLE = ENTITY_ROLES.index("subject")
 OBJECT_ROLE = ENTITY_ROLES.index("object")
 # Word shapes (`word_shape_ids`, `encoding_typed_bert.word_shape_ids`): the letter case of the word a token comes from,
-# read from the original text through the tokenizer's offsets, for what an uncased vocabulary throws away. 0 is special
-# tokens and padding.
-WORD_SHAPES = ("none", "lower", "title", "upper", "mixed", "digit", "other")
+# and whether that word is glued to the one before it (no space between: the "." of "Boise.", the "min" of
+# "Heung-min"), read from the original text through the tokenizer's offsets, for what a (uncased) WordPiece vocabulary
+# throws away. 0 is special tokens and padding.
+_CASES = ("lower", "title", "upper", "mixed", "digit", "other")
+WORD_SHAPES = ("none", *_CASES, *(f"glued {case}" for case in _CASES))
 # The label of pairs that hold no relation (TACRED, KLUE-RE, CoNLL04 here): not a relation when scoring or reporting.
 NO_RELATION = "no_relation"
 
@@ -88,9 +90,9 @@ class TypedBertConfig(BertConfig):
             given with each text.
         word_shapes (`bool`, *optional*, defaults to `False`):
             Whether the input embeddings also carry the shape of the word each token comes from (`WORD_SHAPES`: lower,
-            Title, UPPER, mixed, digits, other; `word_shape_ids`), a table that starts at zero. For uncased
-            vocabularies, whose tokenizer lowercases the strongest cue of a name; the pipelines compute the ids from
-            the text.
+            Title, UPPER, mixed, digits, other; each also glued to the word before), a table that starts at zero.
+            For uncased vocabularies, whose tokenizer lowercases the strongest cue of a name, and for any WordPiece
+            one, which drops the spaces; the pipelines compute the ids from the text.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a

@@ -80,25 +80,28 @@ def check_span(name: str, span: Any, text: str, entity_types: Sequence[str] | No
     return start, end, entity_type
 
 
-def word_shape(word: str) -> int:
+def word_shape(word: str, glued: bool = False) -> int:
     """The `WORD_SHAPES` index of a word: its letters all lower, Title (one upper first), all UPPER (two or more) or
-    mixed; without letters, digits or other."""
+    mixed; without letters, digits or other; `glued`: the word follows another with no space between."""
     letters = [character for character in word if character.isalpha()]
     if not letters:
-        return WORD_SHAPES.index("digit" if any(c.isdigit() for c in word) else "other")
-    if all(letter.islower() for letter in letters):
-        return WORD_SHAPES.index("lower")
-    if letters[0].isupper() and all(letter.islower() for letter in letters[1:]):
-        return WORD_SHAPES.index("title")
-    return WORD_SHAPES.index("upper" if all(letter.isupper() for letter in letters) else "mixed")
+        case = "digit" if any(c.isdigit() for c in word) else "other"
+    elif all(letter.islower() for letter in letters):
+        case = "lower"
+    elif letters[0].isupper() and all(letter.islower() for letter in letters[1:]):
+        case = "title"
+    else:
+        case = "upper" if all(letter.isupper() for letter in letters) else "mixed"
+    return WORD_SHAPES.index(f"glued {case}" if glued else case)
 
 
 def word_shape_ids(text: str, offsets: Sequence[Sequence[int]]) -> list[int]:
-    """The shape of the word each token comes from, one id per `(start, end)` character offset of the tokenizer
-    (0 for a token with no characters: special tokens and padding)."""
+    """The shape of the word each token comes from (words as BERT pre-tokenizes: `_WORDS`), one id per `(start, end)`
+    character offset of the tokenizer (0 for a token with no characters: special tokens and padding)."""
     shapes = [0] * (len(text) + 1)
     for word in _WORDS.finditer(text):
-        shapes[word.start() : word.end()] = [word_shape(word.group())] * (word.end() - word.start())
+        glued = word.start() > 0 and not text[word.start() - 1].isspace()
+        shapes[word.start() : word.end()] = [word_shape(word.group(), glued)] * (word.end() - word.start())
     return [shapes[int(start)] if int(end) > int(start) else 0 for start, end in offsets]
 
 

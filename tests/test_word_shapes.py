@@ -32,6 +32,20 @@ def test_each_word_gets_its_shape():
     assert [WORD_SHAPES[word_shape(word)] for word in ("gates", "Gates", "IBM", "iPhone", "1975", ",", "I")] == [
         "lower", "title", "upper", "mixed", "digit", "other", "title"
     ]  # fmt: skip
+    assert WORD_SHAPES[word_shape(".", glued=True)] == "glued other"
+    assert WORD_SHAPES[word_shape("min", glued=True)] == "glued lower"
+
+
+def test_a_word_glued_to_the_one_before_is_told_apart():
+    """ "Boise." and "Boise ." tokenize the same; the shapes tell the model which one it reads."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    shapes = {}
+    for text in ("He lives in Boise.", "He lives in Boise ."):
+        encoding = tokenizer(text, return_offsets_mapping=True)
+        shapes[text] = [WORD_SHAPES[i] for i in word_shape_ids(text, encoding["offset_mapping"])]
+    assert shapes["He lives in Boise."][-2:] == ["glued other", "none"]
+    assert shapes["He lives in Boise ."][-2:] == ["other", "none"]
+    assert shapes["He lives in Boise."][:-2] == shapes["He lives in Boise ."][:-2]
 
 
 def test_word_shape_ids_follow_the_tokenizer_offsets_to_the_whole_word():
@@ -41,7 +55,7 @@ def test_word_shape_ids_follow_the_tokenizer_offsets_to_the_whole_word():
     shapes = dict(zip(tokenizer.convert_ids_to_tokens(encoding["input_ids"]), names, strict=True))
     assert shapes["[CLS]"] == shapes["[SEP]"] == "none"
     assert shapes["bill"] == shapes["gates"] == "title" and shapes["founded"] == "lower"
-    assert shapes["microsoft"] == "upper" and shapes["1975"] == "digit" and shapes[","] == "other"
+    assert shapes["microsoft"] == "upper" and shapes["1975"] == "digit" and shapes[","] == "glued other"
     # every piece of "McAllister" has the word's shape, not its own ("##ster" alone reads as lower case)
     pieces = [i for i, (start, end) in enumerate(encoding["offset_mapping"]) if TEXT.find("McAllister") <= start < end
               <= TEXT.find("McAllister") + 10]  # fmt: skip

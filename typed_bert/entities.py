@@ -33,7 +33,6 @@ from transformers import (
     set_seed,
 )
 
-from configuration_typed_bert import NO_RELATION
 from encoding_typed_bert import check_span, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
 from pipeline_typed_bert import ENTITY_AGGREGATION, recognized_entities
@@ -418,63 +417,3 @@ def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) 
     relation_config["entity_model"] = ENTITY_MODEL_FOLDER
     write_text_atomically(relation_config_file, json.dumps(relation_config, indent=2, sort_keys=True) + "\n")
     return target
-
-
-def evaluate_end_to_end(
-    model_source: str, data_file: str, batch_size: int = 64, device=None, dtype=None, **load_kwargs
-) -> dict[str, Any]:
-    """Text in, entities and relations out, scored as SpERT scores CoNLL04: entity micro-F1 (boundaries and type
-    match) and strict end-to-end relation micro-F1 (the label and both entities' boundaries and types match;
-    `no_relation` never counts), with precision and recall of each. `data_file` is an entity-list file with gold
-    relations; `model_source` a relation model with a bundled entity model (`config.entity_model`)."""
-    texts = load_entity_texts(data_file)
-    with reading(model_source, "a TypedBert relation model folder or Hub id with an entity model"):
-        classify = pipeline("relation-classification", model=model_source, trust_remote_code=True, device=device,
-                            dtype=dtype, **load_kwargs)  # fmt: skip
-    if not getattr(classify.model.config, "entity_model", None):
-        raise InputError(
-            "the model has no entity model (config.json's entity_model); expected one bundled with typed-bert train "
-            "--entity-model or typed-bert push --entity-model",
-            model_source,
-        )
-    started = time.perf_counter()
-    outputs = classify([text["text"] for text in texts], batch_size=batch_size)
-    seconds = time.perf_counter() - started
-
-    def relation_triples(relations) -> set:
-        return {
-            (
-                (r["subject"]["start"], r["subject"]["end"], r["subject"]["type"]),
-                (r["object"]["start"], r["object"]["end"], r["object"]["type"]),
-                r["label"],
-            )  # fmt: skip
-            for r in relations
-            if r.get("label") and r["label"] != NO_RELATION
-        }
-
-    gold_relations = [
-        relation_triples(
-            [
-                {"subject": t["entities"][r["subject"]], "object": t["entities"][r["object"]], "label": r["label"]}
-                for r in t["relations"]
-            ]
-        )  # fmt: skip
-        for t in texts
-    ]
-    entities = span_scores([entity_spans(t["entities"]) for t in texts], [entity_spans(o["entities"]) for o in outputs])
-    relations = span_scores(gold_relations, [relation_triples(o["relations"]) for o in outputs])
-    return {
-        "entity_micro_f1": entities["f1"],
-        "entity_precision": entities["precision"],
-        "entity_recall": entities["recall"],
-        "end_to_end_relation_micro_f1": relations["f1"],
-        "end_to_end_relation_precision": relations["precision"],
-        "end_to_end_relation_recall": relations["recall"],
-        "gold_entities": entities["gold"],
-        "predicted_entities": entities["predicted"],
-        "gold_relations": relations["gold"],
-        "predicted_relations": relations["predicted"],
-        "texts": len(texts),
-        "texts_per_s": len(texts) / seconds,
-        "relations_per_s": relations["predicted"] / seconds,
-    }

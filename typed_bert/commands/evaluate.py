@@ -29,6 +29,18 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def format_errors(errors: dict[str, int]) -> str:
+    """The end-to-end error breakdown (`typed_bert.end_to_end`) in two lines."""
+    return (
+        f"wrong entities: {errors['boundary']} boundary (overlap a gold entity), {errors['type']} type (right span), "
+        f"{errors['spurious']} spurious (overlap none); {errors['missed']} gold entities missed (nothing overlaps)\n"
+        f"gold relations missed: {errors['missed_entity_errors']} through entity errors, "
+        f"{errors['missed_by_relation_model']} by the relation model (both entities right); wrong relations: "
+        f"{errors['spurious_on_wrong_entities']} on wrong entities, {errors['spurious_by_relation_model']} between "
+        "gold entities"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, type=model_path, help="checkpoint folder or Hub id")
@@ -74,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"(P {metrics['end_to_end_relation_precision']:.4f}, R {metrics['end_to_end_relation_recall']:.4f}); "
             f"gold entities: relation micro-F1 {metrics['gold_entity_relation_micro_f1']:.4f}"
         )
+        print(format_errors(metrics["errors"]))
     print(json.dumps(metrics))
     return metrics
 
@@ -82,7 +95,7 @@ def end_to_end_metrics(args, load_kwargs: dict) -> dict:
     """`evaluate_end_to_end` with the command's device and precision (bf16 weights where it picks bf16)."""
     import torch
 
-    from typed_bert.entities import evaluate_end_to_end
+    from typed_bert.end_to_end import evaluate_end_to_end
     from typed_bert.hardware import pick_device, pick_precision
 
     device = pick_device(args.device)
