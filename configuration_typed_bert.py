@@ -6,12 +6,10 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs on th
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 from transformers import BertConfig
 
-ENTITY_FUSIONS = ("sum", "mean")  # "mean" is deprecated: it is "sum" with the entity tables at half scale
 CLASSIFIER_POOLINGS = ("cls", "entity_start")
 
 
@@ -62,9 +60,6 @@ class TypedBertConfig(BertConfig):
             The entity type vocabulary. Index 0 is the "no entity" type given to every token outside the subject and
             object spans; the other names are the types of the data set (`PER`, `ORG`, ...). Saved in config.json
             so a published model says which types it knows.
-        entity_fusion (`str`, *optional*, defaults to `"sum"`):
-            Deprecated. `"sum"` adds the entity vectors to the word vector; `"mean"` (still read from older configs)
-            adds half of them, which is `"sum"` with the entity tables at half scale.
         classifier_pooling (`str`, *optional*, defaults to `"entity_start"`):
             What [`TypedBertForSequenceClassification`] classifies. `"cls"`: BERT's pooled [CLS] vector.
             `"entity_start"`: the concatenated hidden states of the first subject token and the first object token
@@ -76,8 +71,7 @@ class TypedBertConfig(BertConfig):
             `"typed-markers"` (Zhou & Chen's typed entity markers in the text, "@ * peop * Bill @", no tables),
             `"markers+embeddings"` (the markers and both tables) or `"plain"` (nothing). Only the tables a mode uses
             exist. With markers the relation-classification pipeline inserts them before encoding. Every mode still
-            reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling. Configs written
-            before this field (`use_entity_embeddings`, `entity_markers`) are read as the matching mode.
+            reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling.
         pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
             How the model was trained to encode the pairs of a text: `"per_pair"`, one sequence per (subject, object)
             pair, or `"per_subject"`, one sequence per subject with each candidate object appended as two marker
@@ -105,23 +99,16 @@ class TypedBertConfig(BertConfig):
     def __init__(
         self,
         entity_types: list[str] | None = None,
-        entity_fusion: str = "sum",
         classifier_pooling: str = "entity_start",
-        input_mode: str | None = None,
+        input_mode: str = "typed-embeddings",
         pair_encoding: str = "per_pair",
         position_id_offset: int = 0,
         entity_model: str | None = None,
         word_shapes: bool = False,
         **kwargs,
     ) -> None:
-        legacy_flags = kwargs.pop("use_entity_embeddings", None), kwargs.pop("entity_markers", None)
-        input_mode = _input_mode_of(input_mode, *legacy_flags)
         super().__init__(**kwargs)
         self.entity_types = _checked_entity_types([NO_ENTITY_TYPE] if entity_types is None else entity_types)
-        self.entity_fusion = _checked_choice("entity_fusion", entity_fusion, ENTITY_FUSIONS)
-        if entity_fusion == "mean":
-            message = 'entity_fusion="mean" is deprecated: it is "sum" with the entity tables at half scale.'
-            warnings.warn(message, FutureWarning, stacklevel=2)
         self.classifier_pooling = _checked_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         self.input_mode = _checked_choice("input_mode", input_mode, tuple(INPUT_MODES))
         self.pair_encoding = _checked_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
@@ -188,47 +175,16 @@ class TypedBertConfig(BertConfig):
         """Whether the input mode has either entity table."""
         return self.use_entity_type_embeddings or self.use_entity_role_embeddings
 
-    @use_entity_embeddings.setter
-    def use_entity_embeddings(self, value: bool) -> None:
-        """The flag of configs before `input_mode` (`from_pretrained(..., use_entity_embeddings=False)`): sets the
-        input mode with both tables (or none) and the same markers."""
-        self.input_mode = _input_mode_of(None, value, self.entity_markers)
-
     @property
     def entity_markers(self) -> bool:
         """Whether the text gets typed entity markers before encoding."""
         return INPUT_MODES[self.input_mode].markers
-
-    @entity_markers.setter
-    def entity_markers(self, value: bool) -> None:
-        """The flag of configs before `input_mode`: sets the input mode with the same tables and `value` markers."""
-        if self.use_entity_type_embeddings != self.use_entity_role_embeddings:
-            raise ValueError(f"input_mode={self.input_mode!r} has no variant with markers; set input_mode instead.")
-        self.input_mode = _input_mode_of(None, self.use_entity_embeddings, value)
 
 
 def _checked_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}.")
     return value
-
-
-def _input_mode_of(input_mode: str | None, use_entity_embeddings: object, entity_markers: object) -> str:
-    """The input mode, from `input_mode` or from the two flags that configs before it carried."""
-    if use_entity_embeddings is None and entity_markers is None:
-        return "typed-embeddings" if input_mode is None else input_mode
-    legacy = {"use_entity_embeddings": use_entity_embeddings, "entity_markers": entity_markers}
-    for name, value in legacy.items():
-        if value is not None and not isinstance(value, bool):
-            raise ValueError(f"{name} must be a bool, got {value!r}.")
-    tables, markers = legacy["use_entity_embeddings"] is not False, legacy["entity_markers"] is True
-    matching = next(mode for mode, uses in INPUT_MODES.items() if uses == InputMode(tables, tables, markers))
-    if input_mode not in (None, matching):
-        raise ValueError(
-            f"use_entity_embeddings={use_entity_embeddings!r} and entity_markers={entity_markers!r} do not describe "
-            f"input_mode={input_mode!r}; pass only input_mode, one of {list(INPUT_MODES)}."
-        )
-    return matching
 
 
 def _checked_entity_types(entity_types: object) -> list[str]:

@@ -53,23 +53,13 @@ ENTITY_TASK = "token-classification"
 logger = logging.get_logger(__name__)
 
 
-def _is_tracing() -> bool:
-    """True under torch.compile, torch.export/ONNX export or TorchScript tracing, where data-dependent code breaks."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
-
-
-def _check_ids(ids: torch.Tensor, name: str, num_ids: int, shape: torch.Size) -> None:
-    """Raise a `ValueError` naming the problem when `ids` does not fit the table of `num_ids` rows or `shape`."""
+def _check_ids(ids: torch.Tensor, name: str, shape: torch.Size) -> None:
+    """Raise a `ValueError` naming the problem when `ids` does not have `shape` or an integer dtype. (Their range is
+    checked where they are made, in `encoding_typed_bert`: a check here would cost a device-to-host sync.)"""
     if ids.shape != shape:
         raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids/inputs_embeds have shape {tuple(shape)}.")
     if ids.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
         raise ValueError(f"{name} must hold integer ids, got dtype {ids.dtype}.")
-    if _is_tracing() or ids.numel() == 0:
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= num_ids:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name} holds id {bad}, outside the valid range [0, {num_ids - 1}].")
 
 
 class TypedBertEntityEmbedding(nn.Embedding):
@@ -102,7 +92,6 @@ class TypedBertEmbeddings(BertEmbeddings):
         self.word_shape_embeddings = (
             TypedBertEntityEmbedding(config.num_word_shapes, config.hidden_size) if config.word_shapes else None
         )
-        self.entity_scale = 0.5 if config.entity_fusion == "mean" else 1.0
 
     def entity_tables(self) -> list[TypedBertEntityEmbedding]:
         """The tables this model has."""
@@ -123,23 +112,13 @@ class TypedBertEmbeddings(BertEmbeddings):
         entity_type_ids: torch.LongTensor | None,
         entity_role_ids: torch.LongTensor | None,
     ) -> torch.Tensor:
-        """Word vectors `(batch, seq, hidden)` plus the entity vectors of the entity tokens (ids `(batch, seq)`, None
-        for all 0); the ids of a table the model does not have are ignored.
-
-        Row 0 of every table is zero, so only tokens with a non-zero id are looked up and added (a few percent of a
-        batch). Under tracing, which needs static shapes, every token is looked up instead; the result is the same.
-        """
-        pairs = ((self.entity_type_embeddings, entity_type_ids), (self.entity_role_embeddings, entity_role_ids))
-        tables = [(table, ids) for table, ids in pairs if table is not None and ids is not None]
-        if not tables:
-            return inputs_embeds
-        is_entity = torch.stack([ids != 0 for _, ids in tables]).any(dim=0)
-        if _is_tracing():
-            entity = sum(table(ids) for table, ids in tables)
-            return inputs_embeds + entity * (is_entity.unsqueeze(-1) * self.entity_scale)
-        positions = is_entity.nonzero(as_tuple=True)
-        entity = sum(table(ids[positions]) for table, ids in tables)
-        return inputs_embeds.index_put(positions, entity * self.entity_scale, accumulate=True)
+        """Word vectors `(batch, seq, hidden)` plus the entity vectors of each token (ids `(batch, seq)`, None for all
+        0); the ids of a table the model does not have are ignored. Row 0 of every table is zero."""
+        tables = (self.entity_type_embeddings, self.entity_role_embeddings)
+        for table, ids in zip(tables, (entity_type_ids, entity_role_ids), strict=True):
+            if table is not None and ids is not None:
+                inputs_embeds = inputs_embeds + table(ids)
+        return inputs_embeds
 
 
 class TypedBertPreTrainedModel(BertPreTrainedModel):
@@ -245,13 +224,13 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             inputs_embeds = self.embeddings.word_embeddings(input_ids)
         else:
             shape = inputs_embeds.shape[:-1]
-        for name, ids, num_ids in (
-            ("entity_type_ids", entity_type_ids, self.config.num_entity_types),
-            ("entity_role_ids", entity_role_ids, self.config.num_entity_roles),
-            ("word_shape_ids", word_shape_ids, self.config.num_word_shapes),
+        for name, ids in (
+            ("entity_type_ids", entity_type_ids),
+            ("entity_role_ids", entity_role_ids),
+            ("word_shape_ids", word_shape_ids),
         ):
             if ids is not None:
-                _check_ids(ids, name, num_ids, shape)
+                _check_ids(ids, name, shape)
 
         if isinstance(self.embeddings, TypedBertEmbeddings):
             inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
@@ -299,8 +278,8 @@ class TypedBertEntityStartHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor, entity_role_ids: torch.LongTensor) -> torch.Tensor:
         """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`."""
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        subject = _first_position(entity_role_ids, SUBJECT_ROLE, "subject")
-        obj = _first_position(entity_role_ids, OBJECT_ROLE, "object")
+        subject = _first_position(entity_role_ids, SUBJECT_ROLE)
+        obj = _first_position(entity_role_ids, OBJECT_ROLE)
         return self.classify(hidden_states[rows, subject], hidden_states[rows, obj])
 
     def classify(self, subject_states: torch.Tensor, object_states: torch.Tensor) -> torch.Tensor:
@@ -309,17 +288,10 @@ class TypedBertEntityStartHead(nn.Module):
         return self.out_proj(self.dropout(self.activation(self.dense(pair))))
 
 
-def _first_position(entity_role_ids: torch.LongTensor, role: int, role_name: str) -> torch.LongTensor:
-    """Index `(batch,)` of the first token with `role` in each row; a `ValueError` names the rows that have none."""
-    is_role = entity_role_ids == role
-    if not _is_tracing():
-        missing = (~is_role.any(dim=1)).nonzero().flatten().tolist()
-        if missing:
-            raise ValueError(
-                f"classifier_pooling='entity_start' needs a {role_name} token (entity_role_ids == {role}) in every "
-                f"row; rows {missing} have none."
-            )
-    return is_role.int().argmax(dim=1)
+def _first_position(entity_role_ids: torch.LongTensor, role: int) -> torch.LongTensor:
+    """Index `(batch,)` of the first token with `role` in each row (0 in a row without one: the encoding gives every
+    sequence its subject and objects)."""
+    return (entity_role_ids == role).int().argmax(dim=1)
 
 
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
@@ -531,7 +503,7 @@ class TypedBertForRelationExtraction(TypedBertPreTrainedModel):
         )
         hidden_states = outputs.last_hidden_state
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(1)
-        subject = _first_position(entity_role_ids, SUBJECT_ROLE, "subject").unsqueeze(1)
+        subject = _first_position(entity_role_ids, SUBJECT_ROLE).unsqueeze(1)
         subject_states = hidden_states[rows, subject].expand(-1, object_positions.shape[1], -1)
         logits = self.classifier.classify(subject_states, hidden_states[rows, object_positions])
         loss = None

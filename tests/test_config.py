@@ -9,36 +9,33 @@ def test_defaults():
     config = TypedBertConfig()
     assert config.model_type == "typed_bert"
     assert config.entity_types == ["O"]
-    assert config.entity_fusion == "sum"
+    assert config.input_mode == "typed-embeddings"
     assert config.classifier_pooling == "entity_start"
     assert config.use_entity_embeddings is True
 
 
 def test_fields_survive_save_and_load(tmp_path):
-    config = TypedBertConfig(entity_types=["O", "PER", "ORG"], entity_fusion="mean", classifier_pooling="cls")
+    config = TypedBertConfig(entity_types=["O", "PER", "ORG"], input_mode="type-only", classifier_pooling="cls")
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["entity_types"] == ["O", "PER", "ORG"]
     assert saved["auto_map"]["AutoConfig"] == "configuration_typed_bert.TypedBertConfig"
     loaded = TypedBertConfig.from_pretrained(tmp_path)
-    assert (loaded.entity_types, loaded.entity_fusion, loaded.classifier_pooling) == (
-        ["O", "PER", "ORG"],
-        "mean",
-        "cls",
-    )
+    fields = (loaded.entity_types, loaded.input_mode, loaded.classifier_pooling)
+    assert fields == (["O", "PER", "ORG"], "type-only", "cls")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"entity_fusion": "max"}, r"entity_fusion='max'.*\['sum', 'mean'\]"),
+        ({"input_mode": "markers"}, r"input_mode='markers' is not supported; expected one of \['typed-embeddings'"),
         ({"classifier_pooling": "mean"}, r"classifier_pooling='mean'.*\['cls', 'entity_start'\]"),
         ({"entity_types": []}, "entity_types is empty"),
         ({"entity_types": ["O", "PER", "PER"]}, r"duplicates \['PER'\]"),
         ({"entity_types": ["O", 3]}, r"non-empty strings; got \[3\]"),
         ({"entity_types": ["O", ""]}, "non-empty strings"),
         ({"entity_types": "O,PER"}, "must be a list"),
-        ({"use_entity_embeddings": "yes"}, "use_entity_embeddings must be a bool"),
+        ({"word_shapes": "yes"}, "word_shapes='yes' must be a bool"),
     ],
 )
 def test_invalid_values_raise(kwargs, message):
@@ -62,9 +59,3 @@ def test_removed_all_pairs_encoding_is_refused_clearly():
     message = r"pair_encoding='all_pairs' is not supported; expected one of \['per_pair', 'per_subject'\]"
     with pytest.raises(ValueError, match=message):
         TypedBertConfig(pair_encoding="all_pairs")
-
-
-def test_mean_fusion_still_loads_with_a_deprecation_warning():
-    with pytest.warns(FutureWarning, match='entity_fusion="mean" is deprecated'):
-        config = TypedBertConfig(entity_fusion="mean")
-    assert config.entity_fusion == "mean"

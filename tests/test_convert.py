@@ -222,11 +222,6 @@ def test_fine_tuned_bert_classifier_keeps_its_classifier(tmp_path, tiny_tokenize
     assert config["architectures"] == ["TypedBertForSequenceClassification"]
 
 
-def test_mean_fusion_conversion_preserves_bert(tmp_path):
-    report = convert_checkpoint(str(minilm_path()), ["PER"], tmp_path / "out", entity_fusion="mean")
-    assert report["max_abs_difference"] <= 1e-5
-
-
 def test_failed_check_writes_nothing_and_keeps_the_old_folder(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
