@@ -31,7 +31,7 @@ INPUT_MODES = {
     "plain": InputMode(type_table=False, role_table=False, markers=False),
 }
 # "per_pair": one sequence per (subject, object) pair. "per_subject": one sequence per subject, its objects appended as
-# marker tokens (PL-Marker's subject-oriented packing; `TypedBertForRelationExtraction`).
+# marker tokens (PL-Marker's subject-oriented packing; `encoding_typed_bert.SubjectPackedPairs`).
 PAIR_ENCODINGS = ("per_pair", "per_subject")
 NO_ENTITY_TYPE = "O"
 # Entity roles: 0 = outside both entities, 1 = subject, 2 = object.
@@ -75,7 +75,7 @@ class TypedBertConfig(BertConfig):
         pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
             How the model was trained to encode the pairs of a text: `"per_pair"`, one sequence per (subject, object)
             pair, or `"per_subject"`, one sequence per subject with each candidate object appended as two marker
-            tokens (PL-Marker's packing, `TypedBertForRelationExtraction`); the relation-classification pipeline
+            tokens (PL-Marker's packing, `encoding_typed_bert.SubjectPackedPairs`); the relation-classification pipeline
             encodes as the model was trained. `"per_subject"` needs `entity_start` pooling and an input mode
             without markers in the text.
         entity_model (`str`, *optional*):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, WORD_SHAPES
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
-# The inputs of a subject-packed sequence (`encode_subjects`, `TypedBertForRelationExtraction`): the five above, the
+# The inputs of a subject-packed sequence (`encode_subjects`, `SubjectPackedPairs`): the five above, the
 # position of every token (object markers sit at their object's first and last token), which object's markers each
 # token is (0: a text token), and where each object's start marker is.
 PACKED_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "marker_groups", "object_positions")
@@ -313,23 +314,29 @@ def encode_entity_pairs(
     entity_types: Sequence[str],
     max_length: int | None = None,
     entity_markers: bool = False,
-) -> tuple[list[tuple[int, int, dict[str, list[int]]]], list[tuple[int, int, str]]]:
-    """Encode every ordered pair of distinct entities of a text, the first of each pair as the subject.
+    pairs: Sequence[tuple[int, int]] | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[list[tuple[int, int, dict[str, list[int]]]], list[tuple[int, int, UnencodablePairError]]]:
+    """Encode ordered pairs of a text's entities, one sequence per pair, the first of each pair as the subject.
 
     Args:
         entities: `{"start", "end", "type"}` spans of `text` (other keys are ignored); they may overlap.
         entity_types, max_length: as for `encode_relation`.
         entity_markers: insert typed entity markers around each pair's two entities (marker input modes).
+        pairs: the `(subject, object)` index pairs to encode, in order (default: every ordered pair of distinct
+            entities).
+        names: what errors call the entities (default `entity 0`, `entity 1`, ...).
 
     Returns:
-        `(i, j, features)` for each encodable pair (entity i the subject, entity j the object), and `(i, j, reason)`
-        for each skipped pair: entities that overlap or share a token, or that no `max_length` window holds together.
-        A bad entity raises a `ValueError` naming its index.
+        `(i, j, features)` for each encodable pair (entity i the subject, entity j the object), and `(i, j, error)`
+        for each skipped pair: entities that overlap or share a token (`EntityOverlapError`), or that no
+        `max_length` window holds together (`EntitiesTooFarApartError`). A bad entity raises a `ValueError` naming
+        it.
     """
-    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types)
+    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types, names)
     limit = _limit(tokenizer, max_length)
     encoded, skipped = [], []
-    for i, j in itertools.permutations(range(len(entities)), 2):
+    for i, j in itertools.permutations(range(len(entities)), 2) if pairs is None else pairs:
         try:
             _check_disjoint(entities[i], entities[j])
             if entity_markers:
@@ -337,7 +344,7 @@ def encode_entity_pairs(
             else:
                 features = pair_features(encoding, tokens[i], tokens[j], type_ids[i], type_ids[j], limit)
         except UnencodablePairError as error:
-            skipped.append((i, j, str(error)))
+            skipped.append((i, j, error))
             continue
         encoded.append((i, j, features))
     return encoded, skipped
@@ -491,6 +498,108 @@ class _SubjectPacking:
         return features
 
 
+@dataclass
+class EncodedPairs:
+    """The model sequences of one text's pairs (`PairEncoding.encode`).
+
+    Args:
+        sequences: the model inputs of each sequence (`PairEncoding.input_names`, lists of ints).
+        pairs: for each sequence, the `(subject, object)` entity index pairs it classifies, in the order of its rows
+            of logits (`pair_logits`).
+        skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`: overlapping entities, or
+            too far apart for `max_length`).
+    """
+
+    sequences: list[dict[str, list[int]]]
+    pairs: list[list[tuple[int, int]]]
+    skipped: list[tuple[int, int, UnencodablePairError]]
+
+
+class PairEncoding:
+    """How the (subject, object) pairs of a text become model sequences: the one interface that the pipeline,
+    training and evaluation use (`pair_encoding_for(config)` gives the model's). A new encoding is a subclass."""
+
+    input_names: tuple[str, ...] = MODEL_INPUT_NAMES
+
+    @classmethod
+    def from_config(cls, config) -> PairEncoding:
+        """The encoding a model with this `TypedBertConfig` reads."""
+        return cls()
+
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text: str,
+        entities: Sequence[Mapping[str, Any]],
+        entity_types: Sequence[str],
+        max_length: int | None = None,
+        pairs: Sequence[tuple[int, int]] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EncodedPairs:
+        """The sequences of `pairs` (default: every ordered pair of distinct entities) of a text's entities
+        (`{"start", "end", "type"}` spans, which may overlap); `names` are what errors call the entities. A bad
+        entity raises a `ValueError` naming it."""
+        raise NotImplementedError
+
+    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+        """The inputs of an empty sequence with no pair (never run; it lets a text without pairs ride in a batch)."""
+        encoding = tokenizer("", return_token_type_ids=True)
+        zeros = [0] * len(encoding["input_ids"])
+        features = {name: list(encoding[name]) if name in encoding else zeros for name in self.input_names}
+        return features | ({"object_positions": [0]} if "object_positions" in features else {})
+
+
+def pair_logits(logits: torch.Tensor) -> torch.Tensor:
+    """A relation model's logits as one row per pair of each sequence, `(batch, pairs, num_labels)`, whichever encoding
+    it reads (one pair per sequence gives `(batch, num_labels)`)."""
+    return logits if logits.dim() == 3 else logits.unsqueeze(1)
+
+
+class PerPairEncoding(PairEncoding):
+    """One sequence per pair (`pair_encoding="per_pair"`; `encode_entity_pairs`), with typed entity markers in the
+    text for the marker input modes."""
+
+    def __init__(self, entity_markers: bool = False) -> None:
+        self.entity_markers = entity_markers
+
+    @classmethod
+    def from_config(cls, config) -> PerPairEncoding:
+        return cls(config.entity_markers)
+
+    def encode(self, tokenizer, text, entities, entity_types, max_length=None, pairs=None, names=None) -> EncodedPairs:
+        encoded, skipped = encode_entity_pairs(
+            tokenizer, text, entities, entity_types, max_length, self.entity_markers, pairs, names
+        )
+        return EncodedPairs([features for _, _, features in encoded], [[(i, j)] for i, j, _ in encoded], skipped)
+
+
+class SubjectPackedPairs(PairEncoding):
+    """One sequence per subject with its objects packed as marker tokens (`pair_encoding="per_subject"`, PL-Marker's
+    packing; `encode_subjects`)."""
+
+    input_names = PACKED_INPUT_NAMES
+
+    def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
+        self.objects_per_sequence = objects_per_sequence
+
+    def encode(self, tokenizer, text, entities, entity_types, max_length=None, pairs=None, names=None) -> EncodedPairs:
+        encoded, skipped = encode_subjects(
+            tokenizer, text, entities, entity_types, max_length, pairs, self.objects_per_sequence, names
+        )
+        return EncodedPairs(
+            [features for _, _, features in encoded], [[(i, j) for j in objects] for i, objects, _ in encoded], skipped
+        )
+
+
+# The encoding of each `config.pair_encoding`.
+PAIR_ENCODING_CLASSES = {"per_pair": PerPairEncoding, "per_subject": SubjectPackedPairs}
+
+
+def pair_encoding_for(config) -> PairEncoding:
+    """The pair encoding a model reads, from its `TypedBertConfig`."""
+    return PAIR_ENCODING_CLASSES[config.pair_encoding].from_config(config)
+
+
 def add_typed_entity_markers(
     text: str,
     subject: Mapping[str, Any],
@@ -561,6 +670,13 @@ def _padded(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tenso
 
 __all__ = [
     "DEFAULT_OBJECTS_PER_SEQUENCE",
+    "PAIR_ENCODING_CLASSES",
+    "EncodedPairs",
+    "PairEncoding",
+    "PerPairEncoding",
+    "SubjectPackedPairs",
+    "pair_encoding_for",
+    "pair_logits",
     "MODEL_INPUT_NAMES",
     "PACKED_INPUT_NAMES",
     "EntitiesTooFarApartError",

@@ -14,7 +14,6 @@ until it is trained, and only entity tokens need a vector.
 
 import os
 import shutil
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,7 +26,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs, logging
+from transformers.utils import TransformersKwargs, logging
 
 # Every uploaded file is imported here, directly, and only here: transformers copies a model file's relative imports
 # into each saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones. The
@@ -264,8 +263,8 @@ def _counted_positions(
 
 
 class TypedBertEntityStartHead(nn.Module):
-    """Classifies the concatenated hidden states of the first subject token and the first object token (Zhou & Chen
-    2021)."""
+    """Classifies the concatenated hidden states of a subject token and an object token (Zhou & Chen 2021): the first
+    token of each entity, or for a packed object its start marker."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
@@ -275,17 +274,23 @@ class TypedBertEntityStartHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, hidden_states: torch.Tensor, entity_role_ids: torch.LongTensor) -> torch.Tensor:
-        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`."""
-        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        subject = _first_position(entity_role_ids, SUBJECT_ROLE)
-        obj = _first_position(entity_role_ids, OBJECT_ROLE)
-        return self.classify(hidden_states[rows, subject], hidden_states[rows, obj])
-
-    def classify(self, subject_states: torch.Tensor, object_states: torch.Tensor) -> torch.Tensor:
-        """Subject and object vectors `(..., hidden)` → logits `(..., num_labels)`."""
-        pair = torch.cat([subject_states, object_states], dim=-1)
-        return self.out_proj(self.dropout(self.activation(self.dense(pair))))
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        entity_role_ids: torch.LongTensor,
+        object_positions: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`hidden_states` `(batch, seq, hidden)`, `entity_role_ids` `(batch, seq)` → logits `(batch, num_labels)`;
+        with `object_positions` `(batch, pairs)` (packed objects' start markers) → `(batch, pairs, num_labels)`."""
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(1)
+        subject = _first_position(entity_role_ids, SUBJECT_ROLE).unsqueeze(1)
+        objects = object_positions
+        if objects is None:
+            objects = _first_position(entity_role_ids, OBJECT_ROLE).unsqueeze(1)
+        subject_states = hidden_states[rows, subject].expand(-1, objects.shape[1], -1)
+        pair = torch.cat([subject_states, hidden_states[rows, objects]], dim=-1)
+        logits = self.out_proj(self.dropout(self.activation(self.dense(pair))))
+        return logits if object_positions is not None else logits.squeeze(1)
 
 
 def _first_position(entity_role_ids: torch.LongTensor, role: int) -> torch.LongTensor:
@@ -294,11 +299,30 @@ def _first_position(entity_role_ids: torch.LongTensor, role: int) -> torch.LongT
     return (entity_role_ids == role).int().argmax(dim=1)
 
 
+def _packed_attention_mask(
+    attention_mask: torch.Tensor | None, marker_groups: torch.LongTensor, dtype: torch.dtype, as_3d: bool
+) -> torch.Tensor:
+    """Which key each query may attend to in a subject-packed sequence: real keys that are text tokens or in the
+    query's own marker group. transformers 5 takes it as a 4D additive mask `(batch, 1, seq, seq)`; 4.57's BERT
+    (`as_3d`) a 3D 0/1 mask `(batch, seq, seq)`, from which it builds the 4D one itself."""
+    keys = marker_groups.unsqueeze(1)  # (batch, 1, seq)
+    allowed = (keys == 0) | (keys == marker_groups.unsqueeze(2))  # (batch, seq, seq)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.bool().unsqueeze(1)
+    if as_3d:
+        return allowed.long()
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return additive.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+
+
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
     """TypedBert with a relation classifier over the [CLS] vector or the subject and object start tokens.
 
     The head is named `classifier` for both poolings, as in `BertForSequenceClassification`: a fine-tuned BERT
-    classifier converts without loss, and PEFT's `task_type="SEQ_CLS"` trains and saves it.
+    classifier converts without loss, and PEFT's `task_type="SEQ_CLS"` trains and saves it. With `marker_groups` and
+    `object_positions` (`encoding_typed_bert.SubjectPackedPairs`) it reads a subject-packed sequence, PL-Marker's
+    packing (Ye et al. 2022): one subject marked in the text, each of its objects appended as two marker tokens, one
+    row of logits per object; the weights are the same either way.
     """
 
     _custom_pipelines = {
@@ -331,6 +355,8 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         entity_type_ids: torch.LongTensor | None = None,
         entity_role_ids: torch.LongTensor | None = None,
+        marker_groups: torch.LongTensor | None = None,
+        object_positions: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
@@ -338,12 +364,19 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         Args:
             entity_type_ids, entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`): see `TypedBertModel`;
                 `entity_role_ids` is required with `classifier_pooling="entity_start"`.
-            labels (`torch.Tensor` of shape `(batch,)`, or `(batch, num_labels)` for multi-label): as for
-                `BertForSequenceClassification` (regression when `num_labels == 1`, else single- or multi-label by
-                `config.problem_type`).
+            marker_groups (`torch.LongTensor` of shape `(batch, seq)`, *optional*): a subject-packed sequence: 0 for
+                text tokens, k for the two markers of the k-th object. Text tokens attend to text tokens; markers to
+                the text and their own group. Its `position_ids` count from 0 (the model adds
+                `config.position_id_offset`); an object's markers have those of its first and last token.
+            object_positions (`torch.LongTensor` of shape `(batch, pairs)`, *optional*): with `marker_groups`, the
+                index of each object's start marker; 0 pads a row with fewer objects.
+            labels (`torch.Tensor` of shape `(batch,)`, `(batch, pairs)` packed with -100 padding, or `(batch,
+                num_labels)` for multi-label): as for `BertForSequenceClassification` (regression when
+                `num_labels == 1`, else single- or multi-label by `config.problem_type`).
 
         Returns:
-            `SequenceClassifierOutput` with `logits` `(batch, num_labels)`, and `loss` when `labels` is given.
+            `SequenceClassifierOutput` with `logits` `(batch, num_labels)` (packed: `(batch, pairs, num_labels)`),
+            and `loss` when `labels` is given.
         """
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -351,6 +384,13 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
             raise ValueError(
                 "classifier_pooling='entity_start' needs entity_role_ids (1 on subject tokens, 2 on object tokens)."
             )
+        if (marker_groups is None) != (object_positions is None):
+            raise ValueError("A subject-packed sequence needs both marker_groups and object_positions.")
+        if marker_groups is not None:
+            embeds = inputs_embeds if inputs_embeds is not None else self.bert.embeddings.word_embeddings.weight
+            as_3d = hasattr(self.bert, "get_extended_attention_mask")
+            attention_mask = _packed_attention_mask(attention_mask, marker_groups, embeds.dtype, as_3d)
+            position_ids = position_ids + self.config.position_id_offset
         outputs = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -365,7 +405,7 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         if self.config.classifier_pooling == "cls":
             logits = self.classifier(self.dropout(outputs.pooler_output))
         else:
-            logits = self.classifier(outputs.last_hidden_state, entity_role_ids)
+            logits = self.classifier(outputs.last_hidden_state, entity_role_ids, object_positions)
         loss = None if labels is None else self._loss(logits, labels)
 
         if not return_dict:
@@ -377,7 +417,8 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         )
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of `BertForSequenceClassification`: MSE, cross-entropy or BCE by `config.problem_type`."""
+        """The loss of `BertForSequenceClassification`: MSE, cross-entropy (over every labelled pair; -100 is
+        padding) or BCE by `config.problem_type`."""
         if self.config.problem_type is None:
             if self.num_labels == 1:
                 self.config.problem_type = "regression"
@@ -390,147 +431,8 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
                 return MSELoss()(logits.squeeze(), labels.squeeze())
             return MSELoss()(logits, labels)
         if self.config.problem_type == "single_label_classification":
-            return CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            return CrossEntropyLoss()(logits.reshape(-1, self.num_labels), labels.reshape(-1))
         return BCEWithLogitsLoss()(logits, labels)
-
-
-@dataclass
-class RelationExtractionOutput(ModelOutput):
-    """Output of `TypedBertForRelationExtraction`.
-
-    Args:
-        loss (`torch.FloatTensor` of shape `(1,)`, *optional*): cross-entropy over the labelled pairs.
-        logits (`torch.FloatTensor` of shape `(batch, pairs, num_labels)`): one row per packed object; rows of padding
-            objects (`object_positions == 0`) are meaningless.
-        hidden_states, attentions: as for `BertModel`, when asked for.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-class TypedBertForRelationExtraction(TypedBertPreTrainedModel):
-    """TypedBert classifying every (subject, object) pair of one subject in one pass: PL-Marker's subject-oriented
-    packing (Ye et al. 2022), sequences from `encoding_typed_bert.encode_subjects`.
-
-    The subject is marked in the text by its role, every entity by its type; each object is appended as two marker
-    tokens that carry its type, the object role and the positions of its first and last token. The head is the
-    entity-start head of `TypedBertForSequenceClassification` (the subject's first token and the object's start
-    marker), and the weights are the same: either class loads the other's checkpoint. A model of this class saves
-    as a `TypedBertForSequenceClassification` checkpoint whose config says `pair_encoding="per_subject"`, so that
-    `AutoModelForSequenceClassification` and the relation-classification pipeline load it; the pipeline then packs.
-    """
-
-    _custom_pipelines = TypedBertForSequenceClassification._custom_pipelines
-
-    def __init__(self, config: TypedBertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = TypedBertModel(config, add_pooling_layer=False)
-        self.classifier = TypedBertEntityStartHead(config)
-        self.post_init()
-
-    @classmethod
-    def from_sequence_classifier(cls, model: TypedBertForSequenceClassification) -> "TypedBertForRelationExtraction":
-        """A packed classifier sharing `model`'s encoder and head (no copy); `model.config` becomes its config."""
-        with torch.device("meta"):
-            packed = cls(model.config)
-        packed.bert, packed.classifier = model.bert, model.classifier
-        return packed.train(model.training)
-
-    def as_sequence_classifier(self) -> TypedBertForSequenceClassification:
-        """The per-pair classifier sharing this model's encoder and head (no copy)."""
-        with torch.device("meta"):
-            model = TypedBertForSequenceClassification(self.config)
-        model.bert, model.classifier = self.bert, self.classifier
-        return model.train(self.training)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Saved as the `TypedBertForSequenceClassification` it shares every weight with (see the class docstring),
-        with `pair_encoding="per_subject"` in config.json; `push_to_hub` and `Trainer` save through here."""
-        self.config.pair_encoding = "per_subject"
-        return self.as_sequence_classifier().save_pretrained(save_directory, *args, **kwargs)
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        entity_type_ids: torch.LongTensor | None = None,
-        entity_role_ids: torch.LongTensor | None = None,
-        marker_groups: torch.LongTensor | None = None,
-        object_positions: torch.LongTensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> RelationExtractionOutput | tuple[torch.Tensor, ...]:
-        r"""
-        Args:
-            input_ids, token_type_ids, entity_type_ids, entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`):
-                as for `TypedBertModel`; the subject's tokens have role 1, each object's markers role 2.
-            attention_mask (`torch.Tensor` of shape `(batch, seq)`): 1 for real tokens, 0 for padding.
-            position_ids (`torch.LongTensor` of shape `(batch, seq)`): each token's position counted from 0 (the
-                model adds `config.position_id_offset`); an object's markers have those of its first and last token.
-            marker_groups (`torch.LongTensor` of shape `(batch, seq)`): 0 for text tokens, k for the markers of the
-                k-th object. Text tokens attend to text tokens; markers to the text and their own group.
-            object_positions (`torch.LongTensor` of shape `(batch, pairs)`): index of each object's start marker; 0
-                pads a row with fewer objects.
-            labels (`torch.LongTensor` of shape `(batch, pairs)`, *optional*): label ids, -100 for padding.
-
-        Returns:
-            `RelationExtractionOutput` with `logits` `(batch, pairs, num_labels)`, and `loss` when `labels` is given.
-        """
-        for name, value in (("position_ids", position_ids), ("marker_groups", marker_groups),
-                            ("object_positions", object_positions), ("entity_role_ids", entity_role_ids)):  # fmt: skip
-            if value is None:
-                raise ValueError(f"TypedBertForRelationExtraction needs {name}, as encode_subjects gives it.")
-        return_dict = kwargs.pop("return_dict", None)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        embeds = inputs_embeds if inputs_embeds is not None else self.bert.embeddings.word_embeddings.weight
-        outputs = self.bert(
-            input_ids,
-            attention_mask=self._packed_attention_mask(attention_mask, marker_groups, embeds.dtype),
-            token_type_ids=token_type_ids,
-            position_ids=position_ids + self.config.position_id_offset,
-            inputs_embeds=inputs_embeds,
-            entity_type_ids=entity_type_ids,
-            entity_role_ids=entity_role_ids,
-            return_dict=True,
-            **kwargs,
-        )
-        hidden_states = outputs.last_hidden_state
-        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(1)
-        subject = _first_position(entity_role_ids, SUBJECT_ROLE).unsqueeze(1)
-        subject_states = hidden_states[rows, subject].expand(-1, object_positions.shape[1], -1)
-        logits = self.classifier.classify(subject_states, hidden_states[rows, object_positions])
-        loss = None
-        if labels is not None:
-            loss = CrossEntropyLoss()(logits.reshape(-1, self.num_labels), labels.reshape(-1))
-        if not return_dict:
-            output = (logits, outputs.hidden_states, outputs.attentions)
-            output = tuple(value for value in output if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return RelationExtractionOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-
-    def _packed_attention_mask(
-        self, attention_mask: torch.Tensor | None, marker_groups: torch.LongTensor, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """Which key each query may attend to: real keys that are text tokens or in the query's own marker group.
-        transformers 5 takes it as a 4D additive mask `(batch, 1, seq, seq)`; 4.57's BERT takes a 3D 0/1 mask
-        `(batch, seq, seq)` and builds the 4D one itself (`get_extended_attention_mask`, gone in 5)."""
-        keys = marker_groups.unsqueeze(1)  # (batch, 1, seq)
-        allowed = (keys == 0) | (keys == marker_groups.unsqueeze(2))  # (batch, seq, seq)
-        if attention_mask is not None:
-            allowed = allowed & attention_mask.bool().unsqueeze(1)
-        if hasattr(self.bert, "get_extended_attention_mask"):
-            return allowed.long()
-        additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-        return additive.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
 
 
 class TypedBertForTokenClassification(TypedBertPreTrainedModel):
@@ -606,10 +508,8 @@ TypedBertForSequenceClassification.register_for_auto_class("AutoModelForSequence
 TypedBertForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
-    "RelationExtractionOutput",
     "TypedBertEmbeddings",
     "TypedBertEntityEmbedding",
-    "TypedBertForRelationExtraction",
     "TypedBertForSequenceClassification",
     "TypedBertForTokenClassification",
     "TypedBertModel",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,20 +24,18 @@ try:
     from .configuration_typed_bert import NO_RELATION, TypedBertConfig
     from .encoding_typed_bert import (
         check_pair,
-        encode_entity_pairs,
-        encode_relation,
-        encode_subjects,
         max_sequence_length,
+        pair_encoding_for,
+        pair_logits,
         word_shape_ids,
     )
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import NO_RELATION, TypedBertConfig
     from encoding_typed_bert import (
         check_pair,
-        encode_entity_pairs,
-        encode_relation,
-        encode_subjects,
         max_sequence_length,
+        pair_encoding_for,
+        pair_logits,
         word_shape_ids,
     )
 
@@ -80,15 +77,15 @@ class RelationClassificationPipeline(ChunkPipeline):
     with a warning that counts them when `unknown_entity_types="skip"`.
 
     A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
-    trained (`config.pair_encoding`): one sequence per pair, or one per subject with its objects packed
-    (`TypedBertForRelationExtraction`), and run `batch_size` sequences at a time (default 32), across inputs: each
+    trained (`config.pair_encoding`, `pair_encoding_for`): one sequence per pair, or one per subject with its objects
+    packed, and run `batch_size` sequences at a time (default 32), across inputs: each
     pair's label and score are those the single-pair call gives for it. `max_length` (default: the tokenizer's, at
     most the model's position table; larger is refused) cuts long texts to a window around the entities.
     """
 
     def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, batch_size=_checked_batch_size(batch_size) or DEFAULT_BATCH_SIZE, **kwargs)
-        self._packed_model = None
+        self.pair_encoding = pair_encoding_for(self.model.config)
         self._recognizer = None
 
     def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
@@ -212,6 +209,7 @@ class RelationClassificationPipeline(ChunkPipeline):
             yield {**chunk, "text_only": text_only}
 
     def _chunks(self, inputs: dict[str, Any], max_length: int | None) -> Iterator[dict[str, Any]]:
+        """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities."""
         config = self.model.config
         max_length = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
         is_pair = isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs)
@@ -221,66 +219,29 @@ class RelationClassificationPipeline(ChunkPipeline):
                 "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
                 f"relations of a text), not both, got {inputs!r}."
             )
-        if self.packs_subjects:
-            yield from self._packed_chunks(inputs, is_pair, max_length)
-            return
-        if is_pair:
-            features = encode_relation(
-                self.tokenizer, inputs["text"], inputs["subject"], inputs["object"], config.entity_types, max_length,
-                config.entity_markers,
-            )  # fmt: skip
-            yield self._chunk(features, None, None, [], True)
-            return
-        entities = inputs["entities"]
-        encoded, skipped = encode_entity_pairs(
-            self.tokenizer, inputs["text"], entities, config.entity_types, max_length, config.entity_markers
+        if is_pair:  # what cannot be encoded is an error for a single pair, not a skipped pair
+            check_pair(inputs["text"], inputs["subject"], inputs["object"], config.entity_types)
+            entities, pairs, names = [inputs["subject"], inputs["object"]], [(0, 1)], ["subject", "object"]
+        else:
+            entities, pairs, names = inputs["entities"], None, None
+        encoded = self.pair_encoding.encode(
+            self.tokenizer, inputs["text"], entities, config.entity_types, max_length, pairs, names
         )
-        skipped = [(i, j, {"skipped": reason}) for i, j, reason in skipped]
-        if not encoded:  # nothing to run; a placeholder chunk carries the input through the batched loop
-            yield self._chunk(self._placeholder_features(), entities, None, skipped, True, has_pair=False)
+        if is_pair and encoded.skipped:
+            raise encoded.skipped[0][2]
+        skipped = [(i, j, {"skipped": str(error)}) for i, j, error in encoded.skipped]
+        entities = None if is_pair else entities
+        if not encoded.sequences:  # nothing to run; a placeholder chunk carries the input through the batched loop
+            yield self._chunk(self.pair_encoding.placeholder(self.tokenizer), entities, [], skipped, True)
             return
-        for index, (i, j, features) in enumerate(encoded):
-            yield self._chunk(features, entities, [(i, j)], skipped, index == len(encoded) - 1)
-
-    @property
-    def packs_subjects(self) -> bool:
-        """Whether the model was trained on subject-packed sequences (`pair_encoding="per_subject"`)."""
-        return self.model.config.pair_encoding == "per_subject"
-
-    def _packed_chunks(self, inputs: dict[str, Any], is_pair: bool, max_length: int) -> Iterator[dict[str, Any]]:
-        """One chunk per subject sequence (`encode_subjects`); a single pair is a text with two entities."""
-        entities = [inputs["subject"], inputs["object"]] if is_pair else inputs["entities"]
-        pairs, names = ([(0, 1)], ["subject", "object"]) if is_pair else (None, None)
-        if is_pair:  # overlapping spans are an error for a single pair, as for a per-pair model
-            check_pair(inputs["text"], inputs["subject"], inputs["object"], self.model.config.entity_types)
-        encoded, skipped = encode_subjects(
-            self.tokenizer, inputs["text"], entities, self.model.config.entity_types, max_length, pairs, names=names
-        )
-        if is_pair and skipped:
-            raise skipped[0][2]
-        skipped = [(i, j, {"skipped": str(error)}) for i, j, error in skipped]
-        if not encoded:
-            yield self._chunk(self._placeholder_features(), entities, None, skipped, True, has_pair=False)
-            return
-        for index, (i, objects, features) in enumerate(encoded):
-            chunk_entities = None if is_pair else entities
-            pairs = [(i, j) for j in objects]
-            yield self._chunk(features, chunk_entities, pairs, skipped, index == len(encoded) - 1)
-
-    def _placeholder_features(self) -> dict[str, list[int]]:
-        """The model inputs of an empty text, never run: the fields every chunk has, for batching."""
-        encoding = self.tokenizer("", return_token_type_ids=True)
-        zeros = [0] * len(encoding["input_ids"])
-        features = {**encoding, "entity_type_ids": zeros, "entity_role_ids": zeros}
-        if self.packs_subjects:
-            features.update(position_ids=zeros, marker_groups=zeros, object_positions=[0])
-        return features
+        last = len(encoded.sequences) - 1
+        for index, (features, pairs) in enumerate(zip(encoded.sequences, encoded.pairs, strict=True)):
+            yield self._chunk(features, entities, pairs, skipped, index == last)
 
     @staticmethod
-    def _chunk(features, entities, pairs, skipped, is_last, has_pair: bool = True) -> dict[str, Any]:
+    def _chunk(features, entities, pairs, skipped, is_last) -> dict[str, Any]:
         return {
             **{name: torch.tensor([values]) for name, values in features.items()},
-            "has_pair": torch.tensor([has_pair]),
             "entities": entities,
             "pairs": pairs,
             "skipped": skipped if is_last else [],
@@ -288,27 +249,9 @@ class RelationClassificationPipeline(ChunkPipeline):
         }
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """Logits `(batch, pairs, labels)`: one pair a row per pair, the packed objects a row per subject."""
+        """Logits `(batch, pairs, labels)`: a row per pair of each sequence (`pair_logits`)."""
         metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last", "text_only")}
-        has_pair = model_inputs.pop("has_pair")
-        pairs = model_inputs["object_positions"].shape[1] if self.packs_subjects else 1
-        logits = torch.zeros(len(has_pair), pairs, self.model.config.num_labels, device=has_pair.device)
-        if has_pair.any():
-            batch = {name: tensor[has_pair] for name, tensor in model_inputs.items()}
-            if self.packs_subjects:
-                logits[has_pair] = self._relation_extractor()(**batch).logits.float()
-            else:
-                logits[has_pair] = self.model(**batch).logits.float().unsqueeze(1)
-        return {"logits": logits, **metadata}
-
-    def _relation_extractor(self):
-        """The packed classifier sharing the model's weights, from the model's own code (its module, whichever
-        checkpoint and revision it came from)."""
-        if self._packed_model is None:
-            model_class = sys.modules[type(self.model).__module__].TypedBertForRelationExtraction
-            is_packed = isinstance(self.model, model_class)
-            self._packed_model = self.model if is_packed else model_class.from_sequence_classifier(self.model)
-        return self._packed_model
+        return {"logits": pair_logits(self.model(**model_inputs).logits).float(), **metadata}
 
     def postprocess(
         self,

@@ -86,7 +86,7 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
             "object": {"start": 0, "end": 9, "type": second},
         },
     ]
-    typed = TypedBertConfig.from_dict(config)  # also reads configs written before input_mode
+    typed = TypedBertConfig.from_dict(config)
     encoded = encode_relations(tokenizer, examples, types, entity_markers=typed.entity_markers)
     rows = [{name: values[i] for name, values in encoded.items()} for i in range(len(examples))]
     return TypedBertDataCollator(tokenizer)(rows)

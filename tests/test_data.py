@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from encoding_typed_bert import PerPairEncoding
 from tests.conftest import SHARED
 from typed_bert.data import (
     encode_dataset,
@@ -78,7 +79,7 @@ def test_missing_file(tmp_path):
 
 
 def test_negative_sampler_redraws_negatives_each_epoch():
-    labels = [1] * 10 + [0] * 100
+    labels = [[1]] * 10 + [[0]] * 100  # the label ids of each sequence's pairs
     lengths = list(range(110))
     sampler = NegativeSubsamplingSampler(labels, lengths, batch_size=4, negative_ratio=3, no_relation_id=0, seed=7)
     first, second = list(sampler), list(sampler)
@@ -177,8 +178,10 @@ def test_pairs_the_model_cannot_read_are_marked_with_their_reason(tmp_path):
     dataset = load_relations(path)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     label2id = {"no_relation": 0, "founded": 1}
-    encoded = encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32)
-    assert encoded["encodable"] == [True, False, False]
-    assert unencodable_counts(encoded["unencodable"]) == {"too_far_apart": 1, "overlapping": 1}
+    encoding = PerPairEncoding()
+    encoded, reasons = encode_dataset(dataset, tokenizer, encoding, ["O", "Org", "Peop"], label2id, 32)
+    assert reasons == ["", "too_far_apart", "overlapping"]
+    assert encoded["rows"] == [[0]] and encoded["labels"] == [[label2id[GOOD["label"]]]]
+    assert unencodable_counts(reasons) == {"too_far_apart": 1, "overlapping": 1}
     with pytest.raises(DataFileError, match=r"data\.jsonl:2: the subject and object together span \d+ tokens"):
-        encode_dataset(dataset, tokenizer, ["O", "Org", "Peop"], label2id, 32, path=path, strict=True)
+        encode_dataset(dataset, tokenizer, encoding, ["O", "Org", "Peop"], label2id, 32, path=path, strict=True)

@@ -100,7 +100,7 @@ def test_fewer_than_two_entities_give_no_relations_and_lists_mix_both_forms(clas
 def test_pairs_run_in_batches(classify, monkeypatch):
     rows = []
     packed = classify.model.config.pair_encoding == "per_subject"
-    model = classify._relation_extractor() if packed else classify.model
+    model = classify.model
     forward = model.forward
 
     def counting_forward(*args, **kwargs):

@@ -1,5 +1,6 @@
-"""Subject-oriented packing (`pair_encoding="per_subject"`): the encoding, `TypedBertForRelationExtraction`, its
-checkpoints and the pipeline that packs for it."""
+"""Subject-oriented packing (`pair_encoding="per_subject"`): the encoding, `TypedBertForSequenceClassification` on
+packed sequences, its checkpoints and the pipeline that packs for it; the pair-encoding interface both encodings
+share."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
-from encoding_typed_bert import TypedBertDataCollator, encode_subjects
-from modeling_typed_bert import TypedBertForRelationExtraction, TypedBertForSequenceClassification
+from encoding_typed_bert import (
+    PerPairEncoding,
+    SubjectPackedPairs,
+    TypedBertDataCollator,
+    encode_subjects,
+    pair_encoding_for,
+    pair_logits,
+)
+from modeling_typed_bert import TypedBertForSequenceClassification
 from pipeline_typed_bert import RelationClassificationPipeline
 from tests.conftest import (
     REPO_ROOT,
@@ -41,12 +49,12 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(minilm_path())
 
 
-def packed_model(attn_implementation: str = "sdpa") -> TypedBertForRelationExtraction:
+def packed_model(attn_implementation: str = "sdpa") -> TypedBertForSequenceClassification:
     """A tiny packed classifier with noise in its entity tables, as after training."""
     torch.manual_seed(0)
     config = tiny_config(vocab_size=30522, entity_types=ENTITY_TYPES, pair_encoding="per_subject")
     config._attn_implementation = attn_implementation
-    model = TypedBertForRelationExtraction(config).eval()
+    model = TypedBertForSequenceClassification(config).eval()
     with torch.no_grad():
         for table in model.bert.embeddings.entity_tables():
             table.weight[1:].normal_()
@@ -108,20 +116,35 @@ def test_an_objects_logits_do_not_depend_on_the_other_objects_of_its_sequence(to
                 torch.testing.assert_close(logits[row, column], expected, atol=1e-5, rtol=0)
 
 
-def test_the_packed_class_shares_every_weight_with_the_per_pair_class(tmp_path):
+def test_a_packed_checkpoint_is_a_sequence_classifier_that_says_per_subject(tmp_path):
     save_tiny_classifier(tmp_path / "per_pair")
-    packed = TypedBertForRelationExtraction.from_pretrained(tmp_path / "per_pair")
     per_pair = TypedBertForSequenceClassification.from_pretrained(tmp_path / "per_pair")
-    assert packed.state_dict().keys() == per_pair.state_dict().keys()
-    assert all(torch.equal(packed.state_dict()[name], value) for name, value in per_pair.state_dict().items())
-    shared = TypedBertForRelationExtraction.from_sequence_classifier(per_pair)
-    assert shared.bert is per_pair.bert and shared.classifier is per_pair.classifier
-    packed.save_pretrained(tmp_path / "packed")  # saved as the per-pair class, marked per_subject
+    per_pair.config.pair_encoding = "per_subject"
+    per_pair.save_pretrained(tmp_path / "packed")
     config = json.loads((tmp_path / "packed" / "config.json").read_text())
     assert config["pair_encoding"] == "per_subject"
     assert config["architectures"] == ["TypedBertForSequenceClassification"]
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "packed", trust_remote_code=True)
     assert all(torch.equal(reloaded.state_dict()[name], value) for name, value in per_pair.state_dict().items())
+
+
+@pytest.mark.parametrize("pair_encoding", ["per_pair", "per_subject"])
+def test_every_pair_encoding_gives_each_wanted_pair_one_row_of_logits(tokenizer, pair_encoding):
+    """The interface: `encode` → sequences and the pairs of each, in the order of `pair_logits` rows."""
+    model = packed_model()
+    model.config.pair_encoding = pair_encoding
+    encoding = pair_encoding_for(model.config)
+    assert isinstance(encoding, {"per_pair": PerPairEncoding, "per_subject": SubjectPackedPairs}[pair_encoding])
+    nested = [*ENTITIES, {"start": 0, "end": 4, "type": "PER"}]  # "Bill" inside "Bill Gates"
+    wanted = [(0, 1), (0, 2), (1, 0), (0, 4), (3, 2)]
+    encoded = encoding.encode(tokenizer, TEXT, nested, ENTITY_TYPES, pairs=wanted)
+    assert [(i, j) for i, j, _ in encoded.skipped] == [(0, 4)]
+    assert sorted(pair for pairs in encoded.pairs for pair in pairs) == sorted(set(wanted) - {(0, 4)})
+    assert len(encoded.sequences) == (4 if pair_encoding == "per_pair" else 3)
+    with torch.no_grad():
+        logits = pair_logits(model(**TypedBertDataCollator(tokenizer)(encoded.sequences)).logits)
+    assert logits.shape[:2] == (len(encoded.sequences), max(len(pairs) for pairs in encoded.pairs))
+    assert set(encoding.placeholder(tokenizer)) == set(encoded.sequences[0])
 
 
 def test_per_subject_needs_entity_start_pooling_and_no_markers():
@@ -133,7 +156,7 @@ def test_per_subject_needs_entity_start_pooling_and_no_markers():
 
 def test_the_pipeline_of_a_packed_checkpoint_gives_the_packed_models_scores_in_a_clean_process(tmp_path, tokenizer):
     folder = save_tiny_classifier(tmp_path / "model", ENTITY_TYPES, pair_encoding="per_subject")
-    model = TypedBertForRelationExtraction.from_pretrained(folder).eval()
+    model = TypedBertForSequenceClassification.from_pretrained(folder).eval()
     collate = TypedBertDataCollator(tokenizer)
     expected = {}
     with torch.no_grad():
@@ -165,11 +188,10 @@ def test_the_pipeline_of_a_packed_checkpoint_gives_the_packed_models_scores_in_a
 
 def test_the_pipeline_runs_a_packed_model_instance_on_a_list(tokenizer):
     model = packed_model()
-    for given in (model, model.as_sequence_classifier()):
-        classify = RelationClassificationPipeline(model=given, tokenizer=tokenizer)
-        relations = classify([{"text": TEXT, "entities": ENTITIES}] * 2, keep_no_relation=True)
-        assert [len(result) for result in relations] == [12, 12]
-        assert relations[0] == relations[1]
+    classify = RelationClassificationPipeline(model=model, tokenizer=tokenizer)
+    relations = classify([{"text": TEXT, "entities": ENTITIES}] * 2, keep_no_relation=True)
+    assert [len(result) for result in relations] == [12, 12]
+    assert relations[0] == relations[1]
 
 
 @pytest.mark.slow
@@ -205,7 +227,7 @@ def test_per_subject_with_a_marker_input_mode_is_one_clear_line(tiny_bert_dir, s
 
 
 def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
-    """`peft.get_peft_model` with the README's LoRA recipe on `TypedBertForRelationExtraction`: the packed inputs pass
+    """`peft.get_peft_model` with the README's LoRA recipe on a packed classifier: the packed inputs pass
     through PEFT's wrapper, the adapter reloads onto a fresh model with the same logits, and merging keeps them."""
     peft = pytest.importorskip("peft", reason="PEFT is a dependency of the package; the transformers 4.57 job lacks it")
     from tests.test_peft import RECIPE
@@ -215,7 +237,7 @@ def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
     batch = TypedBertDataCollator(tokenizer)([features for _, _, features in packed])
     labels = torch.ones(batch["object_positions"].shape, dtype=torch.long)  # (subjects, objects): every pair related
     model = peft.get_peft_model(
-        TypedBertForRelationExtraction.from_pretrained(tmp_path / "base"), peft.LoraConfig(**RECIPE)
+        TypedBertForSequenceClassification.from_pretrained(tmp_path / "base"), peft.LoraConfig(**RECIPE)
     )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -229,7 +251,7 @@ def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
     assert trained.shape == (*labels.shape, model.config.num_labels)
     model.save_pretrained(tmp_path / "adapter")
 
-    fresh = TypedBertForRelationExtraction.from_pretrained(tmp_path / "base").eval()
+    fresh = TypedBertForSequenceClassification.from_pretrained(tmp_path / "base").eval()
     with torch.no_grad():
         assert not torch.allclose(fresh(**batch).logits, trained, atol=1e-3)  # training moved them
     reloaded = peft.PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()

@@ -148,7 +148,7 @@ def test_train_returns_its_result_in_memory_and_write_output_writes_the_folder(t
     )  # fmt: skip
     result = train(settings, tmp_path / "checkpoints")
     assert result.settings.input_mode == "markers+embeddings" and result.settings.classifier_pooling == "entity_start"
-    labels = [result.model.config.label2id[label] for label in load_labels(small_data["train"])]
+    labels = [[result.model.config.label2id[label]] for label in load_labels(small_data["train"])]  # a pair each
     sampler = NegativeSubsamplingSampler(labels, [1] * len(labels), 8, 3.0, 0, seed=42)
     assert result.steps == -(-len(sampler) // 8)
     assert result.log_history and not (tmp_path / "checkpoints").exists()

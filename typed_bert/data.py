@@ -22,14 +22,7 @@ from typing import Any
 import datasets
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import (
-    MODEL_INPUT_NAMES,
-    PACKED_INPUT_NAMES,
-    UnencodablePairError,
-    check_span,
-    encode_relations,
-    encode_subjects,
-)
+from encoding_typed_bert import PairEncoding, check_span
 from typed_bert.errors import DataFileError
 from typed_bert.jsonl import json_rows
 
@@ -218,107 +211,61 @@ def entity_type_names(dataset: datasets.Dataset) -> list[str]:
 def encode_dataset(
     dataset: datasets.Dataset,
     tokenizer,
-    entity_types: Sequence[str],
-    label2id: dict[str, int] | None,
-    max_length: int,
-    entity_markers: bool = False,
-    path: str | Path | None = None,
-    strict: bool = False,
-) -> datasets.Dataset:
-    """Add the five TypedBert fields (and integer `labels` when `label2id` is given); keeps the other columns.
-
-    A pair the model cannot read (`UnencodablePairError`: subject and object overlap, or no `max_length` window holds
-    both) gets `encodable=False`, empty fields and its reason in `unencodable` (a `DataFileError` naming its line
-    with `strict=True`). Any other bad example raises a `DataFileError` naming `path` and its line.
-    """
-
-    def encode(row: dict[str, Any]) -> dict[str, Any]:
-        try:
-            features = {
-                name: values[0]
-                for name, values in encode_relations(
-                    tokenizer, [row], entity_types, max_length, entity_markers=entity_markers
-                ).items()
-            }
-            features["encodable"], features["unencodable"] = True, ""
-        except UnencodablePairError as error:
-            if strict:
-                raise DataFileError(f"{_problem(error)}; {UNENCODABLE_EXPECTED}", path, row["line"]) from None
-            features = {name: [] for name in MODEL_INPUT_NAMES} | {"encodable": False, "unencodable": error.reason}
-        except ValueError as error:
-            raise DataFileError(
-                f"{_problem(error)}; expected a pair the model can encode", path, row["line"]
-            ) from error
-        if label2id is not None:
-            features["labels"] = label2id[row["label"]]
-        return features
-
-    features = dataset.features.copy()
-    features.update({name: datasets.Sequence(datasets.Value("int64")) for name in MODEL_INPUT_NAMES})
-    features["encodable"] = datasets.Value("bool")
-    features["unencodable"] = datasets.Value("string")
-    if label2id is not None:
-        features["labels"] = datasets.Value("int64")
-    return dataset.map(encode, features=features, desc="Encoding")
-
-
-def encode_subject_dataset(
-    dataset: datasets.Dataset,
-    tokenizer,
+    encoding: PairEncoding,
     entity_types: Sequence[str],
     label2id: dict[str, int] | None,
     max_length: int,
     path: str | Path | None = None,
     strict: bool = False,
 ) -> tuple[datasets.Dataset, list[str]]:
-    """The pairs of `dataset` packed one sequence per subject of each text (`encode_subjects`; the model
-    `TypedBertForRelationExtraction`). Each text's entities are those of its pairs, each subject's objects those the
-    file pairs it with.
+    """The pairs of `dataset` as the model sequences of `encoding` (`pair_encoding_for(config)`), text by text: each
+    text's entities are those of its pairs, and only the pairs of the file are encoded.
 
-    Returns the sequences (`PACKED_INPUT_NAMES`, `rows`: the index in `dataset` of each packed object's pair, and,
-    given `label2id`, `labels`: their label ids) and, for each row of `dataset`, the reason it could not be encoded
-    (`overlapping`, `too_far_apart`; '' when it was), as `encode_dataset` counts them. With `strict`, or for any other
-    bad pair, a `DataFileError` names its line.
+    Returns the sequences (`encoding.input_names`; `rows`: the index in `dataset` of the pair of each of its rows of
+    logits; given `label2id`, `labels`: their label ids) and, for each row of `dataset`, the reason it could not be
+    encoded (`overlapping`, `too_far_apart`; '' when it was). With `strict`, such a pair is a `DataFileError` naming
+    its line; so is any other bad pair.
     """
     labels = dataset["label"]
     reasons = [""] * len(dataset)
+    problems: dict[int, tuple[ValueError, int]] = {}
     sequences = []
     for group in texts_with_entities(dataset):
         pairs = [(relation["subject"], relation["object"]) for relation in group["relations"]]
         try:
-            encoded, skipped = encode_subjects(tokenizer, group["text"], group["entities"], entity_types, max_length,
-                                               pairs)  # fmt: skip
+            encoded = encoding.encode(tokenizer, group["text"], group["entities"], entity_types, max_length, pairs)
         except ValueError as error:
             message = f"{_problem(error)}; expected pairs the model can encode"
             raise DataFileError(message, path, group["lines"][0]) from error
         rows_of: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for pair, row, line in zip(pairs, group["rows"], group["lines"], strict=True):
             rows_of.setdefault(pair, []).append((row, line))
-        for i, j, error in skipped:
+        for i, j, error in encoded.skipped:
             row, line = rows_of[i, j].pop(0)
-            if strict:
-                raise DataFileError(f"{_problem(error)}; {UNENCODABLE_EXPECTED}", path, line)
-            reasons[row] = error.reason
-        for i, objects, features in encoded:
-            rows = [rows_of[i, j].pop(0)[0] for j in objects]
+            reasons[row], problems[row] = error.reason, (error, line)
+        for features, sequence_pairs in zip(encoded.sequences, encoded.pairs, strict=True):
+            rows = [rows_of[pair].pop(0)[0] for pair in sequence_pairs]
             sequence = {**features, "rows": rows}
             if label2id is not None:
                 sequence["labels"] = [label2id[labels[row]] for row in rows]
             sequences.append(sequence)
-    columns = [*PACKED_INPUT_NAMES, "rows", *(["labels"] if label2id is not None else [])]
-    packed = datasets.Dataset.from_dict({name: [sequence[name] for sequence in sequences] for name in columns})
-    return packed, reasons
+    if strict and problems:  # the first line of the file that cannot be encoded
+        error, line = problems[min(problems)]
+        raise DataFileError(f"{_problem(error)}; {UNENCODABLE_EXPECTED}", path, line)
+    columns = [*encoding.input_names, "rows", *(["labels"] if label2id is not None else [])]
+    encoded_set = datasets.Dataset.from_dict({name: [sequence[name] for sequence in sequences] for name in columns})
+    return encoded_set, reasons
 
 
 def _problem(error: ValueError) -> str:
-    """The message of an encoding error about the one example of `encode_relations([row])`, without its index."""
+    """The message of an encoding error, without its final period."""
     cause = error.__cause__ if isinstance(error.__cause__, ValueError) else error
     return str(cause).rstrip(".")
 
 
 def unencodable_counts(reasons: Sequence[str]) -> dict[str, int]:
     """How many pairs the model could not read, by reason (`overlapping`, `too_far_apart`), from the reason of each
-    pair ('' when it was encoded): an encoded dataset's `unencodable` column, or `encode_subject_dataset`'s."""
+    pair ('' when it was encoded), as `encode_dataset` gives them."""
     counts: dict[str, int] = {}
     for reason in reasons:
         if reason:

@@ -15,48 +15,23 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import MODEL_INPUT_NAMES, PACKED_INPUT_NAMES, TypedBertDataCollator, max_sequence_length
-from typed_bert.data import (
-    check_vocabulary,
-    encode_dataset,
-    encode_subject_dataset,
-    load_relations,
-    unencodable_counts,
-)
+from encoding_typed_bert import TypedBertDataCollator, max_sequence_length, pair_encoding_for, pair_logits
+from typed_bert.data import check_vocabulary, encode_dataset, load_relations, unencodable_counts
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
 from typed_bert.metrics import confusion_matrix, plot_confusion_matrix, relation_metrics, with_no_relation_rows
 
 
-def predict_probabilities(
-    model, tokenizer, dataset, batch_size: int = 128, quiet: bool = False, dtype: torch.dtype | None = None
+def pair_probabilities(
+    model, tokenizer, sequences, num_pairs: int, batch_size: int = 128, quiet: bool = False, dtype=None
 ) -> np.ndarray:
-    """Softmax probabilities `(pairs, num_labels)` of an encoded dataset, in dataset order, batched by similar
-    length, with a progress bar on a terminal (not with `quiet`), under autocast to `dtype` when given."""
-    rows = dataset.select_columns([name for name in MODEL_INPUT_NAMES if name in dataset.column_names])
-    probabilities = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
-    with tqdm(total=len(rows), unit="pair", disable=quiet or None) as progress:
-        for index, probs in _probabilities_by_length(model, tokenizer, rows, batch_size, dtype):
-            probabilities[index] = probs
-            progress.update(1)
-    return probabilities
-
-
-def predict_packed_probabilities(
-    model, tokenizer, packed, num_pairs: int, batch_size: int = 128, quiet: bool = False, dtype=None
-) -> np.ndarray:
-    """Softmax probabilities `(num_pairs, num_labels)` of the pairs of a subject-packed dataset
-    (`encode_subject_dataset`), each at its `rows` index (rows of pairs not packed stay zero); `model` is a
-    `TypedBertForRelationExtraction` or a classifier it is built from (sharing its weights)."""
-    if model.config.pair_encoding != "per_subject":
-        raise ValueError("predict_packed_probabilities needs a model trained with pair_encoding='per_subject'.")
-    packing_class = sys.modules[type(model).__module__].TypedBertForRelationExtraction  # the model's own code
-    if not isinstance(model, packing_class):
-        model = packing_class.from_sequence_classifier(model)
-    rows = packed["rows"]
-    inputs = packed.select_columns(list(PACKED_INPUT_NAMES))
+    """Softmax probabilities `(num_pairs, num_labels)` of the pairs of an encoded dataset (`encode_dataset`), each
+    at its `rows` index (pairs no sequence holds stay zero), batched by similar length, with a progress bar on a
+    terminal (not with `quiet`), under autocast to `dtype` when given."""
+    rows = sequences["rows"]
+    inputs = sequences.select_columns([name for name in sequences.column_names if name not in ("rows", "labels")])
     probabilities = np.zeros((num_pairs, model.config.num_labels), dtype=np.float32)
-    with tqdm(total=num_pairs, unit="pair", disable=quiet or None) as progress:
+    with tqdm(total=sum(len(row) for row in rows), unit="pair", disable=quiet or None) as progress:
         for sequence, probs in _probabilities_by_length(model, tokenizer, inputs, batch_size, dtype):
             probabilities[rows[sequence]] = probs[: len(rows[sequence])]
             progress.update(len(rows[sequence]))
@@ -66,9 +41,8 @@ def predict_packed_probabilities(
 def _probabilities_by_length(
     model, tokenizer, inputs, batch_size: int, dtype: torch.dtype | None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Each sequence of `inputs` (a dataset of model inputs) as `(its index, softmax probabilities)`: `(num_labels,)`
-    per pair, `(pairs, num_labels)` per packed sequence; run in batches of similar length (less padding) under
-    autocast to `dtype` when given."""
+    """Each sequence of `inputs` (a dataset of model inputs) as `(its index, softmax probabilities (pairs,
+    num_labels))`, run in batches of similar length (less padding) under autocast to `dtype` when given."""
     order = np.argsort([len(ids) for ids in inputs["input_ids"]], kind="stable")
     loader = DataLoader(inputs.select(order), batch_size=batch_size, collate_fn=TypedBertDataCollator(tokenizer))
     model.eval()
@@ -76,7 +50,7 @@ def _probabilities_by_length(
     for batch in loader:
         with torch.inference_mode(), torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None):
             batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
-            probs = model(**batch).logits.float().softmax(-1).cpu().numpy()
+            probs = pair_logits(model(**batch).logits).float().softmax(-1).cpu().numpy()
         yield from zip(order[done : done + len(probs)].tolist(), probs, strict=True)
         done += len(probs)
 
@@ -116,15 +90,9 @@ def evaluate(
     precision = pick_precision(dtype, device)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     gold = np.array([config.label2id[label] for label in data["label"]], dtype=np.int64)
-    if config.pair_encoding == "per_subject":
-        packed, reasons = encode_subject_dataset(
-            data, tokenizer, config.entity_types, config.label2id, max_length, data_file, strict
-        )
-    else:
-        dataset = encode_dataset(
-            data, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers, data_file, strict
-        )
-        reasons = dataset["unencodable"]
+    sequences, reasons = encode_dataset(
+        data, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id, max_length, data_file, strict
+    )
     encoded = np.array([not reason for reason in reasons], dtype=bool)
     unencodable_labels = gold[~encoded].tolist()
     if unencodable_labels and NO_RELATION not in config.label2id:
@@ -134,13 +102,8 @@ def evaluate(
             data_file,
         )
     started = time.perf_counter()
-    if config.pair_encoding == "per_subject":
-        probabilities = predict_packed_probabilities(
-            model, tokenizer, packed, len(data), batch_size, quiet, autocast_dtype
-        )[encoded]
-    else:
-        encodable = dataset.filter(lambda row: row["encodable"])
-        probabilities = predict_probabilities(model, tokenizer, encodable, batch_size, quiet, autocast_dtype)
+    probabilities = pair_probabilities(model, tokenizer, sequences, len(data), batch_size, quiet, autocast_dtype)
+    probabilities = probabilities[encoded]
     labels = [config.id2label[i] for i in range(config.num_labels)]
     gold, probabilities = with_no_relation_rows(
         gold[encoded], probabilities, unencodable_labels, config.label2id.get(NO_RELATION)

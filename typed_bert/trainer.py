@@ -109,22 +109,24 @@ class TypedBertTrainer(Trainer):
 
 
 class NegativeSubsamplingSampler(Sampler[int]):
-    """Each epoch: every related example plus a fresh random draw of `ratio` × as many `no_relation` ones, grouped
+    """Each epoch: every related sequence (one with a label other than `no_relation`; `labels` holds the label ids of
+    each sequence's pairs) plus a fresh random draw of `ratio` × as many `no_relation` ones, grouped
     into length buckets (runs of similar length, for dynamic padding) in random order. Deterministic given the seed
     and the epoch, so every DDP process draws the same order.
     """
 
     def __init__(
         self,
-        labels: Sequence[int],
+        labels: Sequence[Sequence[int]],
         lengths: Sequence[int],
         batch_size: int,
         negative_ratio: float,
         no_relation_id: int | None,
         seed: int,
     ) -> None:
-        self.positives = [i for i, label in enumerate(labels) if label != no_relation_id]
-        self.negatives = [i for i, label in enumerate(labels) if label == no_relation_id]
+        related = [any(label != no_relation_id for label in row) for row in labels]
+        self.positives = [i for i, is_related in enumerate(related) if is_related]
+        self.negatives = [i for i, is_related in enumerate(related) if not is_related]
         wanted = math.ceil(negative_ratio * len(self.positives)) if negative_ratio >= 0 else len(self.negatives)
         self.num_negatives = min(len(self.negatives), wanted)
         self.lengths = lengths
@@ -156,8 +158,8 @@ class NegativeSubsamplingSampler(Sampler[int]):
 
 
 class RelationTrainer(TypedBertTrainer):
-    """`TypedBertTrainer` for relation classification: each epoch every related pair and a fresh draw of
-    `negative_ratio` × as many `no_relation` pairs (`NegativeSubsamplingSampler`, -1: all of them), in
+    """`TypedBertTrainer` for relation classification: each epoch every related sequence and a fresh draw of
+    `negative_ratio` × as many `no_relation` ones (`NegativeSubsamplingSampler`, -1: all of them), in
     length-bucketed batches; `no_relation` weighted in the loss by `negative_weight` (`"auto"`: the ratio of
     `no_relation` pairs in the data to those drawn, which undoes the prior shift of the subsampling); the entity tables
     at `entity_learning_rate` (they start at zero or from their names, the only new part of the encoder). The epoch
@@ -179,7 +181,7 @@ class RelationTrainer(TypedBertTrainer):
         self.no_relation_id = no_relation_id
         self.negative_ratio = negative_ratio if no_relation_id is not None else -1
         if negative_weight == "auto":
-            labels = self.train_dataset["labels"]
+            labels = [label for row in self.train_dataset["labels"] for label in row]
             related = sum(label != no_relation_id for label in labels)
             available_ratio = (len(labels) - related) / max(1, related)
             negative_weight = max(1.0, available_ratio / self.negative_ratio) if self.negative_ratio > 0 else 1.0
@@ -203,7 +205,8 @@ class RelationTrainer(TypedBertTrainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         weights = self.class_weights.to(outputs.logits.device)
-        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights)
+        logits = outputs.logits.float().reshape(-1, outputs.logits.shape[-1])  # a row per pair
+        loss = torch.nn.functional.cross_entropy(logits, labels.reshape(-1), weight=weights)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, *args, **kwargs):

@@ -39,12 +39,11 @@ from configuration_typed_bert import (
     SUBJECT_ROLE,
     TypedBertConfig,
 )
-from encoding_typed_bert import TypedBertDataCollator, max_sequence_length
-from modeling_typed_bert import TypedBertForRelationExtraction, TypedBertForSequenceClassification
+from encoding_typed_bert import TypedBertDataCollator, max_sequence_length, pair_encoding_for
+from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.data import (
     check_vocabulary,
     encode_dataset,
-    encode_subject_dataset,
     entity_type_names,
     label_names,
     load_relations,
@@ -69,6 +68,9 @@ DEFAULT_PACKED_INPUT_MODE = "typed-embeddings"
 # (CoNLL04 dev, 3 seeds: 0.765 to 0.782; README, "Subject-oriented packing").
 DEFAULT_EPOCHS = {"per_pair": 4.0, "per_subject": 10.0}
 DEFAULT_BATCH_SIZE = {"per_pair": 32, "per_subject": 16}
+# no_relation sequences drawn per related one each epoch (-1: all): a packed sequence holds a subject's related and
+# unrelated objects alike, so all of them are kept (and weighted 1).
+DEFAULT_NEGATIVE_RATIO = {"per_pair": 3.0, "per_subject": -1.0}
 ENTITY_INITS = ("zero", "names")
 # A name-initialised entity row is this fraction of its name's mean word vector: a type row and a role row together
 # are about one word vector on an entity token.
@@ -95,7 +97,7 @@ class TrainingSettings:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_length: int | None = None
-    negative_ratio: float = 3.0
+    negative_ratio: float | None = None  # DEFAULT_NEGATIVE_RATIO of the pair encoding (`resolved_settings`)
     negative_weight: float | str = "auto"
     precision: str = "auto"
     seed: int = 42
@@ -146,12 +148,12 @@ class TrainingResult:
 
 
 def resolved_settings(settings: TrainingSettings, config: PretrainedConfig) -> TrainingSettings:
-    """`settings` with the input mode, pooling, epochs and batch size filled in (the last two by pair encoding,
-    `DEFAULT_EPOCHS`, `DEFAULT_BATCH_SIZE`): a trained TypedBert base keeps its own (its pooling only
-    with its input mode), anything else, a converted encoder (`TypedBertModel`, untrained tables) included, gets
-    `DEFAULT_INPUT_MODE` (`DEFAULT_PACKED_INPUT_MODE` with `per_subject` pair encoding), and `plain` pools the [CLS]
-    vector, every other mode the entity start tokens; `config` is the base model's. Invalid combinations are refused
-    here, before any data is read."""
+    """`settings` with the input mode, pooling, epochs, batch size and negative ratio filled in (the last three by
+    pair encoding, `DEFAULT_EPOCHS`, `DEFAULT_BATCH_SIZE`, `DEFAULT_NEGATIVE_RATIO`): a trained TypedBert base keeps
+    its own (its pooling only with its input mode), anything else, a converted encoder (`TypedBertModel`, untrained
+    tables) included, gets `DEFAULT_INPUT_MODE` (`DEFAULT_PACKED_INPUT_MODE` with `per_subject` pair encoding), and
+    `plain` pools the [CLS] vector, every other mode the entity start tokens; `config` is the base model's. Invalid
+    combinations are refused here, before any data is read."""
     is_typed = config.model_type == "typed_bert"
     checkpoint = config if is_typed and config.architectures != ["TypedBertModel"] else None
     default_mode = DEFAULT_PACKED_INPUT_MODE if settings.pair_encoding == "per_subject" else DEFAULT_INPUT_MODE
@@ -165,6 +167,11 @@ def resolved_settings(settings: TrainingSettings, config: PretrainedConfig) -> T
         classifier_pooling=settings.classifier_pooling or default_pooling,
         epochs=settings.epochs or DEFAULT_EPOCHS[settings.pair_encoding],
         batch_size=settings.batch_size or DEFAULT_BATCH_SIZE[settings.pair_encoding],
+        negative_ratio=(
+            settings.negative_ratio
+            if settings.negative_ratio is not None
+            else DEFAULT_NEGATIVE_RATIO[settings.pair_encoding]
+        ),
     )
     try:
         TypedBertConfig(
@@ -184,12 +191,10 @@ def build_model(
 ) -> PreTrainedModel:
     """A `TypedBertForSequenceClassification` for the data: from a BERT-family base (converted) or a TypedBert
     checkpoint, which keeps its label order and trained head when the data's labels are among its labels and the
-    pooling is its own (otherwise the head starts afresh). `config` is the base model's. With `per_subject` pair
-    encoding it is wrapped in a `TypedBertForRelationExtraction` sharing its weights."""
+    pooling is its own (otherwise the head starts afresh), reading `settings.pair_encoding`. `config` is the base
+    model's."""
     model = _sequence_classifier(settings, config, entity_types, labels)
     model.config.pair_encoding = settings.pair_encoding
-    if settings.pair_encoding == "per_subject":
-        return TypedBertForRelationExtraction.from_sequence_classifier(model)
     return model
 
 
@@ -303,23 +308,11 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     except ValueError as error:
         raise InputError(str(error).rstrip("."), "--max-length") from None
 
-    packed = settings.pair_encoding == "per_subject"
-    if packed:
-        (train_set, train_reasons), (validation_set, validation_reasons) = (
-            encode_subject_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, path,
-                                   settings.strict)
-            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
-        )  # fmt: skip
-    else:
-        train_set, validation_set = (
-            encode_dataset(raw, tokenizer, config.entity_types, config.label2id, max_length, config.entity_markers,
-                           path, settings.strict)
-            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
-        )  # fmt: skip
-        train_reasons, validation_reasons = train_set["unencodable"], validation_set["unencodable"]
-        train_set, validation_set = (
-            split.filter(lambda row: row["encodable"]) for split in (train_set, validation_set)
-        )
+    (train_set, train_reasons), (validation_set, validation_reasons) = (
+        encode_dataset(raw, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id, max_length,
+                       path, settings.strict)
+        for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+    )  # fmt: skip
     unencodable = {"train": unencodable_counts(train_reasons), "validation": unencodable_counts(validation_reasons)}
     if any(unencodable.values()) and is_main_process():
         print(
@@ -347,9 +340,9 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     def compute_metrics(prediction) -> dict:
         """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        gold = prediction.label_ids
-        if packed:  # (sequences, objects, labels), padded with label -100
-            logits, gold = logits[gold != -100], gold[gold != -100]
+        gold = prediction.label_ids  # (sequences, pairs), padded with -100
+        logits = logits.reshape(*gold.shape, -1)  # one row per pair (`pair_logits`)
+        logits, gold = logits[gold != -100], gold[gold != -100]
         probabilities = torch.tensor(logits).float().softmax(-1).numpy()
         gold, probabilities = with_no_relation_rows(gold, probabilities, unencoded_dev_labels, no_relation_id)
         metrics = relation_metrics(gold, probabilities, label_list)
@@ -393,9 +386,8 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         data_collator=TypedBertDataCollator(tokenizer),
         compute_metrics=compute_metrics,
         no_relation_id=no_relation_id,
-        # A packed sequence holds a subject's related and unrelated objects alike: all of them, unweighted.
-        negative_ratio=-1 if packed else settings.negative_ratio,
-        negative_weight=1.0 if packed else settings.negative_weight,
+        negative_ratio=settings.negative_ratio,
+        negative_weight=settings.negative_weight,
         entity_learning_rate=settings.entity_learning_rate,
         warmup_ratio=settings.warmup_ratio,
         callbacks=[EarlyStoppingCallback(settings.patience)] if settings.patience else None,

@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--negative-ratio",
         type=float,
         default=defaults["negative_ratio"],
-        help="no_relation per related example per epoch; -1 = all",
+        help="no_relation sequences per related one per epoch; -1 = all (default: 3 per pair, all packed)",
     )
     parser.add_argument(
         "--negative-weight",
