@@ -33,6 +33,12 @@ def pair_probabilities(
     probabilities = np.zeros((num_pairs, model.config.num_labels), dtype=np.float32)
     with tqdm(total=sum(len(row) for row in rows), unit="pair", disable=quiet or None) as progress:
         for sequence, probs in _probabilities_by_length(model, tokenizer, inputs, batch_size, dtype):
+            if len(probs) < len(rows[sequence]):  # the model's code reads one pair per sequence
+                raise ValueError(
+                    f"the model gave {len(probs)} row of logits for a sequence of {len(rows[sequence])} pairs: its "
+                    f"code does not read config.pair_encoding={model.config.pair_encoding!r}; save it again with "
+                    "this version of typed-bert"
+                )
             probabilities[rows[sequence]] = probs[: len(rows[sequence])]
             progress.update(len(rows[sequence]))
     return probabilities
