@@ -24,7 +24,7 @@ from tests.conftest import (
     train_tiny,
 )
 from tests.test_standard_paths import TRAINER_PUSH
-from typed_bert.entities import bio_labels, bundle_entity_model, outermost, span_scores, token_spans
+from typed_bert.entities import bio_labels, bundle_entity_model, outermost, span_scores
 
 pytestmark = pytest.mark.remote_code
 
@@ -112,10 +112,7 @@ def test_bundling_refuses_an_entity_model_with_other_types(tmp_path):
         bundle_entity_model(folder, recognizer)
 
 
-def test_bio_spans_and_scores():
-    assert token_spans(["O", "B-PER", "I-PER", "I-ORG", "O", "I-PER", "B-PER"]) == {
-        (1, 2, "PER"), (3, 3, "ORG"), (5, 5, "PER"), (6, 6, "PER"),
-    }  # fmt: skip
+def test_nested_entities_and_span_scores():
     assert outermost([{"start": 0, "end": 10}, {"start": 0, "end": 4}, {"start": 12, "end": 14}])[1] == 1
     scores = span_scores([{(0, 1, "A"), (2, 3, "B")}], [{(0, 1, "A"), (2, 4, "B")}])
     assert scores["precision"] == scores["recall"] == scores["f1"] == 0.5

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from seqeval.metrics import f1_score, precision_score, recall_score
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -150,20 +151,6 @@ class TaggingCollator(DataCollatorForTokenClassification):
         return batch
 
 
-def token_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
-    """The `(first, last, type)` token spans of a BIO sequence, read as transformers' "simple" aggregation reads it:
-    a span starts at `B-T`, or at `I-T` after anything but `B-T`/`I-T` of the same type."""
-    spans, start, kind = set(), None, None
-    for position, tag in enumerate([*tags, OUTSIDE]):
-        prefix, _, name = tag.partition("-")
-        if start is not None and (prefix != "I" or name != kind):
-            spans.add((start, position - 1, kind))
-            start = kind = None
-        if prefix == "B" or (prefix == "I" and start is None):
-            start, kind = position, name
-    return spans
-
-
 def span_scores(gold: Iterable[set], predicted: Iterable[set]) -> dict[str, float]:
     """Micro precision, recall and F1 of predicted spans against gold spans, text by text (exact match)."""
     true_positives = num_gold = num_predicted = 0
@@ -237,15 +224,15 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     nested = sum(outermost(text["entities"])[1] for text in train_texts)
 
     def compute_metrics(prediction) -> dict[str, float]:
+        """Dev entity micro P/R/F1 on the tokens' BIO tags (seqeval, as conlleval reads them), for the best epoch."""
         predicted_ids = prediction.predictions.argmax(-1)
         gold, predicted = [], []
         for row_gold, row_predicted in zip(prediction.label_ids, predicted_ids, strict=True):
             keep = row_gold != -100
-            gold.append(token_spans([labels[i] for i in row_gold[keep]]))
-            predicted.append(token_spans([labels[i] for i in row_predicted[keep]]))
-        scores = span_scores(gold, predicted)
-        return {"entity_micro_f1": scores["f1"], "entity_precision": scores["precision"],
-                "entity_recall": scores["recall"]}  # fmt: skip
+            gold.append([labels[i] for i in row_gold[keep]])
+            predicted.append([labels[i] for i in row_predicted[keep]])
+        return {"entity_micro_f1": f1_score(gold, predicted), "entity_precision": precision_score(gold, predicted),
+                "entity_recall": recall_score(gold, predicted)}  # fmt: skip
 
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import auc, precision_recall_curve
+from sklearn.metrics import accuracy_score, auc, precision_recall_curve, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from configuration_typed_bert import NO_RELATION
 from typed_bert.outputs import staged_path
-
-
-def _f1(precision: float, recall: float) -> float:
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
 def relation_metrics(
@@ -23,57 +20,47 @@ def relation_metrics(
 ) -> dict:
     """Score predictions (the argmax of `probabilities`, shape `(n, len(labels))`) against `gold` label ids.
 
-    micro_f1: precision = correct related predictions / related predictions, recall = correct related predictions /
-    related gold examples, where "related" means any label but `no_relation`: predicting `no_relation` is neither a
-    true nor a false positive, and a wrong related label counts against both precision and recall.
-    auprc: KLUE-RE's (`klue_re_auprc`), the mean over ALL labels of the area under each one-vs-rest
-    precision-recall curve, computed as KLUE's script does: a label with no gold example in the scored file gets
-    scikit-learn's curve for it (recall set to 1), an area of 0.5.
+    micro_f1: scikit-learn's micro average over every label but `no_relation` (TACRED, KLUE-RE): precision = correct
+    related predictions / related predictions, recall = correct related predictions / related gold examples, so
+    predicting `no_relation` is neither a true nor a false positive and a wrong related label counts against both.
+    auprc: KLUE-RE's, the mean over ALL labels of the area under each one-vs-rest precision-recall curve, computed as
+    KLUE's script does: a label with no gold example in the scored file gets scikit-learn's curve for it (recall set
+    to 1), an area of 0.5.
     """
     gold = np.asarray(gold)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape != (len(gold), len(labels)):
         raise ValueError(f"probabilities have shape {probabilities.shape}, expected ({len(gold)}, {len(labels)}).")
     predicted = probabilities.argmax(axis=1)
-    none_id = list(labels).index(no_relation) if no_relation in labels else -1
-    related_predicted = predicted != none_id
-    related_gold = gold != none_id
-    correct = int(((predicted == gold) & related_gold).sum())
-    precision = correct / related_predicted.sum() if related_predicted.sum() else 0.0
-    recall = correct / related_gold.sum() if related_gold.sum() else 0.0
-
-    per_label = {}
+    related = [index for index, label in enumerate(labels) if label != no_relation]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        gold, predicted, labels=related, average="micro", zero_division=0
+    )
+    label_scores = precision_recall_fscore_support(gold, predicted, labels=range(len(labels)), zero_division=0)
+    per_label = {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, *label_scores, strict=True)
+    }
     areas = []
-    for index, label in enumerate(labels):
-        true_positive = int(((predicted == index) & (gold == index)).sum())
-        label_precision = true_positive / (predicted == index).sum() if (predicted == index).sum() else 0.0
-        label_recall = true_positive / (gold == index).sum() if (gold == index).sum() else 0.0
-        per_label[label] = {
-            "precision": float(label_precision),
-            "recall": float(label_recall),
-            "f1": _f1(label_precision, label_recall),
-            "support": int((gold == index).sum()),
-        }
+    for index in range(len(labels)):
         with warnings.catch_warnings():  # "No positive class found in y_true": KLUE's script scores it all the same
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             curve_precision, curve_recall, _ = precision_recall_curve(gold == index, probabilities[:, index])
         areas.append(auc(curve_recall, curve_precision))
     return {
-        "micro_f1": _f1(precision, recall),
+        "micro_f1": float(f1),
         "micro_precision": float(precision),
         "micro_recall": float(recall),
         "auprc": float(np.mean(areas)) if areas else 0.0,
-        "accuracy": float((predicted == gold).mean()) if len(gold) else 0.0,
+        "accuracy": float(accuracy_score(gold, predicted)) if len(gold) else 0.0,
         "num_examples": len(gold),
         "per_label": per_label,
     }
 
 
 def confusion_matrix(gold: Sequence[int], predicted: Sequence[int], num_labels: int) -> np.ndarray:
-    """`matrix[g, p]` = number of examples of gold label g predicted as p."""
-    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(gold), np.asarray(predicted)), 1)
-    return matrix
+    """`matrix[g, p]` = number of examples of gold label g predicted as p (scikit-learn's)."""
+    return sklearn_confusion_matrix(gold, predicted, labels=range(num_labels))
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
