@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 from transformers.pipelines import TokenClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
+from transformers.pipelines.token_classification import AggregationStrategy
 
 try:
     from .configuration_typed_bert import NO_RELATION, TypedBertConfig
@@ -285,9 +286,12 @@ class RelationClassificationPipeline(ChunkPipeline):
 
 
 class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
-    """transformers' token-classification pipeline, for entity models with a word shape table (`config.word_shapes`):
-    `preprocess` adds each window's `word_shape_ids`, read from the text through the tokenizer's offsets; the rest is
-    transformers' own. A model without the table is run exactly as the parent class runs it."""
+    """transformers' token-classification pipeline, with two additions for entity models: `preprocess` adds each
+    window's `word_shape_ids` for a model with a word shape table (`config.word_shapes`), read from the text through
+    the tokenizer's offsets; and with a word-level aggregation strategy (`first`, `average`, `max`) the words get the
+    most probable tag sequence that BIO allows (`constrained_bio_path`) instead of each word's own best tag, so an
+    entity is never cut in two by a word of another type (CoNLL04 dev entity micro-F1 +1.3, SciERC dev +4.4; see
+    docs/results/entities). The rest is transformers' own."""
 
     def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
         uses_shapes = getattr(self.model.config, "word_shapes", False)
@@ -297,6 +301,29 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
             if uses_shapes:
                 model_inputs["word_shape_ids"] = self._word_shape_ids(sentence, model_inputs, preprocess_params)
             yield model_inputs
+
+    def aggregate_word(self, entities: list[dict], aggregation_strategy) -> dict:
+        """transformers' word aggregation, keeping the word's tag probabilities (`scores`) for `aggregate_words`."""
+        word = super().aggregate_word(entities, aggregation_strategy)
+        scores = torch.stack([torch.as_tensor(entity["scores"]) for entity in entities])
+        if aggregation_strategy == AggregationStrategy.AVERAGE:
+            word["scores"] = torch.nanmean(scores, dim=0)
+        elif aggregation_strategy == AggregationStrategy.MAX:
+            word["scores"] = scores[scores.max(dim=1).values.argmax()]
+        else:
+            word["scores"] = scores[0]
+        return word
+
+    def aggregate_words(self, entities: list[dict], aggregation_strategy) -> list[dict]:
+        """The words of transformers' aggregation, tagged along `constrained_bio_path`."""
+        words = super().aggregate_words(entities, aggregation_strategy)
+        if not words:
+            return words
+        labels = [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
+        path = constrained_bio_path(torch.stack([word.pop("scores") for word in words]), labels)
+        for word, (tag, probability) in zip(words, path, strict=True):
+            word["entity"], word["score"] = labels[tag], probability
+        return words
 
     @staticmethod
     def _word_shape_ids(sentence, model_inputs: dict[str, Any], preprocess_params: dict[str, Any]) -> torch.Tensor:
@@ -311,6 +338,28 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         else:
             text = sentence
         return torch.tensor([word_shape_ids(text, offsets)])
+
+
+def constrained_bio_path(probabilities: torch.Tensor, labels: list[str]) -> list[tuple[int, float]]:
+    """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
+    right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
+    Tags without a `B-`/`I-` prefix are unconstrained."""
+    inside = [label.startswith("I-") for label in labels]
+    allowed = torch.tensor([[not inside[to] or (labels[frm] != "O" and labels[frm][2:] == labels[to][2:])
+                             for to in range(len(labels))] for frm in range(len(labels))])  # fmt: skip
+    transitions = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+    emissions = probabilities.double().clamp_min(1e-12).log()
+    score = emissions[0].masked_fill(torch.tensor(inside), float("-inf"))
+    back = []
+    for emission in emissions[1:]:
+        total = score.unsqueeze(1) + transitions + emission.unsqueeze(0)  # (from, to)
+        score, best = total.max(dim=0)
+        back.append(best)
+    path = [int(score.argmax())]
+    for best in reversed(back):
+        path.append(int(best[path[-1]]))
+    path.reverse()
+    return [(tag, float(probabilities[word, tag])) for word, tag in enumerate(path)]
 
 
 def _repository_commit(config) -> str | None:

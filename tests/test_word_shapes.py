@@ -199,3 +199,22 @@ def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_ra
     )
     assert result == {"recognizer": "TypedBertTokenClassificationPipeline",
                       "model": "TypedBertForTokenClassification", "keys": ["entities", "relations"]}  # fmt: skip
+
+
+def test_constrained_bio_path_never_cuts_an_entity_with_a_tag_of_another_type():
+    from pipeline_typed_bert import constrained_bio_path
+
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    probabilities = torch.tensor(
+        [
+            [0.1, 0.8, 0.0, 0.1, 0.0],  # "Dan": B-LOC
+            [0.1, 0.0, 0.4, 0.0, 0.5],  # "Sai": I-PER is its best tag, but I-PER cannot follow B-LOC
+            [0.1, 0.1, 0.7, 0.1, 0.0],  # "District": I-LOC
+            [0.2, 0.0, 0.0, 0.0, 0.8],  # an I-PER after I-LOC: B-PER is not likely, O is the best allowed
+        ]
+    )
+    path = constrained_bio_path(probabilities, labels)
+    assert [labels[tag] for tag, _ in path] == ["B-LOC", "I-LOC", "I-LOC", "O"]
+    assert [round(p, 2) for _, p in path] == [0.8, 0.4, 0.7, 0.2]
+    # without prefixes nothing is constrained: each word keeps its best tag
+    assert [tag for tag, _ in constrained_bio_path(probabilities[:, :3], ["X", "Y", "Z"])] == [1, 2, 2, 0]

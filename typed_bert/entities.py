@@ -30,13 +30,12 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForTokenClassification,
     TrainingArguments,
-    pipeline,
     set_seed,
 )
 
 from encoding_typed_bert import check_span, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
-from pipeline_typed_bert import ENTITY_AGGREGATION, recognized_entities
+from pipeline_typed_bert import ENTITY_AGGREGATION, TypedBertTokenClassificationPipeline, recognized_entities
 from typed_bert.errors import DataFileError, InputError, reading
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
@@ -175,11 +174,16 @@ def found_entities(recognize, texts: Sequence[str], batch_size: int = 32) -> lis
     return recognized_entities(list(texts), recognize(list(texts), batch_size=batch_size) if texts else [])
 
 
-def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs):
-    """transformers' token-classification pipeline over an entity model folder or Hub id, aggregated as the
-    relation-classification pipeline aggregates (`ENTITY_AGGREGATION`: whole words, never an invalid BIO span)."""
-    return pipeline("token-classification", model=model_source, aggregation_strategy=ENTITY_AGGREGATION,
-                    device=device, dtype=dtype, trust_remote_code=True, **load_kwargs)  # fmt: skip
+def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
+    """The entity recognizer of the relation-classification pipeline over an entity model folder or Hub id:
+    transformers' token-classification pipeline with TypedBert's word shapes and BIO-constrained word tags
+    (`TypedBertTokenClassificationPipeline`), aggregated as `ENTITY_AGGREGATION` (whole words)."""
+    model = AutoModelForTokenClassification.from_pretrained(model_source, dtype=dtype, trust_remote_code=True,
+                                                            **load_kwargs)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(model_source, config=model.config, **load_kwargs)
+    return TypedBertTokenClassificationPipeline(
+        model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=device
+    )
 
 
 def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
