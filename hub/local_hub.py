@@ -1,8 +1,9 @@
 """A small HTTP endpoint that speaks the part of the Hugging Face Hub protocol that `huggingface_hub` and
 `transformers` use to create a repo, commit a folder (regular files inline, large files through git-LFS "basic"
-transfer), and download it again. For tests and the demo, where the real Hub cannot be reached:
+transfer), and download it again. It is demo and test infrastructure, where the real Hub cannot be reached, not a
+user command (`typed-bert` does not list it):
 
-    typed-bert hub --storage /tmp/hub --port 8765 [--token T]    # then HF_ENDPOINT=http://127.0.0.1:8765
+    python -m typed_bert.hub.local_hub --storage /tmp/hub --port 8765 [--token T]   # HF_ENDPOINT=http://127.0.0.1:8765
 
 Clients must set `HF_HUB_DISABLE_XET=1` (before importing huggingface_hub) so that large files go through LFS.
 Commits are atomic: a branch moves to a new commit only after every file of it is stored. Repos, commits, branches
@@ -27,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from typed_bert.command_line import command_parser, local_path, run
 
-EXAMPLE = "typed-bert hub --storage ~/typed-bert-hub --port 8765"
+EXAMPLE = "python -m typed_bert.hub.local_hub --storage /tmp/typed-bert-hub --port 8765"
 LFS_THRESHOLD = 1_000_000  # bytes; larger files, and all weights, go through LFS as on the real Hub
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".png")
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"

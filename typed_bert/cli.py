@@ -21,7 +21,6 @@ COMMANDS = {
     "predict": ("typed_bert.commands.predict", "run the relation-classification pipeline over JSON Lines"),
     "push": ("typed_bert.commands.push", "publish a checkpoint folder to the Hub, tag it, verify it"),
     "demo": ("typed_bert.commands.demo", "the end-to-end demo: convert, train, push, reload, predict"),
-    "hub": ("typed_bert.hub.local_hub", "serve the local Hub endpoint (an offline model store)"),
     "benchmark": ("typed_bert.commands.benchmark", "TypedBert vs BertForSequenceClassification: speed, memory"),
 }
 
