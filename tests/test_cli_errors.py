@@ -104,8 +104,12 @@ def test_bad_input_is_one_clear_line(tmp_path, model_dir, case, files, build, ex
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = command("scripts/evaluate.py", "--model", "x", "--data-file", str(tmp_path / "nope.jsonl"), "--debug")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    missing = tmp_path / "nope.jsonl"
+    result = command("scripts/evaluate.py", "--model", "x", "--data-file", str(missing), "--debug")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == f"typed_bert.errors.DataFileError: {missing}: no such file; expected a JSON Lines file of relation examples"
+    assert any("load_relations" in line for line in lines)  # the frames of the code that raised it
 
 
 def test_training_skips_and_evaluation_scores_overlapping_pairs(tmp_path, model_dir):
