@@ -12,6 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from typed_bert.outputs import write_text_atomically
+
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 GENERATED_BEGIN = "<!-- typed-bert: generated section begins; edits between these lines are replaced -->"
 GENERATED_END = "<!-- typed-bert: generated section ends -->"
@@ -139,13 +141,14 @@ def _example_type(entity_types: list[str], prefixes: tuple[str, ...], fallback: 
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
-    """Render the card into `folder/README.md`, keeping what a user wrote there (see the module docstring)."""
+    """Render the card into `folder/README.md`, keeping what a user wrote there (see the module docstring); the file
+    is replaced whole, never left half-written."""
     path = Path(folder) / "README.md"
     generated = render_model_card(folder, **kwargs)
     body = f"{GENERATED_BEGIN}\n{generated.text.strip()}\n{GENERATED_END}"
     if not path.is_file():
         generated.text = f"\n{body}\n"
-        generated.save(path)
+        write_text_atomically(path, str(generated))
         return path
     existing = ModelCard.load(path)
     text = existing.text
@@ -159,5 +162,5 @@ def write_model_card(folder: str | Path, **kwargs) -> Path:
     ours = generated.data.to_dict()
     metadata = {**existing.data.to_dict(), **{key: ours[key] for key in GENERATED_FIELDS if key in ours}}
     metadata["tags"] = sorted(set(existing.data.to_dict().get("tags") or []) | set(ours.get("tags") or []))
-    ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n{text}").save(path)
+    write_text_atomically(path, str(ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n{text}")))
     return path

@@ -35,6 +35,7 @@ from typed_bert.command_line import command_parser, local_path, model_path, run
 from typed_bert.errors import InputError
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import INPUT_MODE_DESCRIPTIONS
+from typed_bert.outputs import write_text_atomically
 
 VARIANTS = list(INPUT_MODES)
 
@@ -80,7 +81,7 @@ def check_settings(folder: Path, settings: dict) -> None:
     path = folder / SETTINGS_FILE
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+        write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
         return
     saved = json.loads(path.read_text())
     differing = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
@@ -134,7 +135,7 @@ def train_one(args, variant: str, seed: int, folder: Path, command: str) -> dict
         "train_args": train_argv,
         "command": command,
     }
-    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomically(folder / "run.json", json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -232,11 +233,11 @@ def write_report(output_dir: Path, settings: dict) -> dict:
     runs = collect(output_dir)
     rows = summarize(runs)
     commands = sorted({run["command"] for run in runs})
-    (output_dir / "comparison.md").write_text(markdown_table(rows, settings, commands))
+    write_text_atomically(output_dir / "comparison.md", markdown_table(rows, settings, commands))
     title = f"{Path(settings['base_model']).name} on {Path(settings['validation_file']).name}: mean ± std over seeds"
     plot(rows, output_dir / "comparison.png", title)
     report = {"settings": settings, "summary": rows, "runs": runs}
-    (output_dir / "comparison.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(output_dir / "comparison.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
