@@ -566,7 +566,16 @@ class PerPairEncoding(PairEncoding):
     def from_config(cls, config) -> PerPairEncoding:
         return cls(config.entity_markers)
 
-    def encode(self, tokenizer, text, entities, entity_types, max_length=None, pairs=None, names=None) -> EncodedPairs:
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text: str,
+        entities: Sequence[Mapping[str, Any]],
+        entity_types: Sequence[str],
+        max_length: int | None = None,
+        pairs: Sequence[tuple[int, int]] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EncodedPairs:
         encoded, skipped = encode_entity_pairs(
             tokenizer, text, entities, entity_types, max_length, self.entity_markers, pairs, names
         )
@@ -582,7 +591,16 @@ class SubjectPackedPairs(PairEncoding):
     def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
         self.objects_per_sequence = objects_per_sequence
 
-    def encode(self, tokenizer, text, entities, entity_types, max_length=None, pairs=None, names=None) -> EncodedPairs:
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text: str,
+        entities: Sequence[Mapping[str, Any]],
+        entity_types: Sequence[str],
+        max_length: int | None = None,
+        pairs: Sequence[tuple[int, int]] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EncodedPairs:
         encoded, skipped = encode_subjects(
             tokenizer, text, entities, entity_types, max_length, pairs, self.objects_per_sequence, names
         )
