@@ -302,6 +302,12 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
                 model_inputs["word_shape_ids"] = self._word_shape_ids(sentence, model_inputs, preprocess_params)
             yield model_inputs
 
+    def check_model_type(self, supported_models) -> None:
+        """transformers' check, which knows only its own classes (and logs an error for any other), plus TypedBert's
+        token classifier."""
+        if type(self.model).__name__ != "TypedBertForTokenClassification":
+            super().check_model_type(supported_models)
+
     def aggregate_word(self, entities: list[dict], aggregation_strategy) -> dict:
         """transformers' word aggregation, keeping the word's tag probabilities (`scores`) for `aggregate_words`."""
         word = super().aggregate_word(entities, aggregation_strategy)
