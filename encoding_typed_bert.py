@@ -412,10 +412,6 @@ def encode_subjects(
     encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types, names)
     if pairs is None:
         pairs = list(itertools.permutations(range(len(entities)), 2))
-    text_type_ids = [0] * len(encoding["input_ids"])
-    for index in sorted(range(len(entities)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
-        for position in tokens[index]:
-            text_type_ids[position] = type_ids[index]
     objects_of: dict[int, list[int]] = {}
     skipped = []
     for i, j in pairs:
@@ -423,23 +419,9 @@ def encode_subjects(
             skipped.append((i, j, EntityOverlapError(f"entities {i} and {j} overlap or share a token.")))
         else:
             objects_of.setdefault(i, []).append(j)
-    packing = _SubjectPacking(encoding, tokens, type_ids, text_type_ids, _limit(tokenizer, max_length),
-                              _marker_token_id(tokenizer))  # fmt: skip
-    sequences = []
-    for i, objects in objects_of.items():
-        for begin in range(0, len(objects), objects_per_sequence):
-            chunk = objects[begin : begin + objects_per_sequence]
-            try:
-                sequences.append((i, chunk, packing.features(i, chunk)))
-                continue
-            except EntitiesTooFarApartError:
-                pass
-            for j in chunk:
-                try:
-                    sequences.append((i, [j], packing.features(i, [j])))
-                except EntitiesTooFarApartError as error:
-                    skipped.append((i, j, error))
-    return sequences, skipped
+    packing = _SubjectPacking(encoding, tokens, type_ids, _limit(tokenizer, max_length), _marker_token_id(tokenizer))
+    sequences, too_far = packing.sequences(objects_of, objects_per_sequence)
+    return sequences, skipped + too_far
 
 
 def _disjoint(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
@@ -457,9 +439,34 @@ def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 class _SubjectPacking:
     """The subject-packed sequences of one encoded text (`encode_subjects`)."""
 
-    def __init__(self, encoding, tokens, type_ids, text_type_ids, limit: int, marker_id: int) -> None:
+    def __init__(self, encoding, tokens, type_ids, limit: int, marker_id: int) -> None:
         self.encoding, self.tokens, self.type_ids = encoding, tokens, type_ids
-        self.text_type_ids, self.limit, self.marker_id = text_type_ids, limit, marker_id
+        self.limit, self.marker_id = limit, marker_id
+        self.text_type_ids = [0] * len(encoding["input_ids"])  # every entity's type on its tokens
+        for index in sorted(range(len(tokens)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
+            for position in tokens[index]:
+                self.text_type_ids[position] = type_ids[index]
+
+    def sequences(
+        self, objects_of: dict[int, list[int]], per_sequence: int
+    ) -> tuple[list[tuple[int, list[int], dict[str, list[int]]]], list[tuple[int, int, EntitiesTooFarApartError]]]:
+        """`(subject, objects, features)` per sequence, at most `per_sequence` objects each; a chunk that no window
+        holds is encoded one object at a time, and an object that even that fails for is skipped."""
+        sequences, skipped = [], []
+        for i, objects in objects_of.items():
+            for begin in range(0, len(objects), per_sequence):
+                chunk = objects[begin : begin + per_sequence]
+                try:
+                    sequences.append((i, chunk, self.features(i, chunk)))
+                    continue
+                except EntitiesTooFarApartError:
+                    pass
+                for j in chunk:
+                    try:
+                        sequences.append((i, [j], self.features(i, [j])))
+                    except EntitiesTooFarApartError as error:
+                        skipped.append((i, j, error))
+        return sequences, skipped
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
