@@ -552,8 +552,7 @@ class PairEncoding:
         """The inputs of an empty sequence with no pair (never run; it lets a text without pairs ride in a batch)."""
         encoding = tokenizer("", return_token_type_ids=True)
         zeros = [0] * len(encoding["input_ids"])
-        features = {name: list(encoding[name]) if name in encoding else zeros for name in self.input_names}
-        return features | ({"object_positions": [0]} if "object_positions" in features else {})
+        return {name: list(encoding[name]) if name in encoding else zeros for name in self.input_names}
 
 
 def pair_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -614,6 +613,9 @@ class SubjectPackedPairs(PairEncoding):
         return EncodedPairs(
             [features for _, _, features in encoded], [[(i, j) for j in objects] for i, objects, _ in encoded], skipped
         )
+
+    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+        return super().placeholder(tokenizer) | {"object_positions": [0]}  # one (never read) object slot
 
 
 # The encoding of each `config.pair_encoding`.

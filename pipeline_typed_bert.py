@@ -157,11 +157,7 @@ class RelationClassificationPipeline(ChunkPipeline):
                 source, load = os.path.join(source, subfolder), {}
             elif revision:
                 load["revision"] = revision
-            model = _token_classifier_class(source, **load).from_pretrained(source, dtype=self.model.dtype, **load)
-            tokenizer = AutoTokenizer.from_pretrained(source, config=model.config, **load)  # no second config lookup
-            self._recognizer = TypedBertTokenClassificationPipeline(
-                model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=self.device
-            )
+            self._recognizer = load_entity_recognizer(source, device=self.device, dtype=self.model.dtype, **load)
         return self._recognizer
 
     def _sanitize_parameters(
@@ -375,6 +371,17 @@ def _repository_commit(config) -> str | None:
     commit = getattr(config, "_commit_hash", None)
     package = __name__.rpartition(".")[0].rpartition(".")[2]
     return commit or (package if re.fullmatch(r"[0-9a-f]{40}", package) else None)
+
+
+def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
+    """The entity recognizer over an entity model folder or Hub id (`load_kwargs`: `subfolder`, `revision`, ...):
+    `TypedBertTokenClassificationPipeline` aggregated as `ENTITY_AGGREGATION`, a TypedBert checkpoint run by this
+    repository's own code."""
+    model = _token_classifier_class(source, **load_kwargs).from_pretrained(source, dtype=dtype, **load_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source, config=model.config, **load_kwargs)  # no second config lookup
+    return TypedBertTokenClassificationPipeline(
+        model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=device
+    )
 
 
 def _token_classifier_class(source: str, **load_kwargs) -> type:

@@ -35,7 +35,12 @@ from transformers import (
 
 from encoding_typed_bert import check_span, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
-from pipeline_typed_bert import ENTITY_AGGREGATION, TypedBertTokenClassificationPipeline, recognized_entities
+from pipeline_typed_bert import (
+    ENTITY_AGGREGATION,
+    TypedBertTokenClassificationPipeline,
+    load_entity_recognizer,
+    recognized_entities,
+)
 from typed_bert.errors import DataFileError, InputError, reading
 from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
@@ -175,15 +180,9 @@ def found_entities(recognize, texts: Sequence[str], batch_size: int = 32) -> lis
 
 
 def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
-    """The entity recognizer of the relation-classification pipeline over an entity model folder or Hub id:
-    transformers' token-classification pipeline with TypedBert's word shapes and BIO-constrained word tags
-    (`TypedBertTokenClassificationPipeline`), aggregated as `ENTITY_AGGREGATION` (whole words)."""
-    model = AutoModelForTokenClassification.from_pretrained(model_source, dtype=dtype, trust_remote_code=True,
-                                                            **load_kwargs)  # fmt: skip
-    tokenizer = AutoTokenizer.from_pretrained(model_source, config=model.config, **load_kwargs)
-    return TypedBertTokenClassificationPipeline(
-        model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=device
-    )
+    """The entity recognizer of the relation-classification pipeline (`load_entity_recognizer`: word shapes,
+    BIO-constrained word tags, `ENTITY_AGGREGATION`) over an entity model folder or Hub id."""
+    return load_entity_recognizer(model_source, device=device, dtype=dtype, **load_kwargs)
 
 
 def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
