@@ -161,6 +161,12 @@ def test_train_entities_then_train_with_it_then_evaluate_end_to_end(tiny_bert_di
     for key in ("entity_micro_f1", "end_to_end_relation_micro_f1", "gold_entity_relation_micro_f1",
                 "entity_precision", "end_to_end_relation_recall"):  # fmt: skip
         assert 0 <= metrics[key] <= 1
+    errors, found = metrics["errors"], round(metrics["end_to_end_relation_recall"] * metrics["gold_relations"])
+    assert errors["missed_entity_errors"] + errors["missed_by_relation_model"] == metrics["gold_relations"] - found
+    assert errors["spurious_on_wrong_entities"] + errors["spurious_by_relation_model"] == (
+        metrics["predicted_relations"] - found
+    )
+    assert "wrong entities: " in output.stdout and "gold relations missed: " in output.stdout
     command = [sys.executable, "scripts/evaluate.py", "--model", str(tmp_path / "re"), "--data-file",
                str(small_data["dev"]), "--end-to-end"]  # fmt: skip
     bad = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
@@ -274,3 +280,20 @@ def test_train_entities_is_reproducible_with_the_same_seed(tiny_bert_dir, tmp_pa
     assert first.keys() == second.keys()
     for name, tensor in first.items():
         torch.testing.assert_close(second[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_the_end_to_end_error_breakdown_names_each_kind_of_error():
+    from typed_bert.end_to_end import entity_errors, relation_errors
+
+    gold = [{(0, 10, "PER"), (20, 29, "ORG"), (40, 46, "LOC"), (50, 55, "PER")}]
+    found = [{(0, 4, "PER"), (20, 29, "PER"), (40, 46, "LOC"), (60, 65, "ORG")}]  # boundary, type, right, spurious
+    assert entity_errors(gold, found) == {"type": 1, "boundary": 1, "spurious": 1, "missed": 1}  # (50, 55) missed
+    gold_relations = [{((0, 10, "PER"), (20, 29, "ORG"), "Work_For"), ((50, 55, "PER"), (40, 46, "LOC"), "Live_In")}]
+    found_entities = [{(0, 10, "PER"), (20, 29, "ORG"), (40, 46, "LOC"), (60, 65, "ORG")}]
+    found_relations = [{((0, 10, "PER"), (20, 29, "ORG"), "Kill"), ((0, 10, "PER"), (60, 65, "ORG"), "Work_For")}]
+    assert relation_errors(gold_relations, found_relations, gold, found_entities) == {
+        "missed_entity_errors": 1,  # Live_In: its subject was not found
+        "missed_by_relation_model": 1,  # Work_For: both entities found, the label was Kill
+        "spurious_on_wrong_entities": 1,  # (60, 65) is not a gold entity
+        "spurious_by_relation_model": 1,  # Kill between two gold entities
+    }
