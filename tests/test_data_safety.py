@@ -227,6 +227,39 @@ def test_push_publishes_through_a_branch_and_a_failed_load_leaves_the_repo_as_it
     assert api.repo_info("org/branchy").sha == head
 
 
+HUB_SIDE_FAILURE = """
+import sys
+from typed_bert.hub import push
+def served_something_else(self, repo_id, commit, result):
+    raise push.PublishError(f"Verification failed: {repo_id}@{commit} serves other outputs; nothing was published")
+push.LocalOutputs.compare_with_hub = served_something_else
+from typed_bert.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_failed_check_on_the_hub_leaves_the_repo_as_it_was(local_hub, tmp_path):
+    """The check that can only run on the Hub (the uploaded branch loaded back in a clean interpreter) fails: main,
+    its tags and its head are as before the push, and the temporary branch is gone."""
+    from huggingface_hub import HfApi
+
+    relations = save_tiny_classifier(tmp_path / "relations", ENTITY_TYPES)
+    first = command("push", "--model", str(relations), "--repo-id", "org/hubside", env=hub_env(local_hub))
+    assert first.returncode == 0, first.stderr[-2000:]
+    api = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN)
+    head = api.repo_info("org/hubside").sha
+    (relations / "notes.txt").write_text("a second version")
+    failed = subprocess.run(
+        [sys.executable, "-c", HUB_SIDE_FAILURE, "push", "--model", str(relations), "--repo-id", "org/hubside"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, **hub_env(local_hub)}, timeout=600,
+    )  # fmt: skip
+    assert failed.returncode == 2 and "nothing was published" in last_line(failed), failed.stderr[-2000:]
+    refs = api.list_repo_refs("org/hubside")
+    assert [b.name for b in refs.branches] == ["main"] and [t.name for t in refs.tags] == ["v1"]
+    assert api.repo_info("org/hubside").sha == head
+    assert "notes.txt" not in api.list_repo_files("org/hubside")
+
+
 @pytest.fixture(scope="module")
 def classify(bundled):
     return pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
