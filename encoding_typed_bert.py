@@ -11,6 +11,7 @@ offsets overlap it; its `entity_type_ids` entry is the index of the span's type 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -428,6 +429,21 @@ def _disjoint(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
     return first["end"] <= second["start"] or second["end"] <= first["start"]
 
 
+def pairs_within_reach(tokens: Sequence[Sequence[int]], reach: int) -> list[tuple[int, int]]:
+    """The ordered pairs `(i, j)` of distinct entities, in order, whose token positions (`tokens[i]`, ascending)
+    lie within `reach` consecutive tokens together: the pairs some window holds. Entities are sorted by their first
+    token, so a document's thousands of entities cost about (entities x entities in reach), not entities squared."""
+    order = sorted(range(len(tokens)), key=lambda index: tokens[index][0])
+    firsts = [tokens[index][0] for index in order]
+    pairs = []
+    for i, positions in enumerate(tokens):
+        first, last = positions[0], positions[-1]
+        near = order[bisect.bisect_left(firsts, last - reach + 1) : bisect.bisect_right(firsts, first + reach - 1)]
+        pairs.extend((i, j) for j in near if j != i and max(last, tokens[j][-1]) - min(first, tokens[j][0]) < reach)
+    pairs.sort()
+    return pairs
+
+
 def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The word id of the object markers: the mask token where the tokenizer has one, else the unknown token."""
     token_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
@@ -515,11 +531,15 @@ class EncodedPairs:
             of logits (`pair_logits`).
         skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`: overlapping entities, or
             too far apart for `max_length`).
+        beyond_reach: how many ordered pairs of distinct entities were not tried because their tokens lie further
+            apart than a window of `max_length` holds (only when the pairs were not given: every pair within reach
+            is tried; a document's far pairs are counted, not listed).
     """
 
     sequences: list[dict[str, list[int]]]
     pairs: list[list[tuple[int, int]]]
     skipped: list[tuple[int, int, UnencodablePairError]]
+    beyond_reach: int = 0
 
 
 class PairEncoding:
@@ -533,6 +553,9 @@ class PairEncoding:
         """The encoding a model with this `TypedBertConfig` reads."""
         return cls()
 
+    # Tokens a pair needs besides the text and the special tokens (the packed encoding's two object markers).
+    marker_tokens = 0
+
     def encode(
         self,
         tokenizer: PreTrainedTokenizerBase,
@@ -543,9 +566,31 @@ class PairEncoding:
         pairs: Sequence[tuple[int, int]] | None = None,
         names: Sequence[str] | None = None,
     ) -> EncodedPairs:
-        """The sequences of `pairs` (default: every ordered pair of distinct entities) of a text's entities
-        (`{"start", "end", "type"}` spans, which may overlap); `names` are what errors call the entities. A bad
+        """The sequences of `pairs` of a text's entities (`{"start", "end", "type"}` spans, which may overlap);
+        `names` are what errors call the entities. By default every ordered pair of distinct entities whose tokens
+        one window of `max_length` holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A bad
         entity raises a `ValueError` naming it."""
+        beyond = 0
+        if pairs is None:
+            _, tokens, _ = _encoded_entities(tokenizer, text, entities, entity_types, names)
+            reach = _limit(tokenizer, max_length) - tokenizer.num_special_tokens_to_add() - self.marker_tokens
+            pairs = pairs_within_reach(tokens, reach)
+            beyond = len(entities) * (len(entities) - 1) - len(pairs)
+        encoded = self.encode_pairs(tokenizer, text, entities, entity_types, max_length, pairs, names)
+        encoded.beyond_reach = beyond
+        return encoded
+
+    def encode_pairs(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text: str,
+        entities: Sequence[Mapping[str, Any]],
+        entity_types: Sequence[str],
+        max_length: int | None,
+        pairs: Sequence[tuple[int, int]],
+        names: Sequence[str] | None,
+    ) -> EncodedPairs:
+        """The sequences of the given `pairs` (each tried; those no window holds are `skipped`)."""
         raise NotImplementedError
 
     def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
@@ -572,16 +617,7 @@ class PerPairEncoding(PairEncoding):
     def from_config(cls, config) -> PerPairEncoding:
         return cls(config.entity_markers)
 
-    def encode(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        text: str,
-        entities: Sequence[Mapping[str, Any]],
-        entity_types: Sequence[str],
-        max_length: int | None = None,
-        pairs: Sequence[tuple[int, int]] | None = None,
-        names: Sequence[str] | None = None,
-    ) -> EncodedPairs:
+    def encode_pairs(self, tokenizer, text, entities, entity_types, max_length, pairs, names) -> EncodedPairs:
         encoded, skipped = encode_entity_pairs(
             tokenizer, text, entities, entity_types, max_length, self.entity_markers, pairs, names
         )
@@ -593,20 +629,12 @@ class SubjectPackedPairs(PairEncoding):
     packing; `encode_subjects`)."""
 
     input_names = PACKED_INPUT_NAMES
+    marker_tokens = 2
 
     def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
         self.objects_per_sequence = objects_per_sequence
 
-    def encode(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        text: str,
-        entities: Sequence[Mapping[str, Any]],
-        entity_types: Sequence[str],
-        max_length: int | None = None,
-        pairs: Sequence[tuple[int, int]] | None = None,
-        names: Sequence[str] | None = None,
-    ) -> EncodedPairs:
+    def encode_pairs(self, tokenizer, text, entities, entity_types, max_length, pairs, names) -> EncodedPairs:
         encoded, skipped = encode_subjects(
             tokenizer, text, entities, entity_types, max_length, pairs, self.objects_per_sequence, names
         )

@@ -48,8 +48,15 @@ DEFAULT_BATCH_SIZE = 32
 ENTITY_AGGREGATION = "average"
 
 
+# The relation windows of a document (a text longer than the tokenizer's limit) when the caller gives no
+# max_length: 128 tokens, a few sentences; windows of the full 512 cost about 60 times the sentence-by-sentence call
+# on CoNLL04 dev documents, for pairs further apart than the relation model was ever trained on (docs/documents.md).
+DOCUMENT_MAX_LENGTH = 128
+
 # The keywords a call takes (besides batch_size), all checked in `_sanitize_parameters`.
-CALL_KEYWORDS = ("top_k", "threshold", "keep_no_relation", "max_length", "entity_type_map", "unknown_entity_types")
+CALL_KEYWORDS = (
+    "top_k", "threshold", "keep_no_relation", "max_length", "stride", "entity_type_map", "unknown_entity_types"
+)  # fmt: skip
 
 
 class RelationClassificationPipeline(ChunkPipeline):
@@ -77,6 +84,14 @@ class RelationClassificationPipeline(ChunkPipeline):
     names to `config.entity_types`, and types the model does not know are a `ValueError` naming them, or left out
     with a warning that counts them when `unknown_entity_types="skip"`.
 
+    Texts of any length: the entity model reads a text longer than its window (`max_length`, default its own limit)
+    in windows that overlap by `stride` tokens (default a quarter of the window; transformers' token-classification
+    `stride`), and an entity found in two windows is reported once (of overlapping entities the longest, then the
+    better score: transformers' rule). Every ordered pair of entities that one window of `max_length` holds is
+    classified, across sentences (a document's relation windows are `DOCUMENT_MAX_LENGTH` tokens unless `max_length`
+    is given); the pairs further apart are not tried: for raw text they are counted in `"pairs_beyond_reach"`
+    (present when not 0), for an entity list each is reported skipped.
+
     A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
     trained (`config.pair_encoding`, `pair_encoding_for`): one sequence per pair, or one per subject with its objects
     packed, and run `batch_size` sequences at a time (default 32), across inputs: each
@@ -102,42 +117,62 @@ class RelationClassificationPipeline(ChunkPipeline):
             if not inputs:
                 return []
             self._sanitize_parameters(**kwargs)  # before the entity model runs
-            inputs = self._with_recognized_entities(inputs, batch_size)
+            windows = {name: kwargs[name] for name in ("stride", "max_length") if name in kwargs}
+            inputs = self._with_recognized_entities(inputs, batch_size, **windows)
         elif isinstance(inputs, str):
             inputs = {"text": inputs}
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
         return super().__call__(inputs, *args, **kwargs)
 
-    def _with_recognized_entities(self, items: list, batch_size: int | None) -> list:
-        """`items` with each text-only item replaced by its text and the entities the entity model finds in it."""
+    def _with_recognized_entities(self, items: list, batch_size: int | None, **windows) -> list:
+        """`items` with each text-only item replaced by its text and the entities the entity model finds in it
+        (`windows`: `stride` and `max_length`, as for `recognize`)."""
         text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
         if not text_only:
             return items
         texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
-        found = self.recognize(texts, batch_size, indices=text_only)
+        found = self.recognize(texts, batch_size, indices=text_only, **windows)
         items = list(items)
         for index, text, entities in zip(text_only, texts, found, strict=True):
             items[index] = {"text": text, "entities": entities, "text_only": True}
         return items
 
     def recognize(
-        self, texts: list[str], batch_size: int | None = None, indices: list[int] | None = None
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        indices: list[int] | None = None,
+        stride: int | None = None,
+        max_length: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         """The entities the model's entity model finds in each text: `{"start", "end", "type", "text", "score"}`.
-        An error names the text by `indices` (its place in the caller's list; by default its place in `texts`)."""
+        A text longer than the window (`max_length`, at most the entity model's limit) is read in windows that
+        overlap by `stride` tokens (default a quarter of the window). An error names the text by `indices` (its
+        place in the caller's list; by default its place in `texts`)."""
         recognizer = self._entity_recognizer()
-        limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
+        window, stride = self.entity_windows(stride, max_length)
         for index, text in zip(indices or range(len(texts)), texts, strict=True):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
-            length = len(recognizer.tokenizer(text)["input_ids"])
-            if length > limit:
-                raise ValueError(
-                    f"text {index} has {length} tokens, more than the {limit} the entity model reads; split it into "
-                    "sentences or paragraphs first."
-                )
-        return recognized_entities(texts, recognizer(texts, batch_size=batch_size or DEFAULT_BATCH_SIZE))
+        found = recognizer(texts, batch_size=batch_size or DEFAULT_BATCH_SIZE, stride=stride, max_length=window)
+        return recognized_entities(texts, found)
+
+    def entity_windows(self, stride: int | None = None, max_length: int | None = None) -> tuple[int, int]:
+        """The entity model's `(window, stride)` in tokens for a call's `stride` and `max_length`: the window is
+        `max_length`, at most the entity model's limit (the default); the stride defaults to a quarter of it. A
+        stride that leaves a window no new token is a `ValueError` naming it."""
+        recognizer = self._entity_recognizer()
+        limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
+        window = min(limit, max_length or limit)
+        stride = window // 4 if stride is None else stride
+        room = window - recognizer.tokenizer.num_special_tokens_to_add()
+        if stride >= room:
+            raise ValueError(
+                f"stride={stride} must be smaller than the {room} text tokens of a window of {window} (max_length); "
+                "it is how many tokens two windows share."
+            )
+        return window, stride
 
     def _entity_recognizer(self):
         """transformers' token-classification pipeline (`ENTITY_AGGREGATION`) over the repository's entity model."""
@@ -166,6 +201,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         threshold: float | None = None,
         keep_no_relation: bool | None = None,
         max_length: int | None = None,
+        stride: int | None = None,
         entity_type_map: Mapping[str, str] | None = None,
         unknown_entity_types: str | None = None,
         **loading_options,
@@ -173,7 +209,9 @@ class RelationClassificationPipeline(ChunkPipeline):
         """Every keyword of a call, checked here once for every kind of input (`__call__` refuses names that are not
         `CALL_KEYWORDS`; at construction, transformers passes its loading options too, which are not ours)."""
         _check_optional_int("top_k", top_k, "the number of best labels to return")
-        _check_optional_int("max_length", max_length, "tokens a sequence may take")
+        _check_optional_int("max_length", max_length, "tokens a sequence or window may take")
+        if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 0):
+            raise ValueError(f"stride={stride!r} must be an int of at least 0 (tokens two windows share).")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0.0 <= threshold <= 1.0):  # fmt: skip
             raise ValueError(f"threshold={threshold!r} must be a number from 0 to 1 (a label's lowest score).")
@@ -182,7 +220,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         if unknown_entity_types not in (None, "error", "skip"):
             raise ValueError(f"unknown_entity_types={unknown_entity_types!r} must be 'error' or 'skip'.")
         _check_type_map(entity_type_map)
-        given = {"max_length": max_length, "entity_type_map": entity_type_map,
+        given = {"max_length": max_length, "stride": stride, "entity_type_map": entity_type_map,
                  "unknown_entity_types": unknown_entity_types}  # fmt: skip
         preprocess_params = {name: value for name, value in given.items() if value is not None}
         given = {"top_k": top_k, "threshold": threshold, "keep_no_relation": keep_no_relation}
@@ -192,6 +230,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         self,
         inputs: dict[str, Any],
         max_length: int | None = None,
+        stride: int | None = None,
         entity_type_map: Mapping[str, str] | None = None,
         unknown_entity_types: str = "error",
     ) -> Iterator[dict[str, Any]]:
@@ -199,16 +238,21 @@ class RelationClassificationPipeline(ChunkPipeline):
         without entities (a generator's) goes through the entity model here; foreign entity types are mapped."""
         if _is_text_only(inputs):
             text = inputs if isinstance(inputs, str) else inputs["text"]
-            inputs = {"text": text, "entities": self.recognize([text])[0], "text_only": True}
+            found = self.recognize([text], stride=stride, max_length=max_length)[0]
+            inputs = {"text": text, "entities": found, "text_only": True}
         inputs = _typed_entities(inputs, self.model.config.entity_types, entity_type_map, unknown_entity_types)
         text_only = isinstance(inputs, dict) and inputs.get("text_only", False)
-        for chunk in self._chunks(inputs, max_length):
+        for chunk in self._chunks(inputs, max_length, text_only):
             yield {**chunk, "text_only": text_only}
 
-    def _chunks(self, inputs: dict[str, Any], max_length: int | None) -> Iterator[dict[str, Any]]:
-        """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities."""
+    def _chunks(self, inputs: dict[str, Any], max_length: int | None, text_only: bool) -> Iterator[dict[str, Any]]:
+        """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities. Pairs
+        beyond the reach of a window are counted for raw text, and each reported skipped for an entity list."""
         config = self.model.config
-        max_length = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
+        window = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
+        if max_length is None and _is_document(self.tokenizer, inputs, window):
+            window = min(window, DOCUMENT_MAX_LENGTH)
+        max_length = window
         is_pair = isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs)
         is_text = isinstance(inputs, dict) and {"text", "entities"} <= set(inputs)
         if is_pair == is_text:
@@ -227,27 +271,32 @@ class RelationClassificationPipeline(ChunkPipeline):
         if is_pair and encoded.skipped:
             raise encoded.skipped[0][2]
         skipped = [(i, j, {"skipped": str(error)}) for i, j, error in encoded.skipped]
+        beyond = encoded.beyond_reach
+        if beyond and not text_only:
+            skipped += _beyond_reach(len(entities), encoded, max_length)
         entities = None if is_pair else entities
         if not encoded.sequences:  # nothing to run; a placeholder chunk carries the input through the batched loop
-            yield self._chunk(self.pair_encoding.placeholder(self.tokenizer), entities, [], skipped, True)
+            yield self._chunk(self.pair_encoding.placeholder(self.tokenizer), entities, [], skipped, True, beyond)
             return
         last = len(encoded.sequences) - 1
         for index, (features, pairs) in enumerate(zip(encoded.sequences, encoded.pairs, strict=True)):
-            yield self._chunk(features, entities, pairs, skipped, index == last)
+            yield self._chunk(features, entities, pairs, skipped, index == last, beyond)
 
     @staticmethod
-    def _chunk(features, entities, pairs, skipped, is_last) -> dict[str, Any]:
+    def _chunk(features, entities, pairs, skipped, is_last, beyond_reach) -> dict[str, Any]:
         return {
             **{name: torch.tensor([values]) for name, values in features.items()},
             "entities": entities,
             "pairs": pairs,
             "skipped": skipped if is_last else [],
+            "beyond_reach": beyond_reach if is_last else 0,
             "is_last": is_last,
         }
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         """Logits `(batch, pairs, labels)`: a row per pair of each sequence (`pair_logits`)."""
-        metadata = {name: model_inputs.pop(name) for name in ("entities", "pairs", "skipped", "is_last", "text_only")}
+        names = ("entities", "pairs", "skipped", "beyond_reach", "is_last", "text_only")
+        metadata = {name: model_inputs.pop(name) for name in names}
         return {"logits": pair_logits(self.model(**model_inputs).logits).float(), **metadata}
 
     def postprocess(
@@ -278,7 +327,10 @@ class RelationClassificationPipeline(ChunkPipeline):
             {"subject": entities[i], "object": entities[j], **({"label": None, "score": None} | extra)}
             for i, j, extra in results
         ]
-        return {"entities": entities, "relations": relations} if model_outputs[0]["text_only"] else relations
+        if not model_outputs[0]["text_only"]:
+            return relations
+        beyond = sum(output["beyond_reach"] for output in model_outputs)
+        return {"entities": entities, "relations": relations} | ({"pairs_beyond_reach": beyond} if beyond else {})
 
 
 class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
@@ -297,6 +349,15 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
             if uses_shapes:
                 model_inputs["word_shape_ids"] = self._word_shape_ids(sentence, model_inputs, preprocess_params)
             yield model_inputs
+
+    def _sanitize_parameters(self, max_length: int | None = None, **kwargs):
+        """transformers' parameters, plus `max_length`: the tokens of one window (default the tokenizer's
+        `model_max_length`), with `stride` the tokens two windows share."""
+        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(**kwargs)
+        if max_length is not None:
+            preprocess_params["tokenizer_params"] = {**preprocess_params.get("tokenizer_params", {}),
+                                                     "max_length": max_length}  # fmt: skip
+        return preprocess_params, forward_params, postprocess_params
 
     def check_model_type(self, supported_models) -> None:
         """transformers' check, which knows only its own classes (and logs an error for any other), plus TypedBert's
@@ -413,6 +474,20 @@ def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> 
         ]
         for text, entities in zip(texts, found, strict=True)
     ]
+
+
+def _is_document(tokenizer, inputs: Any, max_length: int) -> bool:
+    """A text with entities that is longer than `max_length` tokens."""
+    text = inputs.get("text") if isinstance(inputs, dict) and "entities" in inputs else None
+    return isinstance(text, str) and len(tokenizer(text, verbose=False)["input_ids"]) > max_length
+
+
+def _beyond_reach(count: int, encoded, max_length: int) -> list[tuple[int, int, dict[str, str]]]:
+    """A skipped entry for each ordered pair of `count` entities that `encoded` did not try (beyond reach)."""
+    tried = {pair for pairs in encoded.pairs for pair in pairs} | {(i, j) for i, j, _ in encoded.skipped}
+    reason = {"skipped": f"the two entities lie further apart than max_length={max_length} allows, so no window holds "
+                         "both."}  # fmt: skip
+    return [(i, j, reason) for i in range(count) for j in range(count) if i != j and (i, j) not in tried]
 
 
 def _checked_batch_size(batch_size: Any) -> int | None:

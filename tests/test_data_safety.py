@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,16 +64,20 @@ def test_predict_refuses_its_input_as_output_and_an_existing_output(bundled, tmp
 
 
 def test_a_predict_that_fails_while_the_model_runs_leaves_the_output_as_it_was(bundled, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(bundled, broken)
+    tagger = json.loads((broken / "entities" / "config.json").read_text())
+    tagger["id2label"] = {key: label.replace("PER", "LOC") for key, label in tagger["id2label"].items()}
+    (broken / "entities" / "config.json").write_text(json.dumps(tagger))  # finds LOC, a type the model lacks
     data = tmp_path / "texts.jsonl"
-    # the second text is longer than the entity model reads: refused only when the model runs
-    data.write_text(json.dumps({"text": "Bill Gates founded Microsoft."}) + "\n"
-                    + json.dumps({"text": "word " * 600}) + "\n")  # fmt: skip
+    data.write_text(json.dumps({"text": "Bill Gates founded Microsoft."}) + "\n")  # fmt: skip
     out = tmp_path / "out.jsonl"
     out.write_text("old results\n")
-    failed = command("predict", "--model", str(bundled), "--input", str(data), "--output", str(out), "--overwrite")
+    failed = command("predict", "--model", str(broken), "--input", str(data), "--output", str(out), "--overwrite")
     assert failed.returncode != 0
     assert out.read_text() == "old results\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "texts.jsonl"]  # no staging file left
+    assert "type 'LOC' is not a known entity type" in failed.stderr  # the relation stage, after the entity model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "out.jsonl", "texts.jsonl"]  # no staging file
 
 
 def test_invalid_utf8_is_one_line_naming_line_and_byte_and_skippable(bundled, tmp_path):

@@ -75,8 +75,6 @@ def test_bad_text_inputs_are_clear_errors(bundled, tmp_path):
     classify = pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
     with pytest.raises(ValueError, match=r"text 0 is '  '; expected a non-empty string"):
         classify("  ")
-    with pytest.raises(ValueError, match=r"text 0 has \d+ tokens, more than the 512 the entity model reads"):
-        classify("word " * 600)
     plain = pipeline(
         "relation-classification", model=str(save_tiny_classifier(tmp_path / "plain", ENTITY_TYPES)),
         trust_remote_code=True,

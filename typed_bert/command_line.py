@@ -57,6 +57,29 @@ def add_inference_options(parser: argparse.ArgumentParser, batch_size: int, dtyp
     parser.add_argument("--dtype", choices=list(PRECISIONS), default=dtype, help=dtype_help)
 
 
+def add_window_options(parser: argparse.ArgumentParser) -> None:
+    """`--max-length` and `--stride`: how long texts are read (the relation-classification pipeline's keywords)."""
+    parser.add_argument(
+        "--max-length", type=positive_int, default=None,
+        help="tokens of a window: each relation sequence, and the entity model's windows over a long text (default: "
+        "each model's limit; a document's relation windows: 128)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stride",
+        type=non_negative_int,
+        default=None,
+        help="tokens two windows of the entity model share on a long text (default: a quarter of the window)",
+    )
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type of an overlap: an int of at least 0."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer of at least 0")
+    return number
+
+
 def positive_int(value: str) -> int:
     """argparse type of a count: an int of at least 1."""
     number = int(value)

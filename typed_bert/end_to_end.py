@@ -91,12 +91,19 @@ def relation_errors(
 
 
 def evaluate_end_to_end(
-    model_source: str, data_file: str, batch_size: int = 64, device=None, dtype=None, **load_kwargs
+    model_source: str,
+    data_file: str,
+    batch_size: int = 64,
+    device=None,
+    dtype=None,
+    windows: dict[str, int | None] | None = None,
+    **load_kwargs,
 ) -> dict[str, Any]:
     """Text in, entities and relations out: entity micro-F1 (boundaries and type match) and strict end-to-end
     relation micro-F1 (the label and both entities' boundaries and types match; `no_relation` never counts), with
     precision and recall of each, and `errors` (`entity_errors`, `relation_errors`). `data_file` is an entity-list
-    file with gold relations; `model_source` a relation model with a bundled entity model (`config.entity_model`)."""
+    file with gold relations; `model_source` a relation model with a bundled entity model (`config.entity_model`);
+    `windows`: the pipeline's `stride` and `max_length` for long texts (None: its defaults)."""
     texts = load_entity_texts(data_file)
     with reading(model_source, "a TypedBert relation model folder or Hub id with an entity model"):
         classify = pipeline("relation-classification", model=model_source, trust_remote_code=True, device=device,
@@ -108,7 +115,8 @@ def evaluate_end_to_end(
             model_source,
         )
     started = time.perf_counter()
-    outputs = classify([text["text"] for text in texts], batch_size=batch_size)
+    windows = {name: value for name, value in (windows or {}).items() if value is not None}
+    outputs = classify([text["text"] for text in texts], batch_size=batch_size, **windows)
     seconds = time.perf_counter() - started
     gold_entities = [entity_spans(text["entities"]) for text in texts]
     found_entities = [entity_spans(output["entities"]) for output in outputs]

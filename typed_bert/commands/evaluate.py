@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typed_bert.command_line import add_inference_options, command_parser, local_path, model_path, run
+from typed_bert.command_line import (
+    add_inference_options,
+    add_window_options,
+    command_parser,
+    local_path,
+    model_path,
+    run,
+)
 
 EXAMPLE = "typed-bert evaluate --model out --data-file dev.jsonl --plot confusion.png"
 
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens a pair may take (default: the model's)")
+    add_window_options(parser)
     parser.add_argument("--strict", action="store_true", help="refuse pairs the model cannot read (nested, too far)")
     parser.add_argument(
         "--end-to-end", action="store_true",
@@ -100,7 +107,8 @@ def end_to_end_metrics(args, load_kwargs: dict) -> dict:
 
     device = pick_device(args.device)
     dtype = torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None
-    return evaluate_end_to_end(args.model, args.data_file, args.batch_size, device, dtype, **load_kwargs)
+    windows = {"stride": args.stride, "max_length": args.max_length}
+    return evaluate_end_to_end(args.model, args.data_file, args.batch_size, device, dtype, windows, **load_kwargs)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from transformers import pipeline
 
 from typed_bert.command_line import (
     add_inference_options,
+    add_window_options,
     command_parser,
     fraction,
     local_path,
@@ -92,6 +93,17 @@ def checked_example(classify, line: str | InputError) -> dict:
     return example
 
 
+def check_windows(classify, args) -> None:
+    """--max-length within the relation model's limit, --stride smaller than the entity model's window: checked
+    before the lines are read (an `InputError` naming the model)."""
+    from encoding_typed_bert import max_sequence_length
+
+    with reading(args.model, "a --max-length the model's position table holds and a --stride smaller than it"):
+        max_sequence_length(classify.tokenizer, classify.model.config.max_sequence_length, args.max_length)
+        if getattr(classify.model.config, "entity_model", None):
+            classify.entity_windows(args.stride, args.max_length)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--model", required=True, type=model_path)
@@ -106,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         parser, batch_size=64, dtype="auto",
         dtype_help="bf16: bf16 weights; auto: bf16 where the GPU or CPU has bf16 units (see --precision of train)",
     )  # fmt: skip
+    add_window_options(parser)
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
@@ -125,9 +138,11 @@ def main(argv: list[str] | None = None) -> None:
             device=pick_device(args.device),
             dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
         )
+    check_windows(classify, args)
     source = sys.stdin.buffer if args.input == "-" else args.input
     examples = read_lines(classify, source, args.input, args.skip_bad_lines)
-    given = {"top_k": args.top_k, "threshold": args.threshold, "keep_no_relation": args.keep_no_relation or None}
+    given = {"top_k": args.top_k, "threshold": args.threshold, "keep_no_relation": args.keep_no_relation or None,
+             "max_length": args.max_length, "stride": args.stride}  # fmt: skip
     kwargs = {"batch_size": args.batch_size} | {name: value for name, value in given.items() if value is not None}
 
     def inputs() -> Iterator[dict]:

@@ -1,0 +1,199 @@
+"""Documents of any length: the entity model reads a long text in windows that overlap by `stride` tokens, an entity
+seen in two windows is reported once, every pair of entities that one window of `max_length` holds is classified
+(across sentences), and the pairs further apart are counted (raw text) or reported skipped (an entity list)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer, pipeline
+
+from encoding_typed_bert import EntitiesTooFarApartError, PerPairEncoding, SubjectPackedPairs, pairs_within_reach
+from pipeline_typed_bert import load_entity_recognizer, recognized_entities
+from tests.conftest import minilm_path, save_tiny_classifier
+from tests.test_end_to_end import save_tiny_recognizer
+from typed_bert.entities import bundle_entity_model
+
+pytestmark = pytest.mark.remote_code
+
+ENTITY_TYPES = ["O", "PER", "ORG"]
+SENTENCE = "Bill Gates founded Microsoft in Albuquerque."
+DOCUMENT = " ".join([SENTENCE] * 90)  # about 630 tokens: more than the 512 the entity model reads at once
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """The words of `text` as BERT pre-tokenizes these ASCII texts (the tiny recognizer tags every word)."""
+    return [match.span() for match in re.finditer(r"\w+|[^\w\s]", text)]
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    folder = save_tiny_classifier(tmp_path_factory.mktemp("relations"), ENTITY_TYPES)
+    bundle_entity_model(folder, save_tiny_recognizer(tmp_path_factory.mktemp("entities")))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def classify(bundled):
+    return pipeline("relation-classification", model=str(bundled), trust_remote_code=True)
+
+
+def test_a_document_longer_than_the_entity_model_reads_gives_each_entity_once(classify):
+    assert len(classify.tokenizer(DOCUMENT)["input_ids"]) > 512
+    (entities,) = classify.recognize([DOCUMENT])
+    assert [(entity["start"], entity["end"]) for entity in entities] == word_spans(DOCUMENT)
+    assert all(entity["text"] == DOCUMENT[entity["start"] : entity["end"]] for entity in entities)
+
+
+def test_a_document_in_one_call_classifies_the_pairs_within_a_document_window(tmp_path):
+    """Without max_length, a text longer than the tokenizer's limit gets relation windows of DOCUMENT_MAX_LENGTH."""
+    from pipeline_typed_bert import DOCUMENT_MAX_LENGTH
+
+    folder = save_tiny_classifier(tmp_path / "relations", ENTITY_TYPES, max_position_embeddings=512)
+    bundle_entity_model(folder, save_tiny_recognizer(tmp_path / "entities"))
+    classify = pipeline("relation-classification", model=str(folder), trust_remote_code=True)
+    text = " ".join(["Antidisestablishmentarianism"] * 100)  # 8 tokens a word: 100 entities, 800 tokens
+    result = classify(text, keep_no_relation=True)
+    entities, relations = result["entities"], result["relations"]
+    assert len(entities) == 100 and len(relations) + result["pairs_beyond_reach"] == 100 * 99
+    assert all(relation["label"] is not None for relation in relations)
+    spans = [token_span(classify.tokenizer, text, entity) for entity in entities]
+    index = {id(entity): i for i, entity in enumerate(entities)}
+    distances = [max(spans[index[id(r["subject"])]][1], spans[index[id(r["object"])]][1])
+                 - min(spans[index[id(r["subject"])]][0], spans[index[id(r["object"])]][0])
+                 for r in relations]  # fmt: skip
+    assert max(distances) < DOCUMENT_MAX_LENGTH - 4 <= max(distances) + 8  # within reach, and reaching that far
+
+
+@pytest.mark.parametrize("stride", [0, 8, 20])
+def test_small_windows_give_the_same_entities_whatever_the_overlap(classify, stride):
+    result = classify(DOCUMENT[:600], max_length=32, stride=stride)
+    assert [(entity["start"], entity["end"]) for entity in result["entities"]] == word_spans(DOCUMENT[:600])
+
+
+def test_a_text_within_one_window_gives_what_the_entity_model_gives_without_windows(classify, bundled):
+    recognizer = load_entity_recognizer(str(bundled / "entities"))
+    assert classify(SENTENCE)["entities"] == recognized_entities([SENTENCE], [recognizer(SENTENCE)])[0]
+
+
+def token_span(tokenizer, text: str, entity: dict) -> tuple[int, int]:
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    inside = [i for i, (start, end) in enumerate(offsets) if start < entity["end"] and end > entity["start"]]
+    return inside[0], inside[-1]
+
+
+def test_pairs_within_one_window_are_classified_across_sentences_and_the_others_counted(classify):
+    text = DOCUMENT[:400]
+    result = classify(text, max_length=32, stride=8, keep_no_relation=True)
+    entities, relations = result["entities"], result["relations"]
+    assert len(relations) + result["pairs_beyond_reach"] == len(entities) * (len(entities) - 1)
+    assert result["pairs_beyond_reach"] > 0
+    reach = 32 - 2 - classify.pair_encoding.marker_tokens  # the window less [CLS], [SEP] (and a packed object)
+    spans = [token_span(classify.tokenizer, text, entity) for entity in entities]
+    index = {id(entity): i for i, entity in enumerate(entities)}
+    for relation in relations:
+        (a, b), (c, d) = spans[index[id(relation["subject"])]], spans[index[id(relation["object"])]]
+        assert max(b, d) - min(a, c) < reach
+    crossing = [r for r in relations if text.count(".", r["subject"]["end"], r["object"]["start"])]
+    assert crossing and all(r["label"] is not None for r in crossing)  # pairs across a sentence end are classified
+
+
+def test_an_entity_list_reports_each_pair_beyond_reach_skipped(classify):
+    text = DOCUMENT[:400]
+    found = classify(text, max_length=32, stride=8)
+    entities = [{key: entity[key] for key in ("start", "end", "type")} for entity in found["entities"]]
+    relations = classify({"text": text, "entities": entities}, max_length=32, keep_no_relation=True)
+    assert len(relations) == len(entities) * (len(entities) - 1)
+    skipped = [relation for relation in relations if "max_length=32" in relation.get("skipped", "")]
+    assert len(skipped) == found["pairs_beyond_reach"]
+
+
+def test_a_list_and_a_generator_of_documents_give_the_same(classify):
+    texts = [DOCUMENT[:300], SENTENCE, {"text": DOCUMENT[:500]}]
+    as_list = classify(texts, max_length=48, stride=12, batch_size=4)
+    assert list(classify((text for text in texts), max_length=48, stride=12, batch_size=4)) == as_list
+    assert as_list[1] == classify(SENTENCE)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "named"),
+    [({"stride": -1}, "stride=-1"), ({"stride": True}, "stride=True"), ({"stride": 2.5}, "stride=2.5"),
+     ({"stride": 30, "max_length": 32}, "stride=30"), ({"stride": 600}, "stride=600")],
+)  # fmt: skip
+def test_a_bad_stride_is_one_error_naming_it(classify, keywords, named):
+    for inputs in (DOCUMENT, [DOCUMENT], (text for text in [DOCUMENT])):
+        with pytest.raises(ValueError, match=re.escape(named)):
+            list(classify(inputs, **keywords))
+
+
+def test_an_empty_document_is_an_error_naming_it(classify):
+    with pytest.raises(ValueError, match="text 1 is '  '"):
+        classify([SENTENCE, "  "])
+
+
+@given(
+    spans=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 6)), min_size=0, max_size=25),
+    reach=st.integers(1, 80),
+)
+@settings(max_examples=200, deadline=None)
+def test_pairs_within_reach_are_exactly_the_pairs_some_window_holds(spans, reach):
+    tokens = [list(range(start, start + length + 1)) for start, length in spans]
+    expected = [(i, j) for i, j in itertools.permutations(range(len(tokens)), 2)
+                if max(tokens[i][-1], tokens[j][-1]) - min(tokens[i][0], tokens[j][0]) < reach]  # fmt: skip
+    assert pairs_within_reach(tokens, reach) == sorted(expected)
+
+
+@pytest.mark.parametrize("encoding", [PerPairEncoding(), SubjectPackedPairs(objects_per_sequence=4)])
+def test_the_pairs_not_tried_are_exactly_those_no_window_holds(encoding):
+    """Every pair tried one by one: those that fail as too far apart are the ones the default leaves out."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    text = DOCUMENT[:500]
+    entities = [{"start": start, "end": end, "type": "PER"} for start, end in word_spans(text)][::3]
+    every = list(itertools.permutations(range(len(entities)), 2))
+    one_by_one = encoding.encode(tokenizer, text, entities, ENTITY_TYPES, 40, pairs=every)
+    too_far = {(i, j) for i, j, error in one_by_one.skipped if isinstance(error, EntitiesTooFarApartError)}
+    default = encoding.encode(tokenizer, text, entities, ENTITY_TYPES, 40)
+    tried = {pair for pairs in default.pairs for pair in pairs} | {(i, j) for i, j, _ in default.skipped}
+    assert too_far and tried == set(every) - too_far and default.beyond_reach == len(too_far)
+
+
+def run_command(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "typed_bert.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)  # fmt: skip
+
+
+def test_predict_reads_a_file_of_documents_with_their_ids_and_refuses_a_bad_stride(bundled, tmp_path):
+    lines = [{"id": "long", "text": DOCUMENT}, {"id": "short", "text": SENTENCE}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_command("predict", "--model", str(bundled), "--input", "docs.jsonl", "--output", "out.jsonl",
+                         "--max-length", "64", "--stride", "16", "--quiet", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in out] == ["long", "short"]
+    for line in out:
+        found = [(entity["start"], entity["end"]) for entity in line["prediction"]["entities"]]
+        assert found == word_spans(line["text"])
+    bad = run_command("predict", "--model", str(bundled), "--input", "docs.jsonl", "--output", "bad.jsonl",
+                      "--stride", "600", cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and "stride=600" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad.jsonl").exists()
+
+
+def test_evaluate_end_to_end_scores_long_texts(bundled, tmp_path):
+    spans = word_spans(DOCUMENT)
+    entities = [{"start": start, "end": end, "type": "PER"} for start, end in spans[:2] + spans[-2:]]
+    line = {"text": DOCUMENT, "entities": entities, "relations": [{"subject": 0, "object": 1, "label": "founded_by"}]}
+    (tmp_path / "long.jsonl").write_text(json.dumps(line) + "\n")
+    result = run_command("evaluate", "--model", str(bundled), "--data-file", "long.jsonl", "--end-to-end",
+                         "--max-length", "64", "--stride", "16", "--quiet", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["predicted_entities"] == len(spans) and metrics["gold_entities"] == 4
