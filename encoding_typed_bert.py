@@ -466,23 +466,35 @@ class _SubjectPacking:
     def sequences(
         self, objects_of: dict[int, list[int]], per_sequence: int
     ) -> tuple[list[tuple[int, list[int], dict[str, list[int]]]], list[tuple[int, int, EntitiesTooFarApartError]]]:
-        """`(subject, objects, features)` per sequence, at most `per_sequence` objects each; a chunk that no window
-        holds is encoded one object at a time, and an object that even that fails for is skipped."""
+        """`(subject, objects, features)` per sequence: each subject's objects, in text order, fill a sequence while
+        it holds at most `per_sequence` of them and one window of `limit` (their markers included) holds them with
+        the subject; an object that no window holds with the subject even alone is skipped."""
         sequences, skipped = [], []
         for i, objects in objects_of.items():
-            for begin in range(0, len(objects), per_sequence):
-                chunk = objects[begin : begin + per_sequence]
-                try:
-                    sequences.append((i, chunk, self.features(i, chunk)))
+            chunk: list[int] = []
+            for j in sorted(objects, key=lambda index: self.tokens[index][0]):
+                if len(chunk) < per_sequence and self._fits(i, [*chunk, j]):
+                    chunk.append(j)
                     continue
-                except EntitiesTooFarApartError:
-                    pass
-                for j in chunk:
-                    try:
-                        sequences.append((i, [j], self.features(i, [j])))
-                    except EntitiesTooFarApartError as error:
-                        skipped.append((i, j, error))
+                if chunk:
+                    sequences.append((i, chunk, self.features(i, chunk)))
+                chunk = [j] if self._fits(i, [j]) else []
+                if not chunk:
+                    skipped.append((i, j, EntitiesTooFarApartError(
+                        f"entities {i} and {j} lie further apart than max_length={self.limit} allows, so no window "
+                        "holds both."
+                    )))  # fmt: skip
+            if chunk:
+                sequences.append((i, chunk, self.features(i, chunk)))
         return sequences, skipped
+
+    def _fits(self, subject: int, objects: list[int]) -> bool:
+        """Whether one window of `limit` tokens holds the subject, `objects` and their two markers each."""
+        budget = self.limit - 2 * len(objects) - sum(self.encoding["special_tokens_mask"])
+        if len(self.encoding["input_ids"]) <= self.limit - 2 * len(objects):
+            return True
+        positions = [p for index in (subject, *objects) for p in (self.tokens[index][0], self.tokens[index][-1])]
+        return max(positions) - min(positions) < budget
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""

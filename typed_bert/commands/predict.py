@@ -101,7 +101,8 @@ def check_windows(classify, args) -> None:
     with reading(args.model, "a --max-length the model's position table holds and a --stride smaller than it"):
         max_sequence_length(classify.tokenizer, classify.model.config.max_sequence_length, args.max_length)
         if getattr(classify.model.config, "entity_model", None):
-            classify.entity_windows(args.stride, args.max_length)
+            for document in (False, True):
+                classify.entity_windows(args.stride, args.max_length, document)
 
 
 def main(argv: list[str] | None = None) -> None:
