@@ -62,7 +62,7 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-length", type=positive_int, default=None,
         help="tokens of a window: each relation sequence, and the entity model's windows over a long text (default: "
-        "each model's limit; a document's relation windows: 128)",
+        "each model's limit; a document's windows: 64)",
     )  # fmt: skip
     parser.add_argument(
         "--stride",
