@@ -188,6 +188,7 @@ def test_predict_reads_a_file_of_documents_with_their_ids_and_refuses_a_bad_stri
 
 
 def test_evaluate_end_to_end_scores_long_texts(bundled, tmp_path):
+    pytest.importorskip("datasets", reason="typed-bert evaluate runs on the training stack")
     text = DOCUMENT[:700]  # windows of 64 tokens
     spans = word_spans(text)
     entities = [{"start": start, "end": end, "type": "PER"} for start, end in spans[:2] + spans[-2:]]
