@@ -85,13 +85,13 @@ class RelationClassificationPipeline(ChunkPipeline):
     names to `config.entity_types`, and types the model does not know are a `ValueError` naming them, or left out
     with a warning that counts them when `unknown_entity_types="skip"`.
 
-    Texts of any length: the entity model reads a text longer than its window (`max_length`, default its own limit)
-    in windows that overlap by `stride` tokens (default a quarter of the window; transformers' token-classification
-    `stride`), and an entity found in two windows is reported once (of overlapping entities the longest, then the
-    better score: transformers' rule). Every ordered pair of entities that one window of `max_length` holds is
-    classified, across sentences (a document's relation windows are `DOCUMENT_MAX_LENGTH` tokens unless `max_length`
-    is given); the pairs further apart are not tried: for raw text they are counted in `"pairs_beyond_reach"`
-    (present when not 0), for an entity list each is reported skipped.
+    Texts of any length: a text within the models' limit is read as one window. A longer one (a document) is read in
+    windows of `max_length` tokens (default `DOCUMENT_MAX_LENGTH`, for both models): the entity model's overlap by
+    `stride` tokens (default a quarter of the window; transformers' token-classification `stride`), and an entity
+    found in two windows is reported once (of overlapping entities the longest, then the better score: transformers'
+    rule); every ordered pair of entities that one window holds is classified, across sentences. The pairs further
+    apart are not tried: for raw text they are counted in `"pairs_beyond_reach"` (present when not 0), for an entity
+    list each is reported skipped.
 
     A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
     trained (`config.pair_encoding`, `pair_encoding_for`): one sequence per pair, or one per subject with its objects
