@@ -458,6 +458,7 @@ class _SubjectPacking:
     def __init__(self, encoding, tokens, type_ids, limit: int, marker_id: int) -> None:
         self.encoding, self.tokens, self.type_ids = encoding, tokens, type_ids
         self.limit, self.marker_id = limit, marker_id
+        self.special_tokens = sum(encoding["special_tokens_mask"])
         self.text_type_ids = [0] * len(encoding["input_ids"])  # every entity's type on its tokens
         for index in sorted(range(len(tokens)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
             for position in tokens[index]:
@@ -490,11 +491,11 @@ class _SubjectPacking:
 
     def _fits(self, subject: int, objects: list[int]) -> bool:
         """Whether one window of `limit` tokens holds the subject, `objects` and their two markers each."""
-        budget = self.limit - 2 * len(objects) - sum(self.encoding["special_tokens_mask"])
-        if len(self.encoding["input_ids"]) <= self.limit - 2 * len(objects):
+        room = self.limit - 2 * len(objects)
+        if len(self.encoding["input_ids"]) <= room:
             return True
         positions = [p for index in (subject, *objects) for p in (self.tokens[index][0], self.tokens[index][-1])]
-        return max(positions) - min(positions) < budget
+        return max(positions) - min(positions) < room - self.special_tokens
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
