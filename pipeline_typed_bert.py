@@ -100,10 +100,12 @@ class RelationClassificationPipeline(ChunkPipeline):
     most the model's position table; larger is refused) cuts long texts to a window around the entities.
     """
 
-    def __init__(self, *args, batch_size: int | None = None, **kwargs) -> None:
+    def __init__(self, *args, batch_size: int | None = None, entity_recognizer=None, **kwargs) -> None:
+        """`entity_recognizer`: a token-classification pipeline to find the entities of raw text with, instead of the
+        model's own entity model (`config.entity_model`)."""
         super().__init__(*args, batch_size=_checked_batch_size(batch_size) or DEFAULT_BATCH_SIZE, **kwargs)
         self.pair_encoding = pair_encoding_for(self.model.config)
-        self._recognizer = None
+        self._recognizer = entity_recognizer
 
     def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
         """Classify one input, a list of inputs or a generator of them (see the class docstring). The keywords are
@@ -374,9 +376,10 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         return preprocess_params, forward_params, postprocess_params
 
     def check_model_type(self, supported_models) -> None:
-        """transformers' check, which knows only its own classes (and logs an error for any other), plus TypedBert's
-        token classifier."""
-        if type(self.model).__name__ != "TypedBertForTokenClassification":
+        """transformers' check, which knows only its own classes (and logs an error for any other), for models whose
+        config does not name a token classifier (TypedBert's, or an exported graph's)."""
+        architectures = getattr(self.model.config, "architectures", None) or []
+        if not any(name.endswith("ForTokenClassification") for name in architectures):
             super().check_model_type(supported_models)
 
     def aggregate_word(self, entities: list[dict], aggregation_strategy) -> dict:

@@ -217,12 +217,13 @@ def test_the_benchmark_reports_text_only_extraction_throughput(bundled, tmp_path
                          "--threads", "1"])  # fmt: skip
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["texts"] == 6 and "cpu" in report["machine"]
-    assert {"fp32, batch 16", "fp32, batch 64"} <= set(report["results"])
+    assert {"pytorch fp32, batch 16", "pytorch fp32, batch 64"} <= set(report["results"])
     for figures in report["results"].values():
         assert figures["entities"] == 3 * (5 + 2)  # every word is an entity for the tiny recognizer
         assert figures["texts_per_s"] > 0 and 0 < figures["entity_model_share"] < 1.5
         assert figures["relations_per_s"] == pytest.approx(figures["relations"] * figures["texts_per_s"] / 6)
-    assert "text-only extraction, 6 texts, fp32, batch 16:" in result.stdout
+    assert report["results"]["pytorch fp32, batch 16"]["agreement_with_pytorch_fp32"] == 1.0
+    assert "text-only extraction, 6 texts, pytorch fp32, batch 16:" in result.stdout
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ COMMANDS = {
     "compare": ("typed_bert.commands.compare", "train input modes over seeds, report mean ± std (table and chart)"),
     "evaluate": ("typed_bert.commands.evaluate", "score a model on a data file (micro-F1, AUPRC, per label)"),
     "predict": ("typed_bert.commands.predict", "run the relation-classification pipeline over JSON Lines"),
+    "export": ("typed_bert.commands.export", "export a trained folder to ONNX graphs, checked against PyTorch"),
     "push": ("typed_bert.commands.push", "publish a checkpoint folder to the Hub, tag it, verify it"),
     "demo": ("typed_bert.commands.demo", "the end-to-end demo: convert, train, push, reload, predict"),
     "benchmark": ("typed_bert.commands.benchmark", "TypedBert vs BertForSequenceClassification: speed, memory"),

@@ -9,11 +9,13 @@ where a finished output would be.
   removed only after the new one is in place.
 - A staged folder carries `INCOMPLETE_MARKER` until it is renamed: the copy that a killed process (SIGKILL, power
   loss) leaves behind says so, and `check_complete` (run by everything that reads a model folder: `push`,
-  `--entity-model`, `--base-model`, `evaluate`, `predict`) refuses it.
+  `--entity-model`, `--base-model`, `evaluate`, `predict`) refuses it, and so is an ONNX export (`typed-bert export`)
+  anywhere but in `predict`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -26,6 +28,8 @@ from typed_bert.errors import InputError
 
 INCOMPLETE_MARKER = ".typed-bert-incomplete"
 STAGING_SUFFIX = ".partial"
+# config.json's entry in a folder that `typed-bert export --format onnx` wrote (`typed_bert.onnx_runtime`).
+ONNX_CONFIG_KEY = "onnx"
 
 
 def check_destination(destination: str | Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
@@ -44,14 +48,26 @@ def check_destination(destination: str | Path, overwrite: bool, inputs: Iterable
         raise InputError("exists; pass --overwrite to replace it, or choose another path", destination)
 
 
-def check_complete(folder: str | Path) -> None:
-    """Refuse a folder that an interrupted or failed typed-bert run left behind (it still holds `INCOMPLETE_MARKER`)."""
+def check_complete(folder: str | Path, onnx: bool = False) -> None:
+    """Refuse a folder that an interrupted or failed typed-bert run left behind (it still holds `INCOMPLETE_MARKER`),
+    and an ONNX export unless the consumer reads one (`onnx`)."""
     if (Path(folder) / INCOMPLETE_MARKER).exists():
         raise InputError(
             "is incomplete: a typed-bert run that wrote it was interrupted before it finished; run that command again "
             "(the finished folder is renamed into place) or delete this folder",
             folder,
         )
+    if not onnx and is_onnx_export(folder):
+        raise InputError("is an ONNX export (typed-bert export), which only typed-bert predict reads; expected the "
+                         "PyTorch model folder it was exported from", folder)  # fmt: skip
+
+
+def is_onnx_export(folder: str | Path) -> bool:
+    """Whether `folder` holds a config.json that `typed-bert export --format onnx` wrote."""
+    try:
+        return ONNX_CONFIG_KEY in json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def _replace(staging: Path, destination: Path) -> None:

@@ -98,11 +98,10 @@ def micro_f1(folder: str, texts: Sequence[dict[str, Any]], label_names: list[str
     return relation_metrics(np.array([index[label] for label in gold]), probabilities, label_names)["micro_f1"]
 
 
-def extraction_speed(folder: str, texts: Sequence[str], dtype: torch.dtype, batch_size: int) -> dict[str, float]:
-    """Texts/s, entities/s and relations/s of the text-only call (`classify(texts)`: the bundled entity model, then
-    every ordered pair of the entities it finds) at `batch_size`, after a warm-up, and the share of the time the
-    entity model alone takes (`recognize` on the same texts)."""
-    classify = pipeline("relation-classification", model=folder, trust_remote_code=True, dtype=dtype)
+def extraction_speed(classify, texts: Sequence[str], batch_size: int) -> tuple[dict[str, float], list]:
+    """Texts/s, entities/s and relations/s of the text-only call of the pipeline `classify` (`classify(texts)`: the
+    entity model, then every ordered pair of the entities it finds) at `batch_size`, after a warm-up, and the share
+    of the time the entity model alone takes (`recognize` on the same texts); and the call's outputs."""
     classify(list(texts[:2]), batch_size=batch_size)
     started = time.perf_counter()
     classify.recognize(list(texts), batch_size)
@@ -112,7 +111,7 @@ def extraction_speed(folder: str, texts: Sequence[str], dtype: torch.dtype, batc
     seconds = time.perf_counter() - started
     entities = sum(len(output["entities"]) for output in outputs)
     relations = sum(len(output["relations"]) for output in outputs)
-    return {
+    figures = {
         "texts_per_s": len(texts) / seconds,
         "entities_per_s": entities / seconds,
         "relations_per_s": relations / seconds,
@@ -120,3 +119,15 @@ def extraction_speed(folder: str, texts: Sequence[str], dtype: torch.dtype, batc
         "entities": entities,
         "relations": relations,
     }
+    return figures, outputs
+
+
+def text_agreement(outputs: list[dict], reference: list[dict]) -> float:
+    """The share of texts whose entities (spans, types) and relations (pairs, labels) equal the reference's."""
+
+    def found(output: dict) -> tuple:
+        entities = [(e["start"], e["end"], e["type"]) for e in output["entities"]]
+        relations = [(r["subject"]["start"], r["object"]["start"], r["label"]) for r in output["relations"]]
+        return entities, relations
+
+    return sum(found(a) == found(b) for a, b in zip(outputs, reference, strict=True)) / len(reference)

@@ -23,12 +23,15 @@ units, bf16; with --trained, both trained models' micro-F1 on the same texts and
 
 runs only the extraction figures: texts/s and relations/s of the text-only call (raw text in, the bundled entity
 model finds the entities, then every relation among them) over the file's texts, batched, in fp32 and, where the
-hardware has bf16 units, bf16, with the share of the time the entity model takes.
+hardware has bf16 units, bf16, with the share of the time the entity model takes; with --onnx EXPORT (the model's
+`typed-bert export --format onnx`), ONNX Runtime on each graph of the export too, and for each backend the share of
+texts whose entities and relations equal PyTorch fp32's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -40,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -227,29 +231,53 @@ def cpu_machine() -> dict:
     return {"cpu": cpu_description(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def extraction(model: str, data_file: str) -> dict:
-    """Texts/s and relations/s of the text-only call on the texts of an entity-list file, at each batch size, fp32
-    and bf16 where the hardware has it."""
+def extraction(model: str, data_file: str, onnx: str | None = None) -> dict:
+    """Texts/s and relations/s of the text-only call on the texts of an entity-list file, at each batch size: PyTorch
+    fp32, and bf16 where the hardware has it; with `onnx` (that model's `typed-bert export`), ONNX Runtime on each of
+    its graphs. Each backend's agreement with PyTorch fp32 (texts with the same entities and relations)."""
     from typed_bert import relations_benchmark as bench
     from typed_bert.entities import load_entity_texts
-    from typed_bert.hardware import pick_precision
 
     texts = [text["text"] for text in load_entity_texts(data_file)]
-    dtypes = {"fp32": torch.float32}
-    if pick_precision("auto", "cpu") == "bf16":
-        dtypes["bf16"] = torch.bfloat16
     report = {"machine": cpu_machine(), "texts": len(texts), "results": {}}
     print(json.dumps(report["machine"]), flush=True)
-    for precision, dtype in dtypes.items():
+    reference = {}
+    for backend, load in extraction_backends(model, onnx).items():
+        classify = load()
         for batch_size in bench.BATCH_SIZES:
-            figures = bench.extraction_speed(model, texts, dtype, batch_size)
-            report["results"][f"{precision}, batch {batch_size}"] = figures
-            print(f"text-only extraction, {len(texts)} texts, {precision}, batch {batch_size}: "
+            figures, outputs = bench.extraction_speed(classify, texts, batch_size)
+            reference.setdefault(batch_size, outputs)
+            figures["agreement_with_pytorch_fp32"] = bench.text_agreement(outputs, reference[batch_size])
+            report["results"][f"{backend}, batch {batch_size}"] = figures
+            print(f"text-only extraction, {len(texts)} texts, {backend}, batch {batch_size}: "
                   f"{figures['texts_per_s']:.1f} texts/s, {figures['relations_per_s']:.1f} relations/s "
                   f"({figures['entities']} entities, {figures['relations']} relations found; entity model "
-                  f"{figures['entity_model_share']:.0%} of the time)", flush=True)  # fmt: skip
+                  f"{figures['entity_model_share']:.0%} of the time; same as PyTorch fp32 on "
+                  f"{figures['agreement_with_pytorch_fp32']:.1%} of the texts)", flush=True)  # fmt: skip
     print(json.dumps(report))
     return report
+
+
+def extraction_backends(model: str, onnx: str | None) -> dict[str, Callable[[], Any]]:
+    """Loaders of the text-only pipelines to time, PyTorch fp32 first (the reference)."""
+    from transformers import AutoConfig, pipeline
+
+    from typed_bert.hardware import pick_precision
+
+    dtypes = {"pytorch fp32": torch.float32}
+    if pick_precision("auto", "cpu") == "bf16":
+        dtypes["pytorch bf16"] = torch.bfloat16
+    backends = {
+        name: functools.partial(pipeline, "relation-classification", model=model, trust_remote_code=True, dtype=dtype)
+        for name, dtype in dtypes.items()
+    }
+    if onnx:
+        from typed_bert.onnx_runtime import onnx_graphs, onnx_pipeline
+
+        config = AutoConfig.from_pretrained(onnx, trust_remote_code=True)
+        for precision in onnx_graphs(config, onnx):
+            backends[f"onnx runtime {precision}"] = functools.partial(onnx_pipeline, onnx, precision)
+    return backends
 
 
 def trained_figures(trained: list[str], texts: list[dict], dtypes: dict[str, torch.dtype]) -> dict:
@@ -292,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--extraction", type=local_path, nargs=2, metavar=("MODEL", "DATA_FILE"),
                         help="a relation model with an entity model, an entity-list file: run only the extraction "
                         "figures")  # fmt: skip
+    parser.add_argument("--onnx", type=local_path, default=None,
+                        help="with --extraction: the model's ONNX export, timed beside it")  # fmt: skip
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -302,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
 
     if args.extraction:
-        return extraction(*args.extraction)
+        return extraction(*args.extraction, onnx=args.onnx)
 
     from typed_bert.hub.export import convert_checkpoint
 

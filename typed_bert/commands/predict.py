@@ -14,6 +14,7 @@ every good line is still predicted.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
-from transformers import pipeline
+from transformers import Pipeline, pipeline
 
 from typed_bert.command_line import (
     add_inference_options,
@@ -38,7 +39,7 @@ from typed_bert.command_line import (
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
 from typed_bert.jsonl import raw_lines
-from typed_bert.outputs import check_complete, check_destination, staged_file
+from typed_bert.outputs import check_complete, check_destination, is_onnx_export, staged_file
 
 EXPECTED_LINE = (
     "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}, {'text', 'entities': "
@@ -123,22 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-bad-lines", action="store_true", help="report bad lines on stderr and go on")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--onnx-graph", choices=["fp32", "int8"], default="fp32",
+                        help="which graphs of an ONNX export (typed-bert export) run; CPU only")  # fmt: skip
     args = parser.parse_args(argv)
     if args.output != "-":
         check_destination(args.output, args.overwrite, (args.input, args.model))
     if Path(args.model).is_dir():
-        check_complete(args.model)
+        check_complete(args.model, onnx=True)
     if args.input != "-" and not Path(args.input).is_file():
         raise InputError("no such file; expected a JSON Lines file of pairs, entity lists or texts", args.input)
-    with reading(args.model, "a TypedBert relation classifier folder or Hub id"):
-        classify = pipeline(
-            "relation-classification",
-            model=args.model,
-            trust_remote_code=True,
-            revision=args.revision,
-            device=pick_device(args.device),
-            dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
-        )
+    classify = load_pipeline(args)
     check_windows(classify, args)
     source = sys.stdin.buffer if args.input == "-" else args.input
     examples = read_lines(classify, source, args.input, args.skip_bad_lines)
@@ -159,6 +154,25 @@ def main(argv: list[str] | None = None) -> None:
         for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
             progress.update()
+
+
+def load_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The relation-classification pipeline of `--model`: PyTorch (a folder or Hub id), or ONNX Runtime for a folder
+    that typed-bert export wrote (`--onnx-graph`)."""
+    if is_onnx_export(args.model):
+        from typed_bert.onnx_runtime import onnx_pipeline
+
+        with reading(args.model, "an ONNX export of a TypedBert relation model (typed-bert export)"):
+            return onnx_pipeline(args.model, args.onnx_graph)
+    with reading(args.model, "a TypedBert relation classifier folder or Hub id"):
+        return pipeline(
+            "relation-classification",
+            model=args.model,
+            trust_remote_code=True,
+            revision=args.revision,
+            device=pick_device(args.device),
+            dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
+        )
 
 
 @contextmanager

@@ -1,0 +1,135 @@
+"""Inference from a folder that `typed-bert export --format onnx` wrote, through ONNX Runtime (`pip install
+"typed-bert[onnx]"`): the same pipelines as the PyTorch model (`RelationClassificationPipeline`, the entity model's
+`TypedBertTokenClassificationPipeline`), each model replaced by `OnnxModel`, its graph run by an
+`onnxruntime.InferenceSession`. Entities, relations, labels and scores are those of the PyTorch model (the export
+checked the logits); no torch weights are read.
+
+An exported folder holds the relation graph, the tokenizer and the config (its `onnx` entry names the graphs and
+their inputs), and `entities/` the same for a bundled entity model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from pipeline_typed_bert import ENTITY_AGGREGATION, RelationClassificationPipeline, TypedBertTokenClassificationPipeline
+from typed_bert.errors import InputError
+from typed_bert.outputs import ONNX_CONFIG_KEY
+
+ONNX_PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class OnnxModelOutput(ModelOutput):
+    """What the pipelines read from a model call: `logits` (a float32 tensor of the graph's output shape)."""
+
+    logits: torch.Tensor | None = None
+
+
+class OnnxModel(PreTrainedModel):
+    """An exported TypedBert (or BERT) graph run by ONNX Runtime, in place of the PyTorch model in transformers'
+    pipelines: it has the model's config and takes its keyword inputs; `forward` feeds the graph the inputs it names
+    (a missing `token_type_ids` is zeros) and returns `logits`. It has no parameters; it runs on the CPU (or where the
+    session's execution providers put it)."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: PretrainedConfig, session: Any) -> None:
+        super().__init__(config)
+        self.session = session
+        self.input_names = [graph_input.name for graph_input in session.get_inputs()]
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def forward(self, **inputs: torch.Tensor) -> OnnxModelOutput:
+        """`inputs`: the model's tensors `(batch, seq)` (and `object_positions` `(batch, pairs)` for a packed model).
+        Returns `logits` as the PyTorch model's: `(batch, num_labels)`, `(batch, pairs, num_labels)` or `(batch, seq,
+        num_labels)`."""
+        shape = inputs["input_ids"].shape
+        feed = {
+            name: (inputs[name] if name in inputs else torch.zeros(shape, dtype=torch.long)).numpy()
+            for name in self.input_names
+        }
+        (logits,) = self.session.run(None, feed)
+        return OnnxModelOutput(logits=torch.from_numpy(logits))
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, precision: str = "fp32", threads: int | None = None) -> OnnxModel:
+        """The model of one exported folder (`config.json` with an `onnx` entry and its graphs), its graph for
+        `precision` (`fp32`, or `int8` when the export quantized). `threads`: ONNX Runtime's intra-op threads
+        (default: its own choice, one per core)."""
+        onnxruntime = require_onnx()["onnxruntime"]
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        graphs = onnx_graphs(config, folder)
+        if precision not in graphs:
+            raise InputError(f"has no {precision} graph (it has {sorted(graphs)}); export it with typed-bert export "
+                             f"--format onnx{' --quantize int8' if precision == 'int8' else ''}", folder)  # fmt: skip
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(
+            str(Path(folder) / graphs[precision]), options, providers=["CPUExecutionProvider"]
+        )
+        return cls(config, session)
+
+
+def onnx_graphs(config: PretrainedConfig, folder: str | Path) -> dict[str, str]:
+    """The graph file of each precision that config.json's `onnx` entry names; an `InputError` for a folder that is
+    not an ONNX export."""
+    entry = getattr(config, ONNX_CONFIG_KEY, None)
+    if not isinstance(entry, dict) or not isinstance(entry.get("graphs"), dict):
+        raise InputError("is not an ONNX export (its config.json has no 'onnx' entry); expected a folder written by "
+                         "typed-bert export --format onnx", folder)  # fmt: skip
+    return entry["graphs"]
+
+
+def onnx_pipeline(
+    folder: str | Path, precision: str = "fp32", threads: int | None = None, **kwargs: Any
+) -> RelationClassificationPipeline:
+    """`RelationClassificationPipeline` over an exported folder: the relation graph, and the entity graph of
+    `entities/` when the export has one (raw text in, as the PyTorch model's). `kwargs` go to the pipeline
+    (`batch_size`, ...)."""
+    folder = Path(folder)
+    model = OnnxModel.from_folder(folder, precision, threads)
+    recognizer = None
+    subfolder = getattr(model.config, "entity_model", None)
+    if subfolder and (folder / subfolder).is_dir():
+        recognizer = entity_recognizer(folder / subfolder, precision, threads)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    return RelationClassificationPipeline(model=model, tokenizer=tokenizer, entity_recognizer=recognizer, **kwargs)
+
+
+def entity_recognizer(
+    folder: str | Path, precision: str = "fp32", threads: int | None = None
+) -> TypedBertTokenClassificationPipeline:
+    """The entity model's pipeline (`ENTITY_AGGREGATION`, BIO-constrained words) over its exported graph."""
+    model = OnnxModel.from_folder(folder, precision, threads)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    return TypedBertTokenClassificationPipeline(
+        model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION
+    )
+
+
+def require_onnx(*names: str) -> dict[str, Any]:
+    """Import `onnxruntime` (and `names`, e.g. the exporter's `onnx`, `onnxscript`); an `InputError` says how to
+    install what is missing."""
+    modules = {}
+    for name in ("onnxruntime", *names):
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError:
+            raise InputError(f'{name} is not installed; expected pip install "typed-bert[onnx]"') from None
+    return modules
