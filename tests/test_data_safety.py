@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -111,6 +112,23 @@ def test_train_entities_refuses_a_non_empty_folder_and_keeps_it(bundled, tmp_pat
                       "--validation-file", str(data), "--output-dir", str(bundled), "--max-steps", "1")  # fmt: skip
     assert refused.returncode == 2 and "--overwrite" in last_line(refused)
     assert sorted(p.name for p in bundled.iterdir()) == before and (bundled / "config.json").read_text() == config
+
+
+def test_train_refuses_an_unfit_entity_model_before_training(tiny_bert_dir, small_data, tmp_path):
+    """A missing folder, a plain encoder, and a tagger of other entity types: each one line naming the folder, in the
+    seconds before the training, and no output or checkpoint folder left."""
+    other_types = save_tiny_recognizer(tmp_path / "other-types", "B-Peop", entity_types=("Peop", "Animal"))
+    cases = {tmp_path / "missing": "no such folder", tiny_bert_dir: "architectures ['BertModel']; expected a token "
+             "classifier", other_types: "entity types ['Animal'] of the entity model are not among"}  # fmt: skip
+    for folder, expected in cases.items():
+        started = time.perf_counter()
+        result = command("train", "--base-model", str(tiny_bert_dir), "--train-file", str(small_data["train"]),
+                         "--validation-file", str(small_data["dev"]), "--output-dir", str(tmp_path / "out"),
+                         "--entity-model", str(folder), "--epochs", "50")  # fmt: skip
+        assert result.returncode == 2 and str(folder) in last_line(result) and expected in last_line(result), (
+            folder, last_line(result))  # fmt: skip
+        assert time.perf_counter() - started < 120  # 50 epochs would take many minutes
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))]
 
 
 def test_an_incomplete_folder_is_refused_by_every_consumer(bundled, tmp_path):
