@@ -152,3 +152,15 @@ def test_the_benchmark_times_each_graph_beside_pytorch(exported):
     assert {"pytorch fp32, batch 16", "onnx runtime fp32, batch 16", "onnx runtime int8, batch 64"} <= set(results)
     assert results["onnx runtime fp32, batch 16"]["agreement_with_pytorch_fp32"] == 1.0
     assert results["onnx runtime fp32, batch 16"]["relations"] == results["pytorch fp32, batch 16"]["relations"] > 0
+
+
+def test_without_the_extra_an_export_or_a_run_says_what_to_install(exported, monkeypatch):
+    from typed_bert.errors import InputError
+    from typed_bert.onnx_export import export_onnx
+    from typed_bert.onnx_runtime import onnx_pipeline
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    message = r'^onnxruntime is not installed; expected pip install "typed-bert\[onnx\]"$'
+    for call in (lambda: onnx_pipeline(exported / "exported"), lambda: export_onnx(exported / "relations", "x")):
+        with pytest.raises(InputError, match=message):
+            call()
