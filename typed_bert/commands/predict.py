@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--onnx-graph", choices=["fp32", "int8"], default="fp32",
                         help="which graphs of an ONNX export (typed-bert export) run; CPU only")  # fmt: skip
+    add_ray_options(parser)
     args = parser.parse_args(argv)
+    if args.engine == "ray":
+        predict_on_ray(args)
+        return
     if args.output != "-":
         check_destination(args.output, args.overwrite, (args.input, args.model))
     if Path(args.model).is_dir():
@@ -154,6 +158,38 @@ def main(argv: list[str] | None = None) -> None:
         for (_, example), prediction in zip(examples, predictions, strict=True):
             sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
             progress.update()
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """`--engine ray` and its worker options (docs/corpora.md)."""
+    parser.add_argument(
+        "--engine",
+        choices=["pipeline", "ray"],
+        default="pipeline",
+        help="ray: Ray Data over --input files or a glob, Parquet files in the folder --output",
+    )
+    parser.add_argument("--workers", type=positive_int, default=1, help="with --engine ray: model copies (actors)")
+    parser.add_argument("--cpus-per-worker", type=positive_int, default=1, help="with --engine ray: CPUs (threads)")
+    parser.add_argument("--gpus-per-worker", type=fraction, default=0.0, help="with --engine ray: GPUs, 0 to 1")
+
+
+def predict_on_ray(args: argparse.Namespace) -> None:
+    """`--engine ray`: the texts of the --input files through `RelationExtractor` actors, Parquet files in --output."""
+    given = {name: getattr(args, name) for name in ("top_k", "threshold", "max_length", "stride")}
+    given["keep_no_relation"] = args.keep_no_relation or None
+    unsupported = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if unsupported or args.output == "-":
+        raise InputError(f"--engine ray takes text-only rows and writes a folder; expected --output DIR and none of "
+                         f"{unsupported or ['--output -']}", "--engine ray")  # fmt: skip
+    check_destination(args.output, args.overwrite, (args.model,))
+    if Path(args.model).is_dir():
+        check_complete(args.model, onnx=True)
+    from typed_bert.ray_inference import predict_with_ray
+
+    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    rows = predict_with_ray(args.model, args.input, args.output, args.workers, args.cpus_per_worker,
+                            args.gpus_per_worker, args.batch_size, dtype, args.onnx_graph, args.overwrite)  # fmt: skip
+    print(f"{rows} rows -> {args.output}", file=sys.stderr)
 
 
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
