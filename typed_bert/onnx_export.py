@@ -105,7 +105,7 @@ def _relation_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         try:
             encoded = encoding.encode(tokenizer, text["text"], text["entities"], model.config.entity_types)
         except ValueError as error:
-            raise InputError(f"a check text cannot be encoded: {error}", text.get("lines", [None])[0]) from error
+            raise InputError(f"the check text {text['text'][:60]!r} cannot be encoded: {error}") from error
         sequences.extend(encoded.sequences)
     if len(sequences) < 2:
         raise InputError("the check texts give fewer than 2 pairs; expected texts with at least two entities")
