@@ -89,9 +89,11 @@ def test_relation_extractor_in_map_batches(corpus):
 
 def test_bad_ray_input_is_one_line_and_writes_nothing(corpus):
     (corpus / "no-text.jsonl").write_text(json.dumps({"id": 1, "body": "Bill Gates"}) + "\n")
+    (corpus / "empty-text.jsonl").write_text(json.dumps({"id": 1, "text": "   "}) + "\n")
     cases = [
         (("--input", "missing/*.jsonl"), None, "missing/*.jsonl: no such file (or no file matches)"),
-        (("--input", "no-text.jsonl"), None, "a worker refused its input: the rows have no 'text' column"),
+        (("--input", "no-text.jsonl"), None, "no-text.jsonl: the rows have no 'text' column (columns: ['id', 'body'])"),
+        (("--input", "empty-text.jsonl"), None, "a worker refused its input: "),
         (("--input", "texts/*.jsonl", "--top-k", "2"), None, "none of ['--top-k']"),
         (("--input", "texts/*.jsonl"), {"RAY_ADDRESS": "127.0.0.1:1"}, "RAY_ADDRESS=127.0.0.1:1: cannot reach the Ray"),
     ]

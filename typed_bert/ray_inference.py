@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,9 @@ def predict_with_ray(
     _connect(ray, local_cpus=int(workers * cpus_per_worker) + 1)  # one CPU more than the actors: reads and writes
     read = ray.data.read_parquet if paths[0].endswith(".parquet") else ray.data.read_json
     texts = read(paths)
+    columns = texts.schema().names
+    if "text" not in columns:
+        raise InputError(f"the rows have no 'text' column (columns: {columns}); expected one text per row", pattern)
     found = texts.map_batches(
         RelationExtractor, fn_constructor_args=(model, batch_size, max(1, int(cpus_per_worker))),
         fn_constructor_kwargs={"device": "cuda" if gpus_per_worker else None, "dtype": dtype, "onnx_graph": onnx_graph},
@@ -118,13 +122,19 @@ def predict_with_ray(
     with staged_folder(output_dir, overwrite) as staging:
         try:
             found.write_parquet(str(staging))
-        except ray.exceptions.RayTaskError as error:
-            cause = error.as_instanceof_cause()
-            if isinstance(cause, ValueError):
-                problem = " ".join(str(cause).split())[-500:]
-                raise InputError(f"a worker refused its input: {problem}", pattern) from None
-            raise
+        except ray.exceptions.RayError as error:
+            refusal = _refusal(error)
+            if refusal is None:
+                raise
+            raise InputError(f"a worker refused its input: {refusal[:500]}", pattern) from None
         return sum(pq.read_metadata(path).num_rows for path in Path(staging).glob("*.parquet"))
+
+
+def _refusal(error: BaseException) -> str | None:
+    """What a worker's `ValueError` (the pipeline refusing a text) said, from the Ray error that carries it (Ray
+    passes the worker's traceback as text); None when something else failed."""
+    found = re.findall(r"^ValueError: (.+)$", str(error), flags=re.MULTILINE)
+    return found[-1] if found else None
 
 
 def _connect(ray, local_cpus: int) -> None:
