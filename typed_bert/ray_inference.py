@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from typed_bert.outputs import is_onnx_export, staged_folder
 
 ENTITY = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string()),
                     ("score", pa.float64())])  # fmt: skip
+CONNECT_TIMEOUT_S = 10
 RELATION = pa.struct([("subject", pa.int64()), ("object", pa.int64()), ("label", pa.string()),
                       ("score", pa.float64())])  # fmt: skip
 
@@ -139,14 +141,29 @@ def _refusal(error: BaseException) -> str | None:
 
 def _connect(ray, local_cpus: int) -> None:
     """Join the Ray instance `RAY_ADDRESS` names, or start a local one with at least `local_cpus` logical CPUs (the
-    actors and a read or write task at a time); an unreachable address is an `InputError`."""
+    actors and a read or write task at a time); an address that does not answer within `CONNECT_TIMEOUT_S` is an
+    `InputError` (Ray itself retries for minutes)."""
     address = os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        _check_reachable(address)
     local = {} if address else {"num_cpus": max(os.cpu_count() or 1, local_cpus)}
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, **local)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise InputError(f"cannot reach the Ray cluster: {' '.join(str(error).split())[:300]}; expected the address of "
-                         "a running one (ray start --head), or no RAY_ADDRESS for a local instance",
-                         f"RAY_ADDRESS={address}") from None  # fmt: skip
+        raise _unreachable(address, " ".join(str(error).split())[:300]) from None
+
+
+def _check_reachable(address: str) -> None:
+    """Open a TCP connection to `HOST:PORT` (or `ray://HOST:PORT`), refusing an address that does not answer."""
+    host, _, port = address.rpartition("://")[2].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as error:
+        raise _unreachable(address, str(error)) from None
+
+
+def _unreachable(address: str | None, reason: str) -> InputError:
+    return InputError(f"cannot reach the Ray cluster ({reason}); expected the address of a running one (ray start "
+                      "--head), or no RAY_ADDRESS for a local instance", f"RAY_ADDRESS={address}")  # fmt: skip
