@@ -186,7 +186,8 @@ def predict_on_ray(args: argparse.Namespace) -> None:
         check_complete(args.model, onnx=True)
     from typed_bert.ray_inference import predict_with_ray
 
-    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    device = "cuda" if args.gpus_per_worker else "cpu"  # the driver's pick: workers are assumed alike
+    dtype = torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None
     rows = predict_with_ray(args.model, args.input, args.output, args.workers, args.cpus_per_worker,
                             args.gpus_per_worker, args.batch_size, dtype, args.onnx_graph, args.overwrite)  # fmt: skip
     print(f"{rows} rows -> {args.output}", file=sys.stderr)
