@@ -42,12 +42,12 @@ RELATION = pa.struct([("subject", pa.int64()), ("object", pa.int64()), ("label",
 
 class RelationExtractor:
     """A stateful `map_batches` transform: the relation-classification pipeline of `model` (a folder every worker can
-    read, a Hub id, or an ONNX export), loaded once per actor with `threads` torch threads; `batch_size` texts per
-    forward pass; `dtype` the weights' (PyTorch only), `onnx_graph` the export's graph (`fp32`, `int8`)."""
+    read, a Hub id at `revision`, or an ONNX export), loaded once per actor with `threads` torch threads; `batch_size`
+    texts per forward pass; `dtype` the weights' (PyTorch only), `onnx_graph` the export's graph (`fp32`, `int8`)."""
 
     def __init__(
         self, model: str, batch_size: int = 32, threads: int | None = None, device: str | None = None,
-        dtype: torch.dtype | None = None, onnx_graph: str = "fp32",
+        dtype: torch.dtype | None = None, onnx_graph: str = "fp32", revision: str | None = None,
     ) -> None:  # fmt: skip
         if threads:
             torch.set_num_threads(threads)
@@ -59,7 +59,7 @@ class RelationExtractor:
             from transformers import pipeline
 
             self.classify = pipeline("relation-classification", model=model, trust_remote_code=True, device=device,
-                                     dtype=dtype)  # fmt: skip
+                                     dtype=dtype, revision=revision)  # fmt: skip
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -102,6 +102,7 @@ def input_paths(pattern: str) -> list[str]:
 def predict_with_ray(
     model: str, pattern: str, output_dir: str, workers: int = 1, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
     batch_size: int = 32, dtype: torch.dtype | None = None, onnx_graph: str = "fp32", overwrite: bool = False,
+    revision: str | None = None,
 ) -> int:  # fmt: skip
     """Read the texts of `pattern`, extract with `workers` `RelationExtractor` actors on the Ray instance
     `RAY_ADDRESS` names (else a local one), and write Parquet files to `output_dir` (written beside it and renamed
@@ -117,7 +118,8 @@ def predict_with_ray(
         raise InputError(f"the rows have no 'text' column (columns: {columns}); expected one text per row", pattern)
     found = texts.map_batches(
         RelationExtractor, fn_constructor_args=(model, batch_size, max(1, int(cpus_per_worker))),
-        fn_constructor_kwargs={"device": "cuda" if gpus_per_worker else None, "dtype": dtype, "onnx_graph": onnx_graph},
+        fn_constructor_kwargs={"device": "cuda" if gpus_per_worker else None, "dtype": dtype, "onnx_graph": onnx_graph,
+                               "revision": revision},
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
         batch_size=batch_size, batch_format="pyarrow",
     )  # fmt: skip

@@ -10,6 +10,9 @@ of its relations, `{"subject", "object", "label", "score"}` per ordered pair of 
 unless --keep-no-relation (see the relation-classification pipeline). Every line is checked before the model runs:
 a bad line stops the command with its number, or, with --skip-bad-lines, is reported on stderr and left out while
 every good line is still predicted.
+
+`--model` may be an ONNX export (`typed-bert export`, run by ONNX Runtime: docs/serving.md). With `--engine ray`
+the text-only rows of a file or glob go through Ray Data workers into a folder of Parquet files (docs/corpora.md).
 """
 
 from __future__ import annotations
@@ -181,15 +184,17 @@ def predict_on_ray(args: argparse.Namespace) -> None:
     if unsupported or args.output == "-":
         raise InputError(f"--engine ray takes text-only rows and writes a folder; expected --output DIR and none of "
                          f"{unsupported or ['--output -']}", "--engine ray")  # fmt: skip
-    check_destination(args.output, args.overwrite, (args.model,))
+    from typed_bert.ray_inference import input_paths, predict_with_ray
+
+    check_destination(args.output, args.overwrite, (args.model, *input_paths(args.input)))
     if Path(args.model).is_dir():
         check_complete(args.model, onnx=True)
-    from typed_bert.ray_inference import predict_with_ray
 
     device = "cuda" if args.gpus_per_worker else "cpu"  # the driver's pick: workers are assumed alike
     dtype = torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None
     rows = predict_with_ray(args.model, args.input, args.output, args.workers, args.cpus_per_worker,
-                            args.gpus_per_worker, args.batch_size, dtype, args.onnx_graph, args.overwrite)  # fmt: skip
+                            args.gpus_per_worker, args.batch_size, dtype, args.onnx_graph, args.overwrite,
+                            args.revision)  # fmt: skip
     print(f"{rows} rows -> {args.output}", file=sys.stderr)
 
 
