@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, pipeline
 from transformers.modeling_outputs import ModelOutput
 
 from pipeline_typed_bert import ENTITY_AGGREGATION, RelationClassificationPipeline, TypedBertTokenClassificationPipeline
 from typed_bert.errors import InputError
-from typed_bert.outputs import ONNX_CONFIG_KEY
+from typed_bert.outputs import ONNX_CONFIG_KEY, is_onnx_export
 
 ONNX_PRECISIONS = ("fp32", "int8")
 
@@ -110,6 +110,17 @@ def onnx_pipeline(
         recognizer = entity_recognizer(folder / subfolder, precision, threads)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     return RelationClassificationPipeline(model=model, tokenizer=tokenizer, entity_recognizer=recognizer, **kwargs)
+
+
+def relation_pipeline(
+    model: str, onnx_graph: str = "fp32", threads: int | None = None, **pipeline_kwargs: Any
+) -> RelationClassificationPipeline:
+    """The relation-classification pipeline of `model`: ONNX Runtime on its `onnx_graph` for a folder that
+    `typed-bert export` wrote, else the PyTorch model (`pipeline(..., trust_remote_code=True, **pipeline_kwargs)`:
+    `device`, `dtype`, `revision`)."""
+    if is_onnx_export(model):
+        return onnx_pipeline(model, onnx_graph, threads)
+    return pipeline("relation-classification", model=model, trust_remote_code=True, **pipeline_kwargs)
 
 
 def entity_recognizer(

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from typed_bert.errors import InputError
-from typed_bert.outputs import is_onnx_export, staged_folder
+from typed_bert.outputs import staged_folder
 
 ENTITY = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string()),
                     ("score", pa.float64())])  # fmt: skip
@@ -51,15 +51,9 @@ class RelationExtractor:
     ) -> None:  # fmt: skip
         if threads:
             torch.set_num_threads(threads)
-        if is_onnx_export(model):
-            from typed_bert.onnx_runtime import onnx_pipeline
+        from typed_bert.onnx_runtime import relation_pipeline
 
-            self.classify = onnx_pipeline(model, onnx_graph, threads)
-        else:
-            from transformers import pipeline
-
-            self.classify = pipeline("relation-classification", model=model, trust_remote_code=True, device=device,
-                                     dtype=dtype, revision=revision)  # fmt: skip
+        self.classify = relation_pipeline(model, onnx_graph, threads, device=device, dtype=dtype, revision=revision)
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -27,7 +27,7 @@ from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Pipeline, pipeline
+from transformers import Pipeline
 
 from typed_bert.command_line import (
     add_inference_options,
@@ -131,13 +131,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="which graphs of an ONNX export (typed-bert export) run; CPU only")  # fmt: skip
     add_ray_options(parser)
     args = parser.parse_args(argv)
+    if Path(args.model).is_dir():
+        check_complete(args.model, onnx=True)
     if args.engine == "ray":
         predict_on_ray(args)
         return
     if args.output != "-":
         check_destination(args.output, args.overwrite, (args.input, args.model))
-    if Path(args.model).is_dir():
-        check_complete(args.model, onnx=True)
     if args.input != "-" and not Path(args.input).is_file():
         raise InputError("no such file; expected a JSON Lines file of pairs, entity lists or texts", args.input)
     classify = load_pipeline(args)
@@ -187,8 +187,6 @@ def predict_on_ray(args: argparse.Namespace) -> None:
     from typed_bert.ray_inference import input_paths, predict_with_ray
 
     check_destination(args.output, args.overwrite, (args.model, *input_paths(args.input)))
-    if Path(args.model).is_dir():
-        check_complete(args.model, onnx=True)
 
     device = "cuda" if args.gpus_per_worker else "cpu"  # the driver's pick: workers are assumed alike
     dtype = torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None
@@ -201,19 +199,22 @@ def predict_on_ray(args: argparse.Namespace) -> None:
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
     """The relation-classification pipeline of `--model`: PyTorch (a folder or Hub id), or ONNX Runtime for a folder
     that typed-bert export wrote (`--onnx-graph`)."""
-    if is_onnx_export(args.model):
-        from typed_bert.onnx_runtime import onnx_pipeline
+    from typed_bert.onnx_runtime import relation_pipeline
 
-        with reading(args.model, "an ONNX export of a TypedBert relation model (typed-bert export)"):
-            return onnx_pipeline(args.model, args.onnx_graph)
-    with reading(args.model, "a TypedBert relation classifier folder or Hub id"):
-        return pipeline(
-            "relation-classification",
-            model=args.model,
-            trust_remote_code=True,
+    onnx = is_onnx_export(args.model)
+    expected = (
+        "an ONNX export of a TypedBert relation model (typed-bert export)"
+        if onnx
+        else "a TypedBert relation classifier folder or Hub id"
+    )
+    device = pick_device(args.device)
+    with reading(args.model, expected):
+        return relation_pipeline(
+            args.model,
+            args.onnx_graph,
             revision=args.revision,
-            device=pick_device(args.device),
-            dtype=torch.bfloat16 if pick_precision(args.dtype, pick_device(args.device)) == "bf16" else None,
+            device=device,
+            dtype=torch.bfloat16 if pick_precision(args.dtype, device) == "bf16" else None,
         )
 
 
