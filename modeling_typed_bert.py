@@ -216,27 +216,11 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             `BaseModelOutputWithPoolingAndCrossAttentions`: `last_hidden_state` `(batch, seq, hidden)`,
             `pooler_output` `(batch, hidden)` (None without a pooling layer).
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if input_ids is not None:
-            shape = input_ids.shape
-            inputs_embeds = self.embeddings.word_embeddings(input_ids)
-        else:
-            shape = inputs_embeds.shape[:-1]
-        for name, ids in (
-            ("entity_type_ids", entity_type_ids),
-            ("entity_role_ids", entity_role_ids),
-            ("word_shape_ids", word_shape_ids),
-        ):
-            if ids is not None:
-                _check_ids(ids, name, shape)
-
-        if isinstance(self.embeddings, TypedBertEmbeddings):
-            inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
-            inputs_embeds = self.embeddings.add_word_shape_embeddings(inputs_embeds, word_shape_ids)
+        inputs_embeds = self.typed_inputs_embeds(input_ids, inputs_embeds, entity_type_ids, entity_role_ids,
+                                                 word_shape_ids)  # fmt: skip
         if position_ids is None and self.config.position_id_offset:
             position_ids = _counted_positions(
-                attention_mask, shape, self.config.position_id_offset, inputs_embeds.device
+                attention_mask, inputs_embeds.shape[:-1], self.config.position_id_offset, inputs_embeds.device
             )
         return_dict = kwargs.pop("return_dict", None)
         outputs = super().forward(
@@ -249,6 +233,32 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         )
         # The tuple form without the absent pooler output, on every transformers version (4.57's keeps a None).
         return outputs if (return_dict if return_dict is not None else self.config.return_dict) else outputs.to_tuple()
+
+
+    def typed_inputs_embeds(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        entity_type_ids: torch.LongTensor | None,
+        entity_role_ids: torch.LongTensor | None,
+        word_shape_ids: torch.LongTensor | None,
+    ) -> torch.Tensor:
+        """The input embeddings `(batch, seq, hidden)` that BERT's embedding layer adds positions and segments to:
+        the word vectors of `input_ids` (or `inputs_embeds` as given) plus the rows of the entity and word-shape
+        tables the ids `(batch, seq)` name."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if input_ids is not None:
+            inputs_embeds = self.embeddings.word_embeddings(input_ids)
+        typed = {"entity_type_ids": entity_type_ids, "entity_role_ids": entity_role_ids,
+                 "word_shape_ids": word_shape_ids}  # fmt: skip
+        for name, ids in typed.items():
+            if ids is not None:
+                _check_ids(ids, name, inputs_embeds.shape[:-1])
+        if isinstance(self.embeddings, TypedBertEmbeddings):
+            inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
+            inputs_embeds = self.embeddings.add_word_shape_embeddings(inputs_embeds, word_shape_ids)
+        return inputs_embeds
 
 
 def _counted_positions(
@@ -384,37 +394,39 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
             raise ValueError(
                 "classifier_pooling='entity_start' needs entity_role_ids (1 on subject tokens, 2 on object tokens)."
             )
-        if (marker_groups is None) != (object_positions is None):
-            raise ValueError("A subject-packed sequence needs both marker_groups and object_positions.")
-        if marker_groups is not None:
-            embeds = inputs_embeds if inputs_embeds is not None else self.bert.embeddings.word_embeddings.weight
-            as_3d = hasattr(self.bert, "get_extended_attention_mask")
-            attention_mask = _packed_attention_mask(attention_mask, marker_groups, embeds.dtype, as_3d)
-            position_ids = position_ids + self.config.position_id_offset
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            entity_type_ids=entity_type_ids,
-            entity_role_ids=entity_role_ids,
-            return_dict=True,
-            **kwargs,
-        )
+        if marker_groups is not None or object_positions is not None:
+            attention_mask, position_ids = self._packed_inputs(
+                attention_mask, position_ids, marker_groups, object_positions, inputs_embeds
+            )
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, inputs_embeds=inputs_embeds, entity_type_ids=entity_type_ids,
+                            entity_role_ids=entity_role_ids, return_dict=True, **kwargs)  # fmt: skip
         if self.config.classifier_pooling == "cls":
             logits = self.classifier(self.dropout(outputs.pooler_output))
         else:
             logits = self.classifier(outputs.last_hidden_state, entity_role_ids, object_positions)
         loss = None if labels is None else self._loss(logits, labels)
-
-        if not return_dict:
-            output = (logits, outputs.hidden_states, outputs.attentions)
-            output = tuple(value for value in output if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return SequenceClassifierOutput(
+        output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return output if return_dict else output.to_tuple()
+
+    def _packed_inputs(
+        self,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.LongTensor,
+        marker_groups: torch.LongTensor | None,
+        object_positions: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """The attention mask (`_packed_attention_mask`) and position ids `(batch, seq)` (shifted by
+        `config.position_id_offset`) that the encoder reads for a subject-packed sequence."""
+        if marker_groups is None or object_positions is None:
+            raise ValueError("A subject-packed sequence needs both marker_groups and object_positions.")
+        embeds = inputs_embeds if inputs_embeds is not None else self.bert.embeddings.word_embeddings.weight
+        as_3d = hasattr(self.bert, "get_extended_attention_mask")
+        attention_mask = _packed_attention_mask(attention_mask, marker_groups, embeds.dtype, as_3d)
+        return attention_mask, position_ids + self.config.position_id_offset
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss of `BertForSequenceClassification`: MSE, cross-entropy (over every labelled pair; -100 is

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,6 +54,12 @@ ENTITY_AGGREGATION = "average"
 # than any training example: on CoNLL04 dev joined into documents of about 1,600 tokens, end-to-end relation F1 0.35
 # in windows of 64, 0.28 in windows of 128 (0.65 sentence by sentence); docs/documents.md.
 DOCUMENT_MAX_LENGTH = 64
+
+# The texts of a list are run in groups of similar token length, shortest first, each group's longest at most this
+# much longer than its shortest (a factor, plus two tokens): a batch pads its sequences to its longest, and without
+# groups a larger batch pads more and ran slower (CoNLL04 dev on a 2-core CPU: 13 texts/s at batch 64 against 19 at
+# batch 16; docs/serving.md).
+LENGTH_SPREAD = 1.125
 
 # The keywords a call takes (besides batch_size), all checked in `_sanitize_parameters`.
 CALL_KEYWORDS = (
@@ -95,9 +102,10 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
     trained (`config.pair_encoding`, `pair_encoding_for`): one sequence per pair, or one per subject with its objects
-    packed, and run `batch_size` sequences at a time (default 32), across inputs: each
-    pair's label and score are those the single-pair call gives for it. `max_length` (default: the tokenizer's, at
-    most the model's position table; larger is refused) cuts long texts to a window around the entities.
+    packed, and run `batch_size` sequences at a time (default 32), across inputs (a list's in groups of texts of
+    similar length, `length_groups`): each pair's label and score are those the single-pair call gives for it.
+    `max_length` (default: the tokenizer's, at most the model's position table; larger is refused) cuts long texts to
+    a window around the entities.
     """
 
     def __init__(self, *args, batch_size: int | None = None, entity_recognizer=None, **kwargs) -> None:
@@ -126,7 +134,21 @@ class RelationClassificationPipeline(ChunkPipeline):
             inputs = {"text": inputs}
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
-        return super().__call__(inputs, *args, **kwargs)
+        if not isinstance(inputs, list):
+            return super().__call__(inputs, *args, **kwargs)
+        outputs: list = [None] * len(inputs)
+        for group in length_groups(self._sequence_lengths(inputs)):
+            for index, output in zip(group, super().__call__([inputs[i] for i in group], *args, **kwargs), strict=True):
+                outputs[index] = output
+        return outputs
+
+    def _sequence_lengths(self, inputs: list) -> list[int]:
+        """About how many tokens each input's sequences take: its text's, and the markers of the objects that the
+        pair encoding packs beside a subject."""
+        lengths = _token_lengths(self.tokenizer, [_text_of(item) for item in inputs])
+        entities = [len(item.get("entities") or ()) if isinstance(item, dict) else 0 for item in inputs]
+        return [length + self.pair_encoding.marker_tokens * max(count - 1, 0)
+                for length, count in zip(lengths, entities, strict=True)]  # fmt: skip
 
     def _with_recognized_entities(self, items: list, batch_size: int | None, **windows) -> list:
         """`items` with each text-only item replaced by its text and the entities the entity model finds in it
@@ -154,17 +176,19 @@ class RelationClassificationPipeline(ChunkPipeline):
         `DOCUMENT_MAX_LENGTH`) that overlap by `stride` tokens (default a quarter of the window); a shorter one in
         one window, as the model was trained. An error names the text by `indices` (its place in the caller's list;
         by default its place in `texts`)."""
-        recognizer = self._entity_recognizer()
+        recognizer = self.entity_recognizer
         for index, text in zip(indices or range(len(texts)), texts, strict=True):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
         limit = self.entity_windows(stride, max_length)[0]
-        is_document = [len(recognizer.tokenizer(text, verbose=False)["input_ids"]) > limit for text in texts]
+        lengths = _token_lengths(recognizer.tokenizer, texts)
+        documents = [index for index, length in enumerate(lengths) if length > limit]
+        sentences = [index for index, length in enumerate(lengths) if length <= limit]
+        groups = [[sentences[i] for i in group] for group in length_groups([lengths[i] for i in sentences])]
         found: list = [None] * len(texts)
-        for document in (False, True):
-            group = [index for index, flag in enumerate(is_document) if flag == document]
+        for group in [*groups, documents]:
             if group:
-                window, overlap = self.entity_windows(stride, max_length, document)
+                window, overlap = self.entity_windows(stride, max_length, lengths[group[0]] > limit)
                 batch = recognizer([texts[index] for index in group], batch_size=batch_size or DEFAULT_BATCH_SIZE,
                                    stride=overlap, max_length=window)  # fmt: skip
                 for index, entities in zip(group, batch, strict=True):
@@ -178,7 +202,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         `max_length`, at most the entity model's limit; by default the limit, or `DOCUMENT_MAX_LENGTH` for a
         `document` (the entity model, trained on sentences, finds fewer entities in longer windows: docs/documents.md).
         The stride defaults to a quarter of the window; one that leaves a window no new token is a `ValueError`."""
-        recognizer = self._entity_recognizer()
+        recognizer = self.entity_recognizer
         limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
         window = min(limit, max_length or (DOCUMENT_MAX_LENGTH if document else limit))
         stride = window // 4 if stride is None else stride
@@ -190,8 +214,10 @@ class RelationClassificationPipeline(ChunkPipeline):
             )
         return window, stride
 
-    def _entity_recognizer(self):
-        """transformers' token-classification pipeline (`ENTITY_AGGREGATION`) over the repository's entity model."""
+    @property
+    def entity_recognizer(self) -> TokenClassificationPipeline:
+        """The token-classification pipeline that finds the entities of raw text: the one given at construction, else
+        transformers' (`ENTITY_AGGREGATION`) over the repository's entity model, loaded at first use."""
         if self._recognizer is None:
             subfolder = getattr(self.model.config, "entity_model", None)
             if not subfolder:
@@ -259,7 +285,8 @@ class RelationClassificationPipeline(ChunkPipeline):
         inputs = _typed_entities(inputs, self.model.config.entity_types, entity_type_map, unknown_entity_types)
         text_only = isinstance(inputs, dict) and inputs.get("text_only", False)
         for chunk in self._chunks(inputs, max_length, text_only):
-            yield {**chunk, "text_only": text_only}
+            chunk["pairs"].text_only = text_only
+            yield chunk
 
     def _chunks(self, inputs: dict[str, Any], max_length: int | None, text_only: bool) -> Iterator[dict[str, Any]]:
         """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities. Pairs
@@ -302,17 +329,13 @@ class RelationClassificationPipeline(ChunkPipeline):
     def _chunk(features, entities, pairs, skipped, is_last, beyond_reach) -> dict[str, Any]:
         return {
             **{name: torch.tensor([values]) for name, values in features.items()},
-            "entities": entities,
-            "pairs": pairs,
-            "skipped": skipped if is_last else [],
-            "beyond_reach": beyond_reach if is_last else 0,
+            "pairs": ChunkPairs(entities, pairs, skipped if is_last else [], beyond_reach if is_last else 0),
             "is_last": is_last,
         }
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         """Logits `(batch, pairs, labels)`: a row per pair of each sequence (`pair_logits`)."""
-        names = ("entities", "pairs", "skipped", "beyond_reach", "is_last", "text_only")
-        metadata = {name: model_inputs.pop(name) for name in names}
+        metadata = {name: model_inputs.pop(name) for name in ("pairs", "is_last")}
         return {"logits": pair_logits(self.model(**model_inputs).logits).float(), **metadata}
 
     def postprocess(
@@ -323,14 +346,14 @@ class RelationClassificationPipeline(ChunkPipeline):
         keep_no_relation: bool = False,
     ):
         id2label = self.model.config.id2label
-        if model_outputs[0]["entities"] is None:  # one pair
+        chunks = [output["pairs"] for output in model_outputs]
+        if chunks[0].entities is None:  # one pair
             probabilities = model_outputs[0]["logits"][0, 0].softmax(-1)
             ranked = _ranked(probabilities, id2label, top_k or 1, threshold)
             return ranked if top_k is not None or threshold is not None else ranked[0]
-        entities = model_outputs[0]["entities"]
-        results = [(i, j, extra) for output in model_outputs for i, j, extra in output["skipped"]]
-        for output in model_outputs:
-            for row, (i, j) in enumerate(output["pairs"] or []):
+        results = [(i, j, extra) for chunk in chunks for i, j, extra in chunk.skipped]
+        for output, chunk in zip(model_outputs, chunks, strict=True):
+            for row, (i, j) in enumerate(chunk.pairs):
                 ranked = _ranked(output["logits"][0, row].softmax(-1), id2label, top_k or 1, None)
                 if ranked[0]["label"] == NO_RELATION and not keep_no_relation:
                     continue  # the pair holds no relation
@@ -339,14 +362,29 @@ class RelationClassificationPipeline(ChunkPipeline):
                     if above and (keep_no_relation or prediction["label"] != NO_RELATION):
                         results.append((i, j, prediction))
         results.sort(key=lambda item: (item[0], item[1]))
+        entities = chunks[0].entities
         relations = [
             {"subject": entities[i], "object": entities[j], **({"label": None, "score": None} | extra)}
             for i, j, extra in results
         ]
-        if not model_outputs[0]["text_only"]:
+        if not chunks[0].text_only:
             return relations
-        beyond = sum(output["beyond_reach"] for output in model_outputs)
+        beyond = sum(chunk.beyond_reach for chunk in chunks)
         return {"entities": entities, "relations": relations} | ({"pairs_beyond_reach": beyond} if beyond else {})
+
+
+@dataclass
+class ChunkPairs:
+    """What one chunk's logits rows belong to, kept apart from the tensors that transformers pads and moves: the
+    input's entities (None for a single pair), the `(subject, object)` pair of each row, and on the input's last
+    chunk the pairs skipped (`(i, j, {"skipped": why})`) and the count beyond reach; whether the input was text
+    alone."""
+
+    entities: list | None
+    pairs: list[tuple[int, int]]
+    skipped: list[tuple[int, int, dict[str, str]]]
+    beyond_reach: int
+    text_only: bool = False
 
 
 class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
@@ -382,27 +420,21 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         if not any(name.endswith("ForTokenClassification") for name in architectures):
             super().check_model_type(supported_models)
 
-    def aggregate_word(self, entities: list[dict], aggregation_strategy) -> dict:
-        """transformers' word aggregation, keeping the word's tag probabilities (`scores`) for `aggregate_words`."""
-        word = super().aggregate_word(entities, aggregation_strategy)
-        scores = torch.stack([torch.as_tensor(entity["scores"]) for entity in entities])
-        if aggregation_strategy == AggregationStrategy.AVERAGE:
-            word["scores"] = torch.nanmean(scores, dim=0)
-        elif aggregation_strategy == AggregationStrategy.MAX:
-            word["scores"] = scores[scores.max(dim=1).values.argmax()]
-        else:
-            word["scores"] = scores[0]
-        return word
-
     def aggregate_words(self, entities: list[dict], aggregation_strategy) -> list[dict]:
-        """The words of transformers' aggregation, tagged along `constrained_bio_path`."""
-        words = super().aggregate_words(entities, aggregation_strategy)
-        if not words:
-            return words
+        """transformers' words (a word is its first token and the `is_subword` tokens after it), tagged along
+        `constrained_bio_path` over the words' tag probabilities as the strategy reads them (`word_probabilities`),
+        all words of a window at once."""
+        if aggregation_strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE) or not entities:
+            return super().aggregate_words(entities, aggregation_strategy)
+        starts = [index for index, token in enumerate(entities) if index == 0 or not token["is_subword"]]
         labels = [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
-        path = constrained_bio_path(torch.stack([word.pop("scores") for word in words]), labels)
-        for word, (tag, probability) in zip(words, path, strict=True):
-            word["entity"], word["score"] = labels[tag], probability
+        path = constrained_bio_path(word_probabilities(entities, starts, aggregation_strategy), labels)
+        words = []
+        for start, end, (tag, probability) in zip(starts, [*starts[1:], len(entities)], path, strict=True):
+            tokens = entities[start:end]
+            words.append({"entity": labels[tag], "score": probability, "start": tokens[0]["start"],
+                          "word": self.tokenizer.convert_tokens_to_string([token["word"] for token in tokens]),
+                          "end": tokens[-1]["end"]})  # fmt: skip
         return words
 
     @staticmethod
@@ -418,6 +450,26 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         else:
             text = sentence
         return torch.tensor([word_shape_ids(text, offsets)])
+
+
+def word_probabilities(tokens: list[dict], starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
+    """`(words, tags)`: the tag probabilities of each word (its tokens from `starts[w]` to the next start), as
+    transformers' aggregation reads them: its first token's (`first`), those of its token with the highest
+    probability (`max`), or the mean over its tokens (`average`); NaN scores are left out."""
+    scores = torch.stack([torch.as_tensor(token["scores"]) for token in tokens]).double()
+    word = torch.zeros(len(tokens), dtype=torch.long)
+    word[starts[1:]] = 1
+    word = word.cumsum(0)
+    if strategy == AggregationStrategy.FIRST:
+        return scores[starts]
+    if strategy == AggregationStrategy.MAX:
+        confidence = scores.nan_to_num(float("-inf")).max(dim=1).values
+        best = torch.full((len(starts),), float("-inf"), dtype=scores.dtype).scatter_reduce(0, word, confidence, "amax")
+        chosen = torch.arange(len(tokens))[confidence == best[word]]
+        first = torch.full((len(starts),), len(tokens)).scatter_reduce(0, word[chosen], chosen, "amin")
+        return scores[first]
+    sums = torch.zeros(len(starts), scores.shape[1], dtype=scores.dtype).index_add_(0, word, scores.nan_to_num())
+    return sums / torch.zeros_like(sums).index_add_(0, word, (~scores.isnan()).to(sums.dtype))
 
 
 def constrained_bio_path(probabilities: torch.Tensor, labels: list[str]) -> list[tuple[int, float]]:
@@ -491,6 +543,30 @@ def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> 
         ]
         for text, entities in zip(texts, found, strict=True)
     ]
+
+
+def length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """The indices of `lengths` in groups of similar length, shortest first: a group's longest is at most
+    `LENGTH_SPREAD` times its shortest plus two."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and lengths[index] <= lengths[groups[-1][0]] * LENGTH_SPREAD + 2:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def _token_lengths(tokenizer, texts: list[Any]) -> list[int]:
+    """The tokens of each text (0 for an input that is not a string, which `preprocess` refuses)."""
+    strings = [text for text in texts if isinstance(text, str)]
+    lengths = iter(map(len, tokenizer(strings, verbose=False)["input_ids"] if strings else []))
+    return [next(lengths) if isinstance(text, str) else 0 for text in texts]
+
+
+def _text_of(item: Any) -> Any:
+    """The text of an input: a string itself, a dict's `text`."""
+    return item.get("text") if isinstance(item, dict) else item
 
 
 def _is_document(tokenizer, inputs: Any, max_length: int) -> bool:

@@ -186,3 +186,25 @@ def test_bad_top_k_and_threshold_are_refused(classify, kwargs, message):
 def test_a_dict_with_a_pair_and_entities_is_refused_as_ambiguous(classify):
     with pytest.raises(ValueError, match=r"\(all relations of a text\), not both"):
         classify({"text": TEXT, "subject": ENTITIES[0], "object": ENTITIES[1], "entities": ENTITIES})
+
+
+def test_a_list_runs_in_groups_of_similar_length_and_answers_in_input_order(classify, monkeypatch):
+    """Texts of a list are batched with texts of about their length (`length_groups`), each batch padding little,
+    and the answers come back in the input's order, equal to one call per input."""
+    from pipeline_typed_bert import length_groups
+
+    assert length_groups([30, 5, 6, 100, 31, 40]) == [[1, 2], [0, 4], [5], [3]]
+    long_text = TEXT + " Later, " + TEXT.lower() + " It grew in Seattle and in Redmond, Washington."
+    inputs = [{"text": long_text, "entities": ENTITIES}, {"text": TEXT, "entities": ENTITIES[:2]},
+              {"text": TEXT, "entities": ENTITIES}]  # fmt: skip
+    lengths = []
+    forward = classify.model.forward
+
+    def recording_forward(*args, **kwargs):
+        lengths.append(kwargs["attention_mask"].sum(-1).tolist())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(classify.model, "forward", recording_forward)
+    together = classify(inputs, keep_no_relation=True, batch_size=64)
+    assert together == [classify(item, keep_no_relation=True) for item in inputs]
+    assert max(lengths[0]) < len(classify.tokenizer(long_text)["input_ids"])  # the long text is not padded to

@@ -192,8 +192,8 @@ def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_ra
         from transformers import pipeline
         classify = pipeline("relation-classification", model={str(relations)!r}, trust_remote_code=True)
         out = classify({TEXT!r})
-        print(json.dumps({{"recognizer": type(classify._entity_recognizer()).__name__,
-                          "model": type(classify._entity_recognizer().model).__name__, "keys": sorted(out)}}))
+        print(json.dumps({{"recognizer": type(classify.entity_recognizer).__name__,
+                          "model": type(classify.entity_recognizer.model).__name__, "keys": sorted(out)}}))
         """,
         tmp_path,
     )
@@ -218,3 +218,30 @@ def test_constrained_bio_path_never_cuts_an_entity_with_a_tag_of_another_type():
     assert [round(p, 2) for _, p in path] == [0.8, 0.4, 0.7, 0.2]
     # without prefixes nothing is constrained: each word keeps its best tag
     assert [tag for tag, _ in constrained_bio_path(probabilities[:, :3], ["X", "Y", "Z"])] == [1, 2, 2, 0]
+
+
+@pytest.mark.parametrize("strategy", ["first", "max", "average"])
+def test_word_probabilities_are_those_transformers_aggregation_reads(strategy):
+    """Each word's tag probabilities, computed for all words at once, equal what transformers' own per-word
+    aggregation reads (its best tag and score), a NaN score included (`average` leaves it out)."""
+    import numpy as np
+    from transformers.pipelines import TokenClassificationPipeline
+    from transformers.pipelines.token_classification import AggregationStrategy
+
+    from pipeline_typed_bert import word_probabilities
+
+    rng = np.random.default_rng(0)
+    subword = [False, True, True, False, False, True, False, True]
+    tokens = [{"scores": rng.dirichlet(np.ones(5)).astype(np.float32), "is_subword": flag, "word": "w", "start": i,
+               "end": i + 1} for i, flag in enumerate(subword)]  # fmt: skip
+    if strategy == "average":
+        tokens[2]["scores"][1] = np.nan
+    starts = [0, 3, 4, 6]
+    stub = TokenClassificationPipeline.__new__(TokenClassificationPipeline)
+    stub.tokenizer = type("Tokenizer", (), {"convert_tokens_to_string": staticmethod(" ".join)})()
+    stub.model = type("Model", (), {"config": type("Config", (), {"id2label": dict(enumerate("abcde"))})()})()
+    words = word_probabilities(tokens, starts, AggregationStrategy(strategy))
+    for word, (start, end) in zip(words, zip(starts, [*starts[1:], len(tokens)], strict=True), strict=True):
+        expected = TokenClassificationPipeline.aggregate_word(stub, tokens[start:end], AggregationStrategy(strategy))
+        assert "abcde"[int(np.nanargmax(word.numpy()))] == expected["entity"]
+        assert float(np.nanmax(word.numpy())) == pytest.approx(float(expected["score"]), abs=1e-6)

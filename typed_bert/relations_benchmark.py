@@ -96,38 +96,3 @@ def micro_f1(folder: str, texts: Sequence[dict[str, Any]], label_names: list[str
     index = {label: i for i, label in enumerate(label_names)}
     probabilities = np.eye(len(label_names), dtype=np.float32)[[index[label] for label in predicted]]
     return relation_metrics(np.array([index[label] for label in gold]), probabilities, label_names)["micro_f1"]
-
-
-def extraction_speed(classify, texts: Sequence[str], batch_size: int) -> tuple[dict[str, float], list]:
-    """Texts/s, entities/s and relations/s of the text-only call of the pipeline `classify` (`classify(texts)`: the
-    entity model, then every ordered pair of the entities it finds) at `batch_size`, after a warm-up, and the share
-    of the time the entity model alone takes (`recognize` on the same texts); and the call's outputs."""
-    classify(list(texts[:2]), batch_size=batch_size)
-    started = time.perf_counter()
-    classify.recognize(list(texts), batch_size)
-    entity_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    outputs = classify(list(texts), batch_size=batch_size)
-    seconds = time.perf_counter() - started
-    entities = sum(len(output["entities"]) for output in outputs)
-    relations = sum(len(output["relations"]) for output in outputs)
-    figures = {
-        "texts_per_s": len(texts) / seconds,
-        "entities_per_s": entities / seconds,
-        "relations_per_s": relations / seconds,
-        "entity_model_share": entity_seconds / seconds,
-        "entities": entities,
-        "relations": relations,
-    }
-    return figures, outputs
-
-
-def text_agreement(outputs: list[dict], reference: list[dict]) -> float:
-    """The share of texts whose entities (spans, types) and relations (pairs, labels) equal the reference's."""
-
-    def found(output: dict) -> tuple:
-        entities = [(e["start"], e["end"], e["type"]) for e in output["entities"]]
-        relations = [(r["subject"]["start"], r["object"]["start"], r["label"]) for r in output["relations"]]
-        return entities, relations
-
-    return sum(found(a) == found(b) for a, b in zip(outputs, reference, strict=True)) / len(reference)

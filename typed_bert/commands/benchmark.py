@@ -233,33 +233,44 @@ def cpu_machine() -> dict:
 
 def extraction(model: str, data_file: str, onnx: str | None = None) -> dict:
     """Texts/s and relations/s of the text-only call on the texts of an entity-list file, at each batch size: PyTorch
-    fp32, and bf16 where the hardware has it; with `onnx` (that model's `typed-bert export`), ONNX Runtime on each of
-    its graphs. Each backend's agreement with PyTorch fp32 (texts with the same entities and relations)."""
-    from typed_bert import relations_benchmark as bench
+    fp32, and bf16 where the hardware has it, each against its encoders' roof; with `onnx` (that model's `typed-bert
+    export`), ONNX Runtime on each of its graphs. Each backend's agreement with PyTorch fp32 (texts with the same
+    entities and relations)."""
+    from typed_bert import extraction_benchmark as bench
+    from typed_bert import relations_benchmark
     from typed_bert.entities import load_entity_texts
 
     texts = [text["text"] for text in load_entity_texts(data_file)]
     report = {"machine": cpu_machine(), "texts": len(texts), "results": {}}
     print(json.dumps(report["machine"]), flush=True)
     reference = {}
-    for backend, load in extraction_backends(model, onnx).items():
+    for backend, (load, dtype) in extraction_backends(model, onnx).items():
         classify = load()
-        for batch_size in bench.BATCH_SIZES:
-            figures, outputs = bench.extraction_speed(classify, texts, batch_size)
+        for batch_size in relations_benchmark.BATCH_SIZES:
+            figures, outputs = bench.extraction_speed(classify, texts, batch_size, dtype)
             reference.setdefault(batch_size, outputs)
             figures["agreement_with_pytorch_fp32"] = bench.text_agreement(outputs, reference[batch_size])
             report["results"][f"{backend}, batch {batch_size}"] = figures
             print(f"text-only extraction, {len(texts)} texts, {backend}, batch {batch_size}: "
-                  f"{figures['texts_per_s']:.1f} texts/s, {figures['relations_per_s']:.1f} relations/s "
-                  f"({figures['entities']} entities, {figures['relations']} relations found; entity model "
-                  f"{figures['entity_model_share']:.0%} of the time; same as PyTorch fp32 on "
-                  f"{figures['agreement_with_pytorch_fp32']:.1%} of the texts)", flush=True)  # fmt: skip
+                  f"{extraction_summary(figures)}", flush=True)  # fmt: skip
     print(json.dumps(report))
     return report
 
 
-def extraction_backends(model: str, onnx: str | None) -> dict[str, Callable[[], Any]]:
-    """Loaders of the text-only pipelines to time, PyTorch fp32 first (the reference)."""
+def extraction_summary(figures: dict) -> str:
+    """One line of an extraction figure: texts/s against the roof, where the time went, relations/s, agreement."""
+    roof = (f"{figures['share_of_roof']:.0%} of the encoders' roof of {figures['roof_texts_per_s']:.1f}, "
+            if "roof_texts_per_s" in figures else "")  # fmt: skip
+    return (f"{figures['texts_per_s']:.1f} texts/s ({roof}{figures['encoder_tokens_per_text']:.0f} encoder tokens per "
+            f"text, {figures['padding']:.1%} padding, read at {figures['model_tokens_per_s']:.0f} tokens/s; entity "
+            f"model {figures['share_in_entity_model']:.0%} and relation model {figures['share_in_relation_model']:.0%} "
+            f"of the time), {figures['relations_per_s']:.1f} relations/s; same as PyTorch fp32 on "
+            f"{figures['agreement_with_pytorch_fp32']:.1%} of the texts")  # fmt: skip
+
+
+def extraction_backends(model: str, onnx: str | None) -> dict[str, tuple[Callable[[], Any], torch.dtype | None]]:
+    """Loaders of the text-only pipelines to time, PyTorch fp32 first (the reference), each with its PyTorch dtype
+    (None for ONNX Runtime, which has no plain-encoder roof here)."""
     from transformers import AutoConfig, pipeline
 
     from typed_bert.hardware import pick_precision
@@ -268,7 +279,8 @@ def extraction_backends(model: str, onnx: str | None) -> dict[str, Callable[[], 
     if pick_precision("auto", "cpu") == "bf16":
         dtypes["pytorch bf16"] = torch.bfloat16
     backends = {
-        name: functools.partial(pipeline, "relation-classification", model=model, trust_remote_code=True, dtype=dtype)
+        name: (functools.partial(pipeline, "relation-classification", model=model, trust_remote_code=True,
+                                 dtype=dtype), dtype)  # fmt: skip
         for name, dtype in dtypes.items()
     }
     if onnx:
@@ -276,7 +288,7 @@ def extraction_backends(model: str, onnx: str | None) -> dict[str, Callable[[], 
 
         config = AutoConfig.from_pretrained(onnx, trust_remote_code=True)
         for precision in onnx_graphs(config, onnx):
-            backends[f"onnx runtime {precision}"] = functools.partial(onnx_pipeline, onnx, precision)
+            backends[f"onnx runtime {precision}"] = (functools.partial(onnx_pipeline, onnx, precision), None)
     return backends
 
 
