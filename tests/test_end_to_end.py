@@ -220,8 +220,11 @@ def test_the_benchmark_reports_text_only_extraction_throughput(bundled, tmp_path
     assert {"pytorch fp32, batch 16", "pytorch fp32, batch 64"} <= set(report["results"])
     for figures in report["results"].values():
         assert figures["entities"] == 3 * (5 + 2)  # every word is an entity for the tiny recognizer
-        assert figures["texts_per_s"] > 0 and 0 < figures["entity_model_share"] < 1.5
+        shares = figures["share_in_entity_model"] + figures["share_in_relation_model"]
+        assert figures["texts_per_s"] > 0 and 0 < shares < 1
         assert figures["relations_per_s"] == pytest.approx(figures["relations"] * figures["texts_per_s"] / 6)
+        assert figures["encoder_tokens_per_text"] > 5 and figures["padding"] >= 0
+        assert figures["share_of_roof"] > 0 and figures["roof_texts_per_s"] > 0  # PyTorch: a plain encoder's roof
     assert report["results"]["pytorch fp32, batch 16"]["agreement_with_pytorch_fp32"] == 1.0
     assert "text-only extraction, 6 texts, pytorch fp32, batch 16:" in result.stdout
 
