@@ -1,8 +1,7 @@
 """The all-relations figures of `typed-bert benchmark --all-relations FILE`: the relation-classification pipeline
 over every ordered entity pair of real texts, one sequence per pair (`per_pair`) against one per subject
 (`per_subject`), on the same weights, each at its best batch size; and, given trained models, their micro-F1 on the
-same texts; and the text-only call of a model with a bundled entity model (entities found, then all relations among
-them): texts/s and relations/s.
+same texts. (The text-only call's figures are `extraction_benchmark`'s.)
 
 Two sets of texts come from FILE (pairs or entity lists with gold relations): its texts with at least
 `min_entities` entities, and longer texts made by joining consecutive texts until each has at least
