@@ -99,12 +99,20 @@ def word_shape(word: str, glued: bool = False) -> int:
 
 def word_shape_ids(text: str, offsets: Sequence[Sequence[int]]) -> list[int]:
     """The shape of the word each token comes from (words as BERT pre-tokenizes: `_WORDS`), one id per `(start, end)`
-    character offset of the tokenizer (0 for a token with no characters: special tokens and padding)."""
-    shapes = [0] * (len(text) + 1)
-    for word in _WORDS.finditer(text):
+    character offset of the tokenizer (0 for a token with no characters: special tokens and padding). Only the words
+    the offsets reach are read, so the windows of a long document cost what their own text does."""
+    offsets = [(int(start), int(end)) for start, end in offsets]
+    reached = [start for start, end in offsets if end > start]
+    if not reached:
+        return [0] * len(offsets)
+    first = min(reached)
+    while first > 0 and not text[first - 1].isspace():  # back to the start of the word the first token is in
+        first -= 1
+    shapes = {}
+    for word in _WORDS.finditer(text, first, max(end for _, end in offsets)):
         glued = word.start() > 0 and not text[word.start() - 1].isspace()
-        shapes[word.start() : word.end()] = [word_shape(word.group(), glued)] * (word.end() - word.start())
-    return [shapes[int(start)] if int(end) > int(start) else 0 for start, end in offsets]
+        shapes.update(dict.fromkeys(range(word.start(), word.end()), word_shape(word.group(), glued)))
+    return [shapes.get(start, 0) if end > start else 0 for start, end in offsets]
 
 
 def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:
@@ -148,13 +156,13 @@ def encode_relation(
     """
     check_pair(text, subject, object, entity_types)
     encoding = tokenize(tokenizer, text)
-    subject_tokens = entity_tokens(encoding, text, "subject", subject["start"], subject["end"])
-    object_tokens = entity_tokens(encoding, text, "object", object["start"], object["end"])
+    spans = [("subject", subject["start"], subject["end"]), ("object", object["start"], object["end"])]
+    subject_tokens, object_tokens = entity_tokens(encoding, text, spans)
     if entity_markers:  # the spans were checked on the text as given; the model reads the marked text
         text, subject, object = add_typed_entity_markers(text, subject, object)  # noqa: A001
         encoding = tokenize(tokenizer, text)
-        subject_tokens = entity_tokens(encoding, text, "subject", subject["start"], subject["end"])
-        object_tokens = entity_tokens(encoding, text, "object", object["start"], object["end"])
+        spans = [("subject", subject["start"], subject["end"]), ("object", object["start"], object["end"])]
+        subject_tokens, object_tokens = entity_tokens(encoding, text, spans)
     return pair_features(
         encoding,
         subject_tokens,
@@ -179,22 +187,32 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> BatchEncoding:
     )
 
 
-def entity_tokens(encoding: BatchEncoding, text: str, name: str, start: int, end: int) -> list[int]:
-    """Positions of the tokens whose character offsets overlap `[start, end)`; a `ValueError` names `name` when the
-    span covers none (only whitespace or characters the tokenizer drops)."""
-    positions = [
-        position
+def entity_tokens(encoding: BatchEncoding, text: str, spans: Sequence[tuple[str, int, int]]) -> list[list[int]]:
+    """For each `(name, start, end)` span, the positions of the tokens whose character offsets overlap `[start, end)`;
+    a `ValueError` names `name` when a span covers none (only whitespace or characters the tokenizer drops). One pass
+    over the tokens, then a binary search per span, so a document's thousands of entities cost little."""
+    content = [
+        (position, token_start, token_end)
         for position, ((token_start, token_end), is_special) in enumerate(
             zip(encoding["offset_mapping"], encoding["special_tokens_mask"], strict=True)
         )
-        if not is_special and token_start < end and token_end > start
+        if not is_special
     ]
-    if not positions:
-        raise ValueError(
-            f"{name} span [{start}, {end}) = {text[start:end]!r} covers no token (only whitespace or characters the "
-            "tokenizer drops)."
-        )
-    return positions
+    ends = [token_end for _, _, token_end in content]  # in text order
+    found = []
+    for name, start, end in spans:
+        positions, index = [], bisect.bisect_right(ends, start)
+        while index < len(content) and content[index][1] < end:
+            if content[index][2] > start:
+                positions.append(content[index][0])
+            index += 1
+        if not positions:
+            raise ValueError(
+                f"{name} span [{start}, {end}) = {text[start:end]!r} covers no token (only whitespace or characters "
+                "the tokenizer drops)."
+            )
+        found.append(positions)
+    return found
 
 
 def pair_features(
@@ -263,13 +281,23 @@ def _check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> No
 
 def _window_around_entities(special: list[int], roles: list[int], limit: int) -> list[int]:
     """Positions to keep: the leading and trailing special tokens and `limit` minus those around both entities."""
-    content = [i for i, is_special in enumerate(special) if not is_special]
-    first_content, last_content = content[0], content[-1]
-    prefix = list(range(first_content))
-    suffix = list(range(last_content + 1, len(special)))
-    budget = limit - len(prefix) - len(suffix)
     entity_positions = [i for i, role in enumerate(roles) if role]
-    first, last = entity_positions[0], entity_positions[-1]
+    return _window(_content_bounds(special), len(special), entity_positions[0], entity_positions[-1], limit)
+
+
+def _content_bounds(special: list[int]) -> tuple[int, int]:
+    """The first and last position of a sequence that is not a special token."""
+    content = [i for i, is_special in enumerate(special) if not is_special]
+    return content[0], content[-1]
+
+
+def _window(content: tuple[int, int], length: int, first: int, last: int, limit: int) -> list[int]:
+    """Positions to keep of a sequence of `length` whose text tokens run from `content[0]` to `content[1]`: the
+    special tokens before and after them, and `limit` minus those around the tokens `first` to `last`."""
+    first_content, last_content = content
+    prefix = list(range(first_content))
+    suffix = list(range(last_content + 1, length))
+    budget = limit - len(prefix) - len(suffix)
     needed = last - first + 1
     if needed > budget:
         raise EntitiesTooFarApartError(
@@ -367,9 +395,8 @@ def _encoded_entities(
     names = names or [f"entity {index}" for index in range(len(entities))]
     spans = [check_span(name, entity, text, entity_types) for name, entity in zip(names, entities, strict=True)]
     encoding = tokenize(tokenizer, text)
-    tokens = [
-        entity_tokens(encoding, text, name, start, end) for name, (start, end, _) in zip(names, spans, strict=True)
-    ]
+    named = [(name, start, end) for name, (start, end, _) in zip(names, spans, strict=True)]
+    tokens = entity_tokens(encoding, text, named)
     return encoding, tokens, [list(entity_types).index(entity_type) for _, _, entity_type in spans]
 
 
@@ -459,6 +486,7 @@ class _SubjectPacking:
         self.encoding, self.tokens, self.type_ids = encoding, tokens, type_ids
         self.limit, self.marker_id = limit, marker_id
         self.special_tokens = sum(encoding["special_tokens_mask"])
+        self.content = _content_bounds(encoding["special_tokens_mask"])
         self.text_type_ids = [0] * len(encoding["input_ids"])  # every entity's type on its tokens
         for index in sorted(range(len(tokens)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
             for position in tokens[index]:
@@ -499,24 +527,18 @@ class _SubjectPacking:
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
-        special = self.encoding["special_tokens_mask"]
-        roles = [0] * len(special)
-        for position in self.tokens[subject]:
-            roles[position] = SUBJECT_ROLE
-        keep = list(range(len(special)))
+        length, subject_positions = len(self.encoding["input_ids"]), set(self.tokens[subject])
+        keep: Sequence[int] = range(length)
         budget = self.limit - 2 * len(objects)
-        if len(special) > budget:
-            marked = list(roles)
-            for j in objects:
-                for position in self.tokens[j]:
-                    marked[position] = OBJECT_ROLE
-            keep = _window_around_entities(special, marked, budget)
+        if length > budget:  # a window around the entities, found from their positions alone (documents are long)
+            positions = [position for index in (subject, *objects) for position in self.tokens[index]]
+            keep = _window(self.content, length, min(positions), max(positions), budget)
         features = {
             "input_ids": [self.encoding["input_ids"][p] for p in keep],
             "attention_mask": [1] * len(keep),
             "token_type_ids": [self.encoding["token_type_ids"][p] for p in keep],
             "entity_type_ids": [self.text_type_ids[p] for p in keep],
-            "entity_role_ids": [roles[p] for p in keep],
+            "entity_role_ids": [SUBJECT_ROLE if p in subject_positions else 0 for p in keep],
             "position_ids": list(range(len(keep))),
             "marker_groups": [0] * len(keep),
             "object_positions": [],

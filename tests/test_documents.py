@@ -199,3 +199,24 @@ def test_evaluate_end_to_end_scores_long_texts(bundled, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["predicted_entities"] == len(spans) and metrics["gold_entities"] == 4
+
+
+def test_the_benchmark_reports_documents_against_the_same_texts_as_a_list(bundled, tmp_path):
+    """`benchmark --documents`: the texts joined into documents of about N tokens; the tiny recognizer tags every
+    word, so both calls find the same entities, all of them gold here."""
+    from typed_bert.commands.benchmark import main
+
+    rows = []
+    for words in ("Bill Gates founded Microsoft .", "Paul Allen left .", "Seattle grew ."):
+        spans = word_spans(words)
+        rows.append({"text": words, "entities": [{"start": a, "end": b, "type": "PER"} for a, b in spans],
+                     "relations": [{"subject": 0, "object": 1, "label": "no_relation"}]})  # fmt: skip
+    data = tmp_path / "entities.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows * 4))
+    report = main(["--documents", str(bundled), str(data), "--document-tokens", "10", "40"])
+    small, large = report["results"]["documents of 10 tokens"], report["results"]["documents of 40 tokens"]
+    assert (small["documents"], large["documents"]) == (4, 2)  # 5 + 4 + 3 tokens a round of three texts: 12 >= 10
+    for figures in (small, large):
+        assert figures["entity_agreement_f1"] == figures["entity_f1_sentences"] == figures["entity_f1_documents"] == 1
+        assert figures["time_ratio"] == pytest.approx(figures["documents_s"] / figures["sentences_s"])
+        assert figures["relations_across_sentences"] >= 0 and figures["relation_f1_sentences"] == 0  # no gold relation

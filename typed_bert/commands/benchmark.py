@@ -25,7 +25,14 @@ runs only the extraction figures: texts/s and relations/s of the text-only call 
 model finds the entities, then every relation among them) over the file's texts, batched, in fp32 and, where the
 hardware has bf16 units, bf16, with the share of the time the entity model takes; with --onnx EXPORT (the model's
 `typed-bert export --format onnx`), ONNX Runtime on each graph of the export too, and for each backend the share of
-texts whose entities and relations equal PyTorch fp32's.
+texts whose entities and relations equal PyTorch fp32's; each against its encoders' roof (`extraction_benchmark`).
+
+    python scripts/benchmark.py --documents runs/demo/typed-bert-conll04 ../shared/data/conll04/dev_entities.jsonl \
+        [--document-tokens 2000 10000] [--max-length 64 --stride 16]
+
+runs only the document figures (`typed_bert.documents_benchmark`): the file's texts joined into documents of about
+each number of tokens, the text-only call on them (default windows) against the same call on the texts as a list:
+time ratio, agreement, and both against the file's gold entities and relations.
 """
 
 from __future__ import annotations
@@ -257,6 +264,32 @@ def extraction(model: str, data_file: str, onnx: str | None = None) -> dict:
     return report
 
 
+def documents(model: str, data_file: str, sizes: list[int], windows: dict[str, int]) -> dict:
+    """The document figures (`documents_benchmark`) for documents of each of `sizes` tokens (read in `windows`:
+    `max_length`, `stride`), one JSON report."""
+    from transformers import pipeline
+
+    from typed_bert.documents_benchmark import document_figures
+    from typed_bert.entities import load_entity_texts
+
+    rows = load_entity_texts(data_file)
+    classify = pipeline("relation-classification", model=model, trust_remote_code=True)
+    report = {"machine": cpu_machine(), "texts": len(rows), "results": {}}
+    for size in sizes:
+        figures = document_figures(classify, rows, size, **windows)
+        report["results"][f"documents of {size} tokens"] = figures
+        print(f"documents of about {size} tokens ({figures['documents']}): {figures['time_ratio']:.2f}x the time of "
+              f"the same texts as a list ({figures['documents_s']:.1f} s against {figures['sentences_s']:.1f} s); "
+              f"entities agree F1 {figures['entity_agreement_f1']:.3f}, relations "
+              f"{figures['relation_agreement_f1']:.3f}; "
+              f"against gold, entities {figures['entity_f1_sentences']:.3f} as a list, "
+              f"{figures['entity_f1_documents']:.3f} as documents, relations {figures['relation_f1_sentences']:.3f} "
+              f"and {figures['relation_f1_documents']:.3f}; {figures['relations_across_sentences']} relations across "
+              "sentences", flush=True)  # fmt: skip
+    print(json.dumps(report))
+    return report
+
+
 def extraction_summary(figures: dict) -> str:
     """One line of an extraction figure: texts/s against the roof, where the time went, relations/s, agreement."""
     roof = (f"{figures['share_of_roof']:.0%} of the encoders' roof of {figures['roof_texts_per_s']:.1f}, "
@@ -334,6 +367,15 @@ def main(argv: list[str] | None = None) -> dict:
                         "figures")  # fmt: skip
     parser.add_argument("--onnx", type=local_path, default=None,
                         help="with --extraction: the model's ONNX export, timed beside it")  # fmt: skip
+    parser.add_argument("--documents", type=local_path, nargs=2, metavar=("MODEL", "DATA_FILE"),
+                        help="a relation model with an entity model, an entity-list file with gold relations: run "
+                        "only the document figures")  # fmt: skip
+    parser.add_argument("--document-tokens", type=int, nargs="+", default=[2000, 10000],
+                        help="with --documents: the size of the documents, in tokens (default 2000 10000)")  # fmt: skip
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="with --documents: the tokens of a window (default the pipeline's)")  # fmt: skip
+    parser.add_argument("--stride", type=int, default=None,
+                        help="with --documents: tokens two entity windows share (default the pipeline's)")  # fmt: skip
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,6 +387,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.extraction:
         return extraction(*args.extraction, onnx=args.onnx)
+    if args.documents:
+        windows = {name: value for name, value in (("max_length", args.max_length), ("stride", args.stride)) if value}
+        return documents(*args.documents, args.document_tokens, windows)
 
     from typed_bert.hub.export import convert_checkpoint
 
