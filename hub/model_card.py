@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from typed_bert.outputs import write_text_atomically
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+EXPORT_TEMPLATE = TEMPLATE.with_name("onnx_card.md")
 GENERATED_BEGIN = "<!-- typed-bert: generated section begins; edits between these lines are replaced -->"
 GENERATED_END = "<!-- typed-bert: generated section ends -->"
 GENERATED_FIELDS = (
@@ -141,10 +142,34 @@ def _example_type(entity_types: list[str], prefixes: tuple[str, ...], fallback: 
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
-    """Render the card into `folder/README.md`, keeping what a user wrote there (see the module docstring); the file
+    """Render the card (`render_model_card`) into `folder/README.md` (`write_card`)."""
+    return write_card(folder, render_model_card(folder, **kwargs))
+
+
+def render_export_card(folder: str | Path, repo_id: str, revision: str) -> ModelCard:
+    """The card of an ONNX export (`typed-bert export`): what the graphs are, and how to run them from the repo."""
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    card_data = ModelCardData(library_name="onnx", tags=["onnx", "relation-extraction", "typed-bert"],
+                              model_name=repo_id.split("/")[-1], license="apache-2.0")  # fmt: skip
+    types = config["entity_types"]
+    example = EXAMPLE["text"] if config.get("entity_model") else {
+        **EXAMPLE, "subject": {**EXAMPLE["subject"], "type": _example_type(types, ("per", "peop"), 1)},
+        "object": {**EXAMPLE["object"], "type": _example_type(types, ("org",), 2)},
+    }  # fmt: skip
+    return ModelCard.from_template(
+        card_data, template_path=str(EXPORT_TEMPLATE), model_name=repo_id, repo_id=repo_id, revision=revision,
+        graphs=", ".join(f"{name} (`{file}`)" for name, file in config["onnx"]["graphs"].items()),
+        entity_model=config.get("entity_model"),
+        entity_types=types[1:], labels=[id2label[str(i)] for i in range(len(id2label))],
+        example=json.dumps(example),
+    )  # fmt: skip
+
+
+def write_card(folder: str | Path, generated: ModelCard) -> Path:
+    """Write `generated` into `folder/README.md`, keeping what a user wrote there (see the module docstring); the file
     is replaced whole, never left half-written."""
     path = Path(folder) / "README.md"
-    generated = render_model_card(folder, **kwargs)
     body = f"{GENERATED_BEGIN}\n{generated.text.strip()}\n{GENERATED_END}"
     if not path.is_file():
         generated.text = f"\n{body}\n"

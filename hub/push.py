@@ -14,6 +14,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -23,10 +24,11 @@ from configuration_typed_bert import TypedBertConfig
 from encoding_typed_bert import TypedBertDataCollator, encode_relations
 from typed_bert.entities import check_entity_model
 from typed_bert.errors import InputError, reading
-from typed_bert.outputs import check_complete
+from typed_bert.onnx_runtime import check_export
+from typed_bert.outputs import check_complete, is_onnx_export
 
 from .export import check_publishable
-from .model_card import EXAMPLE, write_model_card
+from .model_card import EXAMPLE, render_export_card, write_card, write_model_card
 from .verify import extract_in_clean_process, run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
@@ -115,7 +117,8 @@ def push_folder(
     """
     folder = Path(folder)
     config = check_folder(folder)
-    local = LocalOutputs.of(folder, config) if verify else None
+    onnx = is_onnx_export(folder)
+    local = (ExportOutputs.of(folder) if onnx else LocalOutputs.of(folder, config)) if verify else None
     check_endpoint_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
     with reading(repo_id, HUB_EXPECTED):  # the Hub's refusals (401, 403, a bad repo id) as one line
@@ -124,7 +127,10 @@ def push_folder(
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         tag = tag or next_version_tag(api, repo_id)
         head = api.repo_info(repo_id, revision=revision).sha
-    _write_card(folder, repo_id, tag, language)
+    if onnx:
+        write_card(folder, render_export_card(folder, repo_id, tag))
+    else:
+        _write_card(folder, repo_id, tag, language)
     staging = f"typed-bert-push-{tag}-{secrets.token_hex(3)}"
     message = commit_message or f"Upload TypedBert checkpoint ({tag})"
     with reading(repo_id, HUB_EXPECTED):
@@ -155,12 +161,12 @@ def check_folder(folder: Path) -> dict:
     the code files, auto_map and safetensors weights and no pickle, and a bundled entity model that fits."""
     if not folder.is_dir():
         raise PublishError(f"{folder}: no such folder; expected a checkpoint folder from typed-bert train or convert")
-    check_complete(folder)
-    problems = check_publishable(folder)
+    check_complete(folder, onnx=True)
+    problems = check_export(folder) if is_onnx_export(folder) else check_publishable(folder)
     if problems:
         raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("entity_model"):
+    if config.get("entity_model") and not is_onnx_export(folder):
         check_entity_model(folder / config["entity_model"], config.get("entity_types", ["O"]))
     return config
 
@@ -251,6 +257,46 @@ class LocalOutputs:
                     f"{EXAMPLE['text']!r}, the local folder {self.entities}; nothing was published"
                 )
             result.entities_verified = len(self.entities[0])
+
+
+@dataclass
+class ExportOutputs:
+    """What an ONNX export (`typed-bert export`) gives through ONNX Runtime for the card's example, to compare the
+    published repo with: the relations of the example text (found by its entity model when it has one) or the label
+    of the example pair."""
+
+    folder: Path
+    outputs: Any
+
+    @classmethod
+    def of(cls, folder: Path) -> ExportOutputs:
+        return cls(folder, _export_outputs(folder))
+
+    def compare_with_hub(self, repo_id: str, commit: str, result: PushResult) -> None:
+        """Download `repo_id@commit` into a fresh cache and run it the same way; a `PublishError` names a difference."""
+        from huggingface_hub import snapshot_download
+
+        with tempfile.TemporaryDirectory(prefix="typed-bert-verify-") as cache_dir:
+            snapshot = snapshot_download(repo_id, revision=commit, cache_dir=cache_dir)
+            remote = _export_outputs(Path(snapshot))
+        result.verified_with, result.loaded_from = "typed_bert.onnx_runtime.onnx_pipeline", f"{repo_id}@{commit}"
+        result.max_abs_difference = 0.0 if remote == self.outputs else float("inf")
+        if remote != self.outputs:
+            raise PublishError(f"Verification failed: {repo_id}@{commit} through ONNX Runtime gives {remote}, the "
+                               f"local folder {self.outputs}; nothing was published")  # fmt: skip
+
+
+def _export_outputs(folder: Path) -> Any:
+    """The example's relations (raw text, with an entity model) or its pair's label, through ONNX Runtime."""
+    from typed_bert.onnx_runtime import onnx_pipeline
+
+    classify = onnx_pipeline(folder)
+    if getattr(classify.model.config, "entity_model", None):
+        return classify(EXAMPLE["text"])
+    types = classify.model.config.entity_types
+    pair = {**EXAMPLE, "subject": {**EXAMPLE["subject"], "type": types[1]},
+            "object": {**EXAMPLE["object"], "type": types[-1]}}  # fmt: skip
+    return classify(pair, top_k=classify.model.config.num_labels)
 
 
 def _spans(found: list[list[dict]]) -> list[list[tuple]]:

@@ -13,7 +13,7 @@ import pytest
 from transformers import pipeline
 
 from encoding_typed_bert import MODEL_INPUT_NAMES, PACKED_INPUT_NAMES
-from tests.conftest import REPO_ROOT, save_tiny_classifier
+from tests.conftest import REPO_ROOT, hub_env, save_tiny_classifier
 from tests.test_word_shapes import _saved_shape_tagger
 from typed_bert.entities import bio_labels, bundle_entity_model
 
@@ -30,8 +30,8 @@ TEXTS = [
 ]  # fmt: skip
 
 
-def command(*args, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+def command(*args, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "typed_bert.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=900)  # fmt: skip
 
@@ -124,7 +124,6 @@ def test_the_export_is_refused_in_one_line_where_a_pytorch_folder_is_expected(ex
             "object": {"start": 19, "end": 28, "type": "ORG"}, "label": "founded_by"}  # fmt: skip
     data.write_text(json.dumps(pair) + "\n")
     for args in (("evaluate", "--model", "exported", "--data-file", "pairs.jsonl"),
-                 ("push", "--model", "exported", "--repo-id", "org/x"),
                  ("export", "--format", "onnx", "--model", "exported", "--output-dir", "again"),
                  ("train", "--base-model", "exported", "--train-file", "pairs.jsonl", "--validation-file",
                   "pairs.jsonl", "--output-dir", "trained")):  # fmt: skip
@@ -134,8 +133,8 @@ def test_the_export_is_refused_in_one_line_where_a_pytorch_folder_is_expected(ex
             result.stderr.strip()
             .splitlines()[-1]
             .endswith(
-                "exported: is an ONNX export (typed-bert export), which only typed-bert predict reads; expected the "
-                "PyTorch model folder it was exported from"
+                "exported: is an ONNX export (typed-bert export), which only typed-bert predict and push read; "
+                "expected the PyTorch model folder it was exported from"
             )
         ), args
     result = command("export", "--format", "onnx", "--model", "relations", "--output-dir", "int8", "--quantize",
@@ -164,3 +163,24 @@ def test_without_the_extra_an_export_or_a_run_says_what_to_install(exported, mon
     for call in (lambda: onnx_pipeline(exported / "exported"), lambda: export_onnx(exported / "relations", "x")):
         with pytest.raises(InputError, match=message):
             call()
+
+
+def test_the_export_is_pushed_and_runs_from_the_hub_as_from_its_folder(exported, local_hub):
+    """`typed-bert push` of an export: checked, uploaded, run back from the Hub through ONNX Runtime; then `predict`
+    and `onnx_pipeline` from the repo id give what the folder gives."""
+    env = hub_env(local_hub)
+    result = command("push", "--model", "exported", "--repo-id", "org/typed-bert-onnx", cwd=exported, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "through typed_bert.onnx_runtime.onnx_pipeline" in result.stdout
+    card = (exported / "exported" / "README.md").read_text()
+    assert 'onnx_pipeline("org/typed-bert-onnx", revision="v1")' in card and "library_name: onnx" in card
+    lines = [{"text": text["text"]} for text in TEXTS]
+    (exported / "raw.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    found = {}
+    for model, extra in (("exported", ()), ("org/typed-bert-onnx", ("--revision", "v1"))):
+        result = command("predict", "--model", model, *extra, "--input", "raw.jsonl", "--output", "-", "--quiet",
+                         "--onnx-graph", "int8", cwd=exported, env=env)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        found[model] = [json.loads(line)["prediction"] for line in result.stdout.splitlines() if line.startswith("{")]
+    assert found["exported"] == found["org/typed-bert-onnx"] and len(found["exported"]) == 2
+    assert all(prediction["entities"] for prediction in found["exported"])

@@ -1,8 +1,8 @@
-"""Inference from a folder that `typed-bert export --format onnx` wrote, through ONNX Runtime (`pip install
-"typed-bert[onnx]"`): the same pipelines as the PyTorch model (`RelationClassificationPipeline`, the entity model's
-`TypedBertTokenClassificationPipeline`), each model replaced by `OnnxModel`, its graph run by an
-`onnxruntime.InferenceSession`. Entities, relations, labels and scores are those of the PyTorch model (the export
-checked the logits); no torch weights are read.
+"""Inference from a folder that `typed-bert export --format onnx` wrote (or a Hub repo it was pushed to), through
+ONNX Runtime (`pip install "typed-bert[onnx]"`): the same pipelines as the PyTorch model
+(`RelationClassificationPipeline`, the entity model's `TypedBertTokenClassificationPipeline`), each model replaced
+by `OnnxModel`, its graph run by an `onnxruntime.InferenceSession`. Entities, relations, labels and scores are those
+of the PyTorch model (the export checked the logits); no torch weights are read.
 
 An exported folder holds the relation graph, the tokenizer and the config (its `onnx` entry names the graphs and
 their inputs), and `entities/` the same for a bundled entity model.
@@ -11,6 +11,7 @@ their inputs), and `entities/` the same for a bundled entity model.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from pipeline_typed_bert import ENTITY_AGGREGATION, RelationClassificationPipeline, TypedBertTokenClassificationPipeline
 from typed_bert.errors import InputError
+from typed_bert.hub.export import PICKLE_SUFFIXES
 from typed_bert.outputs import ONNX_CONFIG_KEY, is_onnx_export
 
 ONNX_PRECISIONS = ("fp32", "int8")
@@ -86,6 +88,24 @@ class OnnxModel(PreTrainedModel):
         return cls(config, session)
 
 
+def check_export(folder: str | Path) -> list[str]:
+    """What stops an exported folder from being published or loaded: a graph its config.json (or its entity model's)
+    names that is not there; pickle files (only ONNX graphs and configs are published)."""
+    folder, problems = Path(folder), []
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    subfolder = config.get("entity_model")
+    for part in [folder, *([folder / subfolder] if subfolder else [])]:
+        graphs = json.loads((part / "config.json").read_text(encoding="utf-8")).get(ONNX_CONFIG_KEY, {}).get("graphs")
+        missing = [name for name in (graphs or {}).values() if not (part / name).is_file()]
+        if not graphs or missing:
+            problems.append(f"{part.relative_to(folder.parent)}: the graphs its config.json names are missing "
+                            f"({missing or 'none named'}); export it again with typed-bert export")  # fmt: skip
+    pickles = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        problems.append(f"pickle files {pickles}: remove them; only ONNX graphs and safetensors are published.")
+    return problems
+
+
 def onnx_graphs(config: PretrainedConfig, folder: str | Path) -> dict[str, str]:
     """The graph file of each precision that config.json's `onnx` entry names; an `InputError` for a folder that is
     not an ONNX export."""
@@ -96,13 +116,32 @@ def onnx_graphs(config: PretrainedConfig, folder: str | Path) -> dict[str, str]:
     return entry["graphs"]
 
 
+def onnx_export_folder(model: str | Path, revision: str | None = None) -> Path | None:
+    """The local folder of an ONNX export: `model` itself when it is a folder that `typed-bert export` wrote, or the
+    downloaded snapshot (at `revision`) of a Hub repo whose config.json names its graphs; None for anything else (a
+    PyTorch model, or a repo that cannot be read, which the PyTorch loader then reports in its own words)."""
+    if Path(model).is_dir():
+        return Path(model) if is_onnx_export(model) else None
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        config = Path(hf_hub_download(str(model), "config.json", revision=revision))
+    except (OSError, ValueError, EntryNotFoundError):
+        return None
+    return Path(snapshot_download(str(model), revision=revision)) if is_onnx_export(config.parent) else None
+
+
 def onnx_pipeline(
-    folder: str | Path, precision: str = "fp32", threads: int | None = None, **kwargs: Any
+    model: str | Path, precision: str = "fp32", threads: int | None = None, revision: str | None = None, **kwargs: Any
 ) -> RelationClassificationPipeline:
-    """`RelationClassificationPipeline` over an exported folder: the relation graph, and the entity graph of
-    `entities/` when the export has one (raw text in, as the PyTorch model's). `kwargs` go to the pipeline
-    (`batch_size`, ...)."""
-    folder = Path(folder)
+    """`RelationClassificationPipeline` over an exported folder or a Hub repo that holds one (at `revision`): the
+    relation graph, and the entity graph of `entities/` when the export has one (raw text in, as the PyTorch
+    model's). `kwargs` go to the pipeline (`batch_size`, ...)."""
+    folder = onnx_export_folder(model, revision)
+    if folder is None:
+        raise InputError("is not an ONNX export (no config.json with an 'onnx' entry); expected a folder written by "
+                         "typed-bert export --format onnx, or a Hub repo that holds one", str(model))  # fmt: skip
     model = OnnxModel.from_folder(folder, precision, threads)
     recognizer = None
     subfolder = getattr(model.config, "entity_model", None)
@@ -116,10 +155,11 @@ def relation_pipeline(
     model: str, onnx_graph: str = "fp32", threads: int | None = None, **pipeline_kwargs: Any
 ) -> RelationClassificationPipeline:
     """The relation-classification pipeline of `model`: ONNX Runtime on its `onnx_graph` for a folder that
-    `typed-bert export` wrote, else the PyTorch model (`pipeline(..., trust_remote_code=True, **pipeline_kwargs)`:
-    `device`, `dtype`, `revision`)."""
-    if is_onnx_export(model):
-        return onnx_pipeline(model, onnx_graph, threads)
+    `typed-bert export` wrote (or a Hub repo that holds one), else the PyTorch model (`pipeline(...,
+    trust_remote_code=True, **pipeline_kwargs)`: `device`, `dtype`, `revision`)."""
+    folder = onnx_export_folder(model, pipeline_kwargs.get("revision"))
+    if folder is not None:
+        return onnx_pipeline(folder, onnx_graph, threads)
     return pipeline("relation-classification", model=model, trust_remote_code=True, **pipeline_kwargs)
 
 

@@ -58,8 +58,8 @@ def check_complete(folder: str | Path, onnx: bool = False) -> None:
             folder,
         )
     if not onnx and is_onnx_export(folder):
-        raise InputError("is an ONNX export (typed-bert export), which only typed-bert predict reads; expected the "
-                         "PyTorch model folder it was exported from", folder)  # fmt: skip
+        raise InputError("is an ONNX export (typed-bert export), which only typed-bert predict and push read; expected "
+                         "the PyTorch model folder it was exported from", folder)  # fmt: skip
 
 
 def is_onnx_export(folder: str | Path) -> bool:

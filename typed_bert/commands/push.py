@@ -6,7 +6,8 @@ r"""Publish a TypedBert checkpoint folder to the Hugging Face Hub (or any endpoi
 Uses HF_ENDPOINT and HF_TOKEN as usual. Uploads the whole folder in one commit, tags it (v1, v2, ...: the model
 card's loading snippet pins that tag), then downloads it into a fresh cache and checks that
 AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True) gives the local folder's logits.
-Refuses a folder without the code files or auto_map, or with pickle files.
+Refuses a folder without the code files or auto_map, or with pickle files. An ONNX export (typed-bert export) is
+published the same way and checked through ONNX Runtime instead (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ EXAMPLE = "typed-bert push --model out --repo-id org/typed-bert"
 
 def main(argv: list[str] | None = None):
     parser = command_parser(__doc__, EXAMPLE)
-    parser.add_argument(
-        "--model", required=True, type=local_path, help="checkpoint folder written by train.py or convert.py"
-    )
+    parser.add_argument("--model", required=True, type=local_path,
+                        help="checkpoint folder written by train or convert, or an ONNX export")  # fmt: skip
     parser.add_argument("--repo-id", required=True, help="namespace/name")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default="main", help="branch to commit to (created if missing)")
