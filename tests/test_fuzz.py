@@ -1,5 +1,6 @@
 """Fuzzing with hypothesis: random unicode text and spans through the encoder, random id tensors through the model.
-The encoder raises nothing but the documented ValueErrors; the model reads every valid id tensor."""
+The encoder raises nothing but the documented ValueErrors and encodes every valid pair; the model reads every valid id
+tensor."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def test_encoder_raises_only_value_errors(tokenizer, text, subject, obj, max_len
     assert 1 in features["entity_role_ids"] and 2 in features["entity_role_ids"]
     if max_length is not None:
         assert len(features["input_ids"]) <= max_length
+
+
+word = st.text(alphabet="abcXYZ019éßÅ-'", min_size=1, max_size=9).filter(lambda w: any(c.isalnum() for c in w))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(word, min_size=2, max_size=14), data=st.data())
+def test_encoder_encodes_every_valid_pair(tokenizer, words, data):
+    """The other side of the test above: two distinct words of a text (within the tokenizer's limit) as typed spans
+    always encode, each entity's tokens carry its role and type, and nothing else does."""
+    starts = [sum(len(word) + 1 for word in words[:index]) for index in range(len(words))]
+    i, j = data.draw(st.lists(st.integers(0, len(words) - 1), min_size=2, max_size=2, unique=True))
+    subject, obj = ({"start": starts[k], "end": starts[k] + len(words[k]),
+                     "type": data.draw(st.sampled_from(TYPES[1:]))} for k in (i, j))  # fmt: skip
+    features = encode_relation(tokenizer, " ".join(words), subject, obj, TYPES)
+    roles, types = features["entity_role_ids"], features["entity_type_ids"]
+    assert set(roles) == {0, 1, 2}  # [CLS] and [SEP] are outside both entities
+    assert {types[p] for p, role in enumerate(roles) if role == 1} == {TYPES.index(subject["type"])}
+    assert {types[p] for p, role in enumerate(roles) if role == 2} == {TYPES.index(obj["type"])}
+    assert all(types[p] == 0 for p, role in enumerate(roles) if role == 0)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
