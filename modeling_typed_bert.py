@@ -381,19 +381,14 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
             object_positions (`torch.LongTensor` of shape `(batch, pairs)`, *optional*): with `marker_groups`, the
                 index of each object's start marker; 0 pads a row with fewer objects.
             labels (`torch.Tensor` of shape `(batch,)`, `(batch, pairs)` packed with -100 padding, or `(batch,
-                num_labels)` for multi-label): as for `BertForSequenceClassification` (regression when
-                `num_labels == 1`, else single- or multi-label by `config.problem_type`).
+                num_labels)`): as for `BertForSequenceClassification` (regression, single- or multi-label).
 
         Returns:
-            `SequenceClassifierOutput` with `logits` `(batch, num_labels)` (packed: `(batch, pairs, num_labels)`),
-            and `loss` when `labels` is given.
+            `SequenceClassifierOutput`: `logits` `(batch, num_labels)` (packed: `(batch, pairs, num_labels)`), `loss`.
         """
         return_dict = kwargs.pop("return_dict", None)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if self.config.classifier_pooling == "entity_start" and entity_role_ids is None:
-            raise ValueError(
-                "classifier_pooling='entity_start' needs entity_role_ids (1 on subject tokens, 2 on object tokens)."
-            )
+            raise ValueError("classifier_pooling='entity_start' needs entity_role_ids (1: subject, 2: object tokens).")
         if marker_groups is not None or object_positions is not None:
             attention_mask, position_ids = self._packed_inputs(
                 attention_mask, position_ids, marker_groups, object_positions, inputs_embeds
@@ -409,7 +404,7 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
         output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict else output.to_tuple()
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
     def _packed_inputs(
         self,
