@@ -48,6 +48,8 @@ EXPECTED_LINE = (
     "expected {'text', 'subject': {'start', 'end', 'type'}, 'object': {...}}, {'text', 'entities': "
     "[{'start', 'end', 'type'}, ...]} or, with a model that has an entity model, {'text'}"
 )
+# Lines per call of the pipeline: enough for texts of similar length to share batches, few enough for steady progress.
+CHUNK_LINES = 512
 EXAMPLE = "typed-bert predict --model org/typed-bert --input pairs.jsonl --output predictions.jsonl --top-k 3"
 
 
@@ -148,19 +150,26 @@ def main(argv: list[str] | None = None) -> None:
              "max_length": args.max_length, "stride": args.stride}  # fmt: skip
     kwargs = {"batch_size": args.batch_size} | {name: value for name, value in given.items() if value is not None}
 
-    def inputs() -> Iterator[dict]:
-        yield from (example for _, example in examples)
-
-    # Raw-text lines go through the entity model first, all of them in batches: the pipeline takes them as a list.
-    # Otherwise the lines stream through it, for the progress bar.
-    text_only = any("text" in e and not {"entities", "subject", "object"} & set(e) for _, e in examples)
-    stream = [example for _, example in examples] if text_only else inputs()
-    predictions = classify(stream, **kwargs) if examples else []
     bar = tqdm(total=len(examples), unit="line", disable=args.quiet or None, file=sys.stderr)
     with output_stream(args.output, args.overwrite) as sink, bar as progress:
-        for (_, example), prediction in zip(examples, predictions, strict=True):
-            sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
-            progress.update()
+        for predicted in predictions_in_chunks(classify, [example for _, example in examples], kwargs, progress):
+            for example, prediction in predicted:
+                sink.write(json.dumps({**example, "prediction": prediction}, ensure_ascii=False) + "\n")
+
+
+def predictions_in_chunks(
+    classify: Pipeline, examples: list[dict], kwargs: dict, progress: tqdm
+) -> Iterator[list[tuple[dict, object]]]:
+    """`(example, prediction)` pairs, `CHUNK_LINES` lines at a time: each chunk is one list call (its raw texts through
+    the entity model in batches, its texts batched with texts of their length), and the progress bar counts its lines
+    and the tokens per second read."""
+    tokens = 0
+    for start in range(0, len(examples), CHUNK_LINES):
+        chunk = examples[start : start + CHUNK_LINES]
+        yield list(zip(chunk, classify(chunk, **kwargs), strict=True))
+        tokens += sum(map(len, classify.tokenizer([example["text"] for example in chunk], verbose=False)["input_ids"]))
+        progress.update(len(chunk))
+        progress.set_postfix_str(f"{tokens / max(progress.format_dict['elapsed'], 1e-9):,.0f} tokens/s", refresh=False)
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
