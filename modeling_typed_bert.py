@@ -234,7 +234,6 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         # The tuple form without the absent pooler output, on every transformers version (4.57's keeps a None).
         return outputs if (return_dict if return_dict is not None else self.config.return_dict) else outputs.to_tuple()
 
-
     def typed_inputs_embeds(
         self,
         input_ids: torch.LongTensor | None,
