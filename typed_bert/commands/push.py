@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None):
     )
     print(f"pushed {args.model} to {result.repo_id} @ {result.commit} (tag {result.tag}): {len(result.files)} files")
     if result.max_abs_difference is not None:
+        # An ONNX export is run back in this process, from a fresh cache; a PyTorch folder in a clean interpreter.
+        where = "in a clean interpreter" if result.verified_with.startswith("Auto") else "from a fresh cache"
         print(
-            f"verified: reloaded from the Hub through {result.verified_with} in a clean interpreter "
+            f"verified: reloaded from the Hub through {result.verified_with} {where} "
             f"({result.loaded_from}), max abs difference from the local folder {result.max_abs_difference}"
         )
     if result.entities_verified is not None:
