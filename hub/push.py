@@ -25,7 +25,7 @@ from encoding_typed_bert import TypedBertDataCollator, encode_relations
 from typed_bert.entities import check_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.onnx_runtime import check_export
-from typed_bert.outputs import check_complete, is_onnx_export
+from typed_bert.outputs import ONNX_CONFIG_KEY, check_complete, is_onnx_export
 
 from .export import check_publishable
 from .model_card import EXAMPLE, render_export_card, write_card, write_model_card
@@ -117,7 +117,7 @@ def push_folder(
     """
     folder = Path(folder)
     config = check_folder(folder)
-    onnx = is_onnx_export(folder)
+    onnx = ONNX_CONFIG_KEY in config
     local = (ExportOutputs.of(folder) if onnx else LocalOutputs.of(folder, config)) if verify else None
     check_endpoint_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
@@ -162,11 +162,12 @@ def check_folder(folder: Path) -> dict:
     if not folder.is_dir():
         raise PublishError(f"{folder}: no such folder; expected a checkpoint folder from typed-bert train or convert")
     check_complete(folder, onnx=True)
-    problems = check_export(folder) if is_onnx_export(folder) else check_publishable(folder)
+    onnx = is_onnx_export(folder)
+    problems = check_export(folder) if onnx else check_publishable(folder)
     if problems:
         raise PublishError(f"{folder} cannot be published:\n- " + "\n- ".join(problems))
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("entity_model") and not is_onnx_export(folder):
+    if config.get("entity_model") and not onnx:
         check_entity_model(folder / config["entity_model"], config.get("entity_types", ["O"]))
     return config
 
@@ -282,8 +283,8 @@ class ExportOutputs:
         result.verified_with, result.loaded_from = "typed_bert.onnx_runtime.onnx_pipeline", f"{repo_id}@{commit}"
         result.max_abs_difference = 0.0 if remote == self.outputs else float("inf")
         if remote != self.outputs:
-            raise PublishError(f"Verification failed: {repo_id}@{commit} through ONNX Runtime gives {remote}, the "
-                               f"local folder {self.outputs}; nothing was published")  # fmt: skip
+            raise PublishError(f"Verification failed: {repo_id}@{commit} through ONNX Runtime gives {remote}, "
+                               f"{self.folder} {self.outputs}; nothing was published")  # fmt: skip
 
 
 def _export_outputs(folder: Path) -> Any:

@@ -162,13 +162,15 @@ def predictions_in_chunks(
 ) -> Iterator[list[tuple[dict, object]]]:
     """`(example, prediction)` pairs, `CHUNK_LINES` lines at a time: each chunk is one list call (its raw texts through
     the entity model in batches, its texts batched with texts of their length), and the progress bar counts its lines
-    and the tokens per second read."""
+    and the tokens per second read (counted only for a bar that is shown)."""
     tokens = 0
     for start in range(0, len(examples), CHUNK_LINES):
         chunk = examples[start : start + CHUNK_LINES]
         yield list(zip(chunk, classify(chunk, **kwargs), strict=True))
-        tokens += sum(map(len, classify.tokenizer([example["text"] for example in chunk], verbose=False)["input_ids"]))
         progress.update(len(chunk))
+        if progress.disable:
+            continue
+        tokens += sum(map(len, classify.tokenizer([example["text"] for example in chunk], verbose=False)["input_ids"]))
         progress.set_postfix_str(f"{tokens / max(progress.format_dict['elapsed'], 1e-9):,.0f} tokens/s", refresh=False)
 
 
