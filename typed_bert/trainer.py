@@ -79,8 +79,9 @@ class TypedBertTrainer(Trainer):
             )
         return self.optimizer
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model` (which also writes every checkpoint), with the training arguments as JSON."""
+        super().save_model(output_dir, _internal_call)
         folder = Path(output_dir or self.args.output_dir)
         if self.args.should_save and (folder / TRAINING_ARGS_PICKLE).is_file():
             (folder / TRAINING_ARGS_PICKLE).unlink()
@@ -88,7 +89,8 @@ class TypedBertTrainer(Trainer):
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """Upload the model files of a new checkpoint in the background, as `Trainer` does, without the pickles of
-        the checkpoint (optimizer, scheduler, RNG state, training arguments)."""
+        the checkpoint (optimizer, scheduler, RNG state, training arguments). Transformers has no public hook for
+        this push, and its own writes `training_args.bin` into the upload."""
         if not self.is_world_process_zero() or self.args.hub_strategy == "end":
             return
         if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
