@@ -91,8 +91,7 @@ def render_model_card(
         eval_results=eval_results or None,
         license="apache-2.0",
     )
-    example_subject_type = _example_type(entity_types, ("per", "peop"), 1)  # "Bill Gates"
-    example_object_type = _example_type(entity_types, ("org",), 2)  # "Microsoft"
+    example = example_pair(entity_types)
     summary = [
         (name, f"{results[name]:.4f}")
         for name in ("micro_f1", "micro_precision", "micro_recall", "auprc", "accuracy")
@@ -110,9 +109,9 @@ def render_model_card(
         input_mode_description=INPUT_MODE_DESCRIPTIONS.get(input_mode, "see the README"),
         classifier_pooling=config.get("classifier_pooling"),
         pair_encoding=config.get("pair_encoding", "per_pair"),
-        example_text=EXAMPLE["text"],
-        example_subject=json.dumps({**EXAMPLE["subject"], "type": example_subject_type}),
-        example_object=json.dumps({**EXAMPLE["object"], "type": example_object_type}),
+        example_text=example["text"],
+        example_subject=json.dumps(example["subject"]),
+        example_object=json.dumps(example["object"]),
         entity_types=entity_types,
         labels=labels,
         train_file=train_file or (results.get("settings") or results.get("args", {})).get("train_file", "not recorded"),
@@ -133,9 +132,20 @@ def shown_path(path: str) -> str:
     return str(Path(*parts[-2:])) if Path(path).is_absolute() else path
 
 
+def example_pair(entity_types: list[str]) -> dict:
+    """`EXAMPLE` with the model's own types, as the card, the push's checks and an export's verification use it:
+    "Bill Gates" the first type whose name starts with "per" or "peop" (any case), else the first; "Microsoft" the
+    first starting with "org", else the second (or the last)."""
+    return {
+        "text": EXAMPLE["text"],
+        "subject": {**EXAMPLE["subject"], "type": _example_type(entity_types, ("per", "peop"), 1)},
+        "object": {**EXAMPLE["object"], "type": _example_type(entity_types, ("org",), 2)},
+    }
+
+
 def _example_type(entity_types: list[str], prefixes: tuple[str, ...], fallback: int) -> str:
-    """The model's type for the card's example entity: the first whose name starts with one of `prefixes` (any case),
-    else the `fallback`-th type (or the last)."""
+    """The first of the model's types (after "no entity") whose name starts with one of `prefixes` (any case), else the
+    `fallback`-th (or the last)."""
     types = entity_types[1:] or ["PER"]
     matching = [name for name in types if name.lower().startswith(prefixes)]
     return matching[0] if matching else types[min(fallback, len(types)) - 1]
@@ -153,10 +163,7 @@ def render_export_card(folder: str | Path, repo_id: str, revision: str) -> Model
     card_data = ModelCardData(library_name="onnx", tags=["onnx", "relation-extraction", "typed-bert"],
                               model_name=repo_id.split("/")[-1], license="apache-2.0")  # fmt: skip
     types = config["entity_types"]
-    example = EXAMPLE["text"] if config.get("entity_model") else {
-        **EXAMPLE, "subject": {**EXAMPLE["subject"], "type": _example_type(types, ("per", "peop"), 1)},
-        "object": {**EXAMPLE["object"], "type": _example_type(types, ("org",), 2)},
-    }  # fmt: skip
+    example = EXAMPLE["text"] if config.get("entity_model") else example_pair(types)
     return ModelCard.from_template(
         card_data, template_path=str(EXPORT_TEMPLATE), model_name=repo_id, repo_id=repo_id, revision=revision,
         graphs=", ".join(f"{name} (`{file}`)" for name, file in config["onnx"]["graphs"].items()),

@@ -28,7 +28,7 @@ from typed_bert.onnx_runtime import check_export
 from typed_bert.outputs import ONNX_CONFIG_KEY, check_complete, is_onnx_export
 
 from .export import check_publishable
-from .model_card import EXAMPLE, render_export_card, write_card, write_model_card
+from .model_card import EXAMPLE, example_pair, render_export_card, write_card, write_model_card
 from .verify import extract_in_clean_process, run_in_clean_process
 
 IGNORE_PATTERNS = ["checkpoint-*", "*.partial", ".git/*", "__pycache__/*", "*.pyc"]
@@ -79,9 +79,10 @@ def sample_inputs(folder: str | Path, tokenizer) -> dict[str, torch.Tensor]:
     """A two-example batch built from the folder's own entity types, for comparing logits."""
     config = json.loads((Path(folder) / "config.json").read_text())
     types = config["entity_types"]
-    first, second = (types[1], types[2]) if len(types) > 2 else (types[-1], types[-1])
+    pair = example_pair(types)
+    first, second = pair["subject"]["type"], pair["object"]["type"]
     examples = [
-        {**EXAMPLE, "subject": {**EXAMPLE["subject"], "type": first}, "object": {**EXAMPLE["object"], "type": second}},
+        pair,
         {
             "text": "Microsoft hired Bill Gates in Redmond.",
             "subject": {"start": 16, "end": 26, "type": first},
@@ -294,9 +295,7 @@ def _export_outputs(folder: Path) -> Any:
     classify = onnx_pipeline(folder)
     if getattr(classify.model.config, "entity_model", None):
         return classify(EXAMPLE["text"])
-    types = classify.model.config.entity_types
-    pair = {**EXAMPLE, "subject": {**EXAMPLE["subject"], "type": types[1]},
-            "object": {**EXAMPLE["object"], "type": types[-1]}}  # fmt: skip
+    pair = example_pair(list(classify.model.config.entity_types))
     return classify(pair, top_k=classify.model.config.num_labels)
 
 
