@@ -127,6 +127,9 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
     base_model_prefix = "bert"
     # An entity_start checkpoint has no pooler; one converted from BERT may still carry BERT's, unused.
     _keys_to_ignore_on_load_unexpected = [r"pooler\."]
+    # The losses are means over the batch: the Trainer must scale them for gradient accumulation and devices itself,
+    # and not pass `num_items_in_batch` (transformers 4.57's BertModel refuses it).
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, TypedBertEntityEmbedding):

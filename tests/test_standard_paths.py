@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from modeling_typed_bert import TypedBertForSequenceClassification
 from tests.conftest import HUB_TOKEN, REPO_ROOT, hub_env, run_isolated, save_tiny_classifier
@@ -207,6 +208,31 @@ trainer.train()
 trainer.push_to_hub()
 print(json.dumps({{"steps": trainer.state.global_step}}))
 """
+
+
+def test_a_plain_trainer_accumulates_the_mean_loss_of_its_batches(tmp_path):
+    """transformers' Trainer, gradient accumulation of 2: our losses are batch means, so the Trainer divides each by
+    the accumulation steps itself (4.57 once passed it `num_items_in_batch`, which BertModel refused)."""
+    from transformers import AutoTokenizer, Trainer, TrainingArguments
+
+    from typed_bert import TypedBertDataCollator, encode_relations
+
+    save_tiny_classifier(tmp_path / "model", labels=list(LABELS.values()), hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    model = TypedBertForSequenceClassification.from_pretrained(tmp_path / "model")
+    encoded = encode_relations(tokenizer, [EXAMPLE] * 4, model.config.entity_types)
+    rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+    collate = TypedBertDataCollator(tokenizer)
+    with torch.no_grad():
+        expected = sum(float(model(**collate(rows[i : i + 2])).loss) for i in (0, 2)) / 2
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, learning_rate=0.0, report_to="none", use_cpu=True,
+                             save_strategy="no")  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    result = trainer.train()
+    assert result.training_loss == pytest.approx(expected, rel=1e-4)
+    assert trainer.model_accepts_loss_kwargs is False
 
 
 @pytest.mark.slow
