@@ -184,3 +184,27 @@ def test_the_export_is_pushed_and_runs_from_the_hub_as_from_its_folder(exported,
         found[model] = [json.loads(line)["prediction"] for line in result.stdout.splitlines() if line.startswith("{")]
     assert found["exported"] == found["org/typed-bert-onnx"] and len(found["exported"]) == 2
     assert all(prediction["entities"] for prediction in found["exported"])
+
+
+PLAIN_UPLOAD = """
+import json
+from huggingface_hub import HfApi
+from typed_bert.onnx_runtime import onnx_pipeline
+
+api = HfApi()
+api.create_repo("org/uploaded-onnx")
+api.upload_folder(folder_path="exported", repo_id="org/uploaded-onnx")
+texts = {texts!r}
+print(json.dumps({{"hub": onnx_pipeline("org/uploaded-onnx")(texts), "folder": onnx_pipeline("exported")(texts)}}))
+"""
+
+
+def test_an_export_uploaded_with_huggingface_hub_runs_from_its_repo_id(exported, local_hub, tmp_path):
+    """A user's own `upload_folder` of the export, then `onnx_pipeline(repo_id)`: the folder's results."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-home")}
+    script = PLAIN_UPLOAD.format(texts=[text["text"] for text in TEXTS])
+    result = subprocess.run([sys.executable, "-c", script], cwd=exported, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["hub"] == found["folder"] and len(found["hub"]) == 2 and found["hub"][0]["entities"]
