@@ -208,3 +208,21 @@ def test_an_export_uploaded_with_huggingface_hub_runs_from_its_repo_id(exported,
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["hub"] == found["folder"] and len(found["hub"]) == 2 and found["hub"][0]["entities"]
+
+
+def test_push_refuses_an_export_with_a_missing_graph_or_a_pickle(exported, tmp_path, local_hub):
+    """Checked before anything is sent: the entity model's missing graph and a pickle are each named."""
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    folder = shutil.copytree(exported / "exported", tmp_path / "broken")
+    entity_config = json.loads((folder / "entities" / "config.json").read_text())
+    (folder / "entities" / entity_config["onnx"]["graphs"]["fp32"]).unlink()
+    (folder / "optimizer.pt").write_bytes(b"x")
+    result = command("push", "--model", "broken", "--repo-id", "org/broken-onnx", cwd=tmp_path,
+                     env=hub_env(local_hub))  # fmt: skip
+    assert result.returncode != 0
+    assert "broken/entities: the graphs its config.json names are missing" in result.stderr
+    assert "pickle files ['optimizer.pt']" in result.stderr
+    assert not HfApi(endpoint=local_hub.endpoint, token=hub_env(local_hub)["HF_TOKEN"]).repo_exists("org/broken-onnx")

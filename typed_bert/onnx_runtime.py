@@ -93,9 +93,12 @@ def check_export(folder: str | Path) -> list[str]:
     names that is not there; pickle files (only ONNX graphs and configs are published)."""
     folder, problems = Path(folder), []
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    subfolder = config.get("entity_model")
-    for part in [folder, *([folder / subfolder] if subfolder else [])]:
-        graphs = json.loads((part / "config.json").read_text(encoding="utf-8")).get(ONNX_CONFIG_KEY, {}).get("graphs")
+    parts = [(folder, config)]
+    if config.get("entity_model"):
+        part = folder / config["entity_model"]
+        parts.append((part, json.loads((part / "config.json").read_text(encoding="utf-8"))))
+    for part, part_config in parts:
+        graphs = part_config.get(ONNX_CONFIG_KEY, {}).get("graphs")
         missing = [name for name in (graphs or {}).values() if not (part / name).is_file()]
         if not graphs or missing:
             problems.append(f"{part.relative_to(folder.parent)}: the graphs its config.json names are missing "
