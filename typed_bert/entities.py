@@ -60,7 +60,7 @@ class EntitySettings:
     validation_file: str
     epochs: float = 8.0
     batch_size: int = 16
-    learning_rate: float = 2e-4  # over 1e-4: CoNLL04 dev +1.2 entity F1 (3 seeds), SciERC dev +1.3: docs/results
+    learning_rate: float = 2e-4  # over 1e-4: CoNLL04 dev +1.1 entity F1, SciERC dev +1.2 (3 seeds each): docs/results
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     precision: str = "auto"
