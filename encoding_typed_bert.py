@@ -12,10 +12,9 @@ offsets overlap it; its `entity_type_ids` entry is the index of the span's type 
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, WORD_SHAPES
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
-# The inputs of a subject-packed sequence (`encode_subjects`, `SubjectPackedPairs`): the five above, the
+# The inputs of a subject-packed sequence (`SubjectPackedPairs`): the five above, the
 # position of every token (object markers sit at their object's first and last token), which object's markers each
 # token is (0: a text token), and where each object's start marker is.
 PACKED_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "marker_groups", "object_positions")
@@ -138,39 +137,19 @@ def encode_relation(
     max_length: int | None = None,
     entity_markers: bool = False,
 ) -> dict[str, list[int]]:
-    """Encode one relation example.
-
-    Args:
-        tokenizer: a fast tokenizer (offset mappings are needed).
-        text: the sentence.
-        subject, object: `{"start", "end", "type"}`, character offsets into `text`, end exclusive.
-        entity_types: the model's `config.entity_types`; index 0 is the "no entity" type.
-        max_length: at most this many tokens, special tokens included (default: the tokenizer's
-            `model_max_length`; `max_sequence_length` gives the model's). A longer text is cut to a window around
-            the two entities, never through them (`EntitiesTooFarApartError` when none holds both).
-        entity_markers: first insert typed entity markers around both entities (`add_typed_entity_markers`; the
-            marker input modes, `config.entity_markers`).
-
-    Returns:
-        `input_ids`, `attention_mask`, `token_type_ids`, `entity_type_ids`, `entity_role_ids`: lists of equal length.
-    """
-    check_pair(text, subject, object, entity_types)
-    encoding = tokenize(tokenizer, text)
-    spans = [("subject", subject["start"], subject["end"]), ("object", object["start"], object["end"])]
-    subject_tokens, object_tokens = entity_tokens(encoding, text, spans)
-    if entity_markers:  # the spans were checked on the text as given; the model reads the marked text
-        text, subject, object = add_typed_entity_markers(text, subject, object)  # noqa: A001
-        encoding = tokenize(tokenizer, text)
-        spans = [("subject", subject["start"], subject["end"]), ("object", object["start"], object["end"])]
-        subject_tokens, object_tokens = entity_tokens(encoding, text, spans)
-    return pair_features(
-        encoding,
-        subject_tokens,
-        object_tokens,
-        list(entity_types).index(subject["type"]),
-        list(entity_types).index(object["type"]),
-        _limit(tokenizer, max_length),
+    """The five model inputs (`MODEL_INPUT_NAMES`, lists of equal length) of one relation example: `subject` and
+    `object` are `{"start", "end", "type"}` character spans of `text` (end exclusive), with types from the model's
+    `config.entity_types` (index 0 is "no entity"). The text is cut to a window of `max_length` tokens (default the
+    tokenizer's `model_max_length`; `max_sequence_length` gives the model's) around both entities, never through
+    them; `entity_markers` first inserts typed entity markers (`add_typed_entity_markers`; the marker input modes).
+    A bad span is a `ValueError` naming it; spans that overlap or that no window holds together raise the
+    `UnencodablePairError` that says so."""
+    encoded = PerPairEncoding(entity_markers).encode(
+        tokenizer, text, [subject, object], entity_types, max_length, [(0, 1)], ["subject", "object"]
     )
+    if encoded.skipped:
+        raise encoded.skipped[0][2]
+    return encoded.sequences[0]
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> BatchEncoding:
@@ -252,26 +231,8 @@ def pair_features(
     return {name: [values[i] for i in window] for name, values in features.items()}
 
 
-def _limit(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int:
-    return tokenizer.model_max_length if max_length is None else max_length
-
-
-def check_pair(
-    text: str,
-    subject: Mapping[str, Any],
-    object: Mapping[str, Any],  # noqa: A002
-    entity_types: Sequence[str],
-) -> None:
-    """Raise a `ValueError` naming the problem when a (subject, object) pair of `text` cannot be encoded: a bad span,
-    an unknown type, or spans that overlap (`EntityOverlapError`)."""
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}.")
-    check_span("subject", subject, text, entity_types)
-    check_span("object", object, text, entity_types)
-    _check_disjoint(subject, object)
-
-
-def _check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> None:  # noqa: A002
+def check_disjoint(subject: Mapping[str, Any], object: Mapping[str, Any]) -> None:  # noqa: A002
+    """An `EntityOverlapError` when the two spans overlap."""
     if subject["start"] < object["end"] and object["start"] < subject["end"]:
         raise EntityOverlapError(
             f"subject [{subject['start']}, {subject['end']}) and object [{object['start']}, {object['end']}) overlap; "
@@ -311,149 +272,36 @@ def _window(content: tuple[int, int], length: int, first: int, last: int, limit:
     return prefix + list(range(left, right + 1)) + suffix
 
 
-def encode_relations(
-    tokenizer: PreTrainedTokenizerBase,
-    examples: Sequence[Mapping[str, Any]],
-    entity_types: Sequence[str],
-    max_length: int | None = None,
-    entity_markers: bool = False,
-) -> dict[str, list[list[int]]]:
-    """Encode a batch of `{"text", "subject", "object"}` examples; returns the five fields as lists of rows.
+@dataclass
+class EncodedText:
+    """A text tokenized once (`encoding`, untruncated), with the token positions and the type id of each entity."""
 
-    With `entity_markers=True` each example first gets typed entity markers (`add_typed_entity_markers`).
-    A `ValueError` names the index of the example that failed.
-    """
-    batch: dict[str, list[list[int]]] = {name: [] for name in MODEL_INPUT_NAMES}
-    for index, example in enumerate(examples):
-        try:
-            text, subject, obj = example["text"], example["subject"], example["object"]
-            features = encode_relation(tokenizer, text, subject, obj, entity_types, max_length, entity_markers)
-        except (KeyError, TypeError, ValueError) as error:
-            error_class = type(error) if isinstance(error, UnencodablePairError) else ValueError
-            raise error_class(f"example {index}: {error}") from error
-        for name in MODEL_INPUT_NAMES:
-            batch[name].append(features[name])
-    return batch
+    text: str
+    entities: Sequence[Mapping[str, Any]]
+    entity_types: Sequence[str]
+    encoding: BatchEncoding
+    tokens: list[list[int]]
+    type_ids: list[int]
 
 
-def encode_entity_pairs(
-    tokenizer: PreTrainedTokenizerBase,
-    text: str,
-    entities: Sequence[Mapping[str, Any]],
-    entity_types: Sequence[str],
-    max_length: int | None = None,
-    entity_markers: bool = False,
-    pairs: Sequence[tuple[int, int]] | None = None,
-    names: Sequence[str] | None = None,
-) -> tuple[list[tuple[int, int, dict[str, list[int]]]], list[tuple[int, int, UnencodablePairError]]]:
-    """Encode ordered pairs of a text's entities, one sequence per pair, the first of each pair as the subject.
-
-    Args:
-        entities: `{"start", "end", "type"}` spans of `text` (other keys are ignored); they may overlap.
-        entity_types, max_length: as for `encode_relation`.
-        entity_markers: insert typed entity markers around each pair's two entities (marker input modes).
-        pairs: the `(subject, object)` index pairs to encode, in order (default: every ordered pair of distinct
-            entities).
-        names: what errors call the entities (default `entity 0`, `entity 1`, ...).
-
-    Returns:
-        `(i, j, features)` for each encodable pair (entity i the subject, entity j the object), and `(i, j, error)`
-        for each skipped pair: entities that overlap or share a token (`EntityOverlapError`), or that no
-        `max_length` window holds together (`EntitiesTooFarApartError`). A bad entity raises a `ValueError` naming
-        it.
-    """
-    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types, names)
-    limit = _limit(tokenizer, max_length)
-    encoded, skipped = [], []
-    for i, j in itertools.permutations(range(len(entities)), 2) if pairs is None else pairs:
-        try:
-            _check_disjoint(entities[i], entities[j])
-            if entity_markers:
-                features = encode_relation(tokenizer, text, entities[i], entities[j], entity_types, limit, True)
-            else:
-                features = pair_features(encoding, tokens[i], tokens[j], type_ids[i], type_ids[j], limit)
-        except UnencodablePairError as error:
-            skipped.append((i, j, error))
-            continue
-        encoded.append((i, j, features))
-    return encoded, skipped
-
-
-def _encoded_entities(
+def encode_text(
     tokenizer: PreTrainedTokenizerBase,
     text: str,
     entities: Sequence[Mapping[str, Any]],
     entity_types: Sequence[str],
     names: Sequence[str] | None = None,
-) -> tuple[BatchEncoding, list[list[int]], list[int]]:
-    """The text's encoding and, per entity, its token positions and type id; a `ValueError` names a bad entity (as
-    `names[i]`, default `entity i`)."""
+) -> EncodedText:
+    """The text and its entities (`{"start", "end", "type"}` spans, which may overlap), tokenized once; a
+    `ValueError` names a bad entity (as `names[i]`, default `entity i`)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
         raise ValueError(f"entities must be a list of {{'start', 'end', 'type'}} mappings, got {entities!r}.")
     names = names or [f"entity {index}" for index in range(len(entities))]
-    spans = [check_span(name, entity, text, entity_types) for name, entity in zip(names, entities, strict=True)]
-    encoding = tokenize(tokenizer, text)
-    named = [(name, start, end) for name, (start, end, _) in zip(names, spans, strict=True)]
-    tokens = entity_tokens(encoding, text, named)
-    return encoding, tokens, [list(entity_types).index(entity_type) for _, _, entity_type in spans]
-
-
-def encode_subjects(
-    tokenizer: PreTrainedTokenizerBase,
-    text: str,
-    entities: Sequence[Mapping[str, Any]],
-    entity_types: Sequence[str],
-    max_length: int | None = None,
-    pairs: Sequence[tuple[int, int]] | None = None,
-    objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE,
-    names: Sequence[str] | None = None,
-) -> tuple[list[tuple[int, list[int], dict[str, list[int]]]], list[tuple[int, int, UnencodablePairError]]]:
-    """Encode the ordered pairs of a text's entities one sequence per subject (PL-Marker's subject-oriented packing).
-
-    The text is encoded once per subject, as a per-pair sequence is, except that every entity's tokens carry its type
-    and only the subject's tokens a role. Each candidate object is appended as two marker tokens (the mask token) with
-    the object's type, the object role and the position ids of the object's first and last token. Text tokens attend
-    only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
-    to the text and to each other, never to another object's markers (`marker_groups`).
-
-    Args:
-        entities: `{"start", "end", "type"}` spans of `text` (other keys are ignored); they may overlap.
-        entity_types, max_length: as for `encode_relation`. A text longer than `max_length` minus the markers is cut
-            to a window around the subject and its objects; objects that no window holds with the subject are
-            encoded alone, and skipped when even that fails.
-        pairs: the `(subject, object)` index pairs to encode, in order (default: every ordered pair of distinct
-            entities).
-        objects_per_sequence: the most objects packed into one sequence.
-        names: what errors call the entities (default `entity 0`, `entity 1`, ...).
-
-    Returns:
-        `(i, objects, features)` per sequence (entity `i` the subject, `objects` the indices of its packed objects, in
-        the order of `features["object_positions"]`), and `(i, j, error)` for each skipped pair: entities that
-        overlap or share a token (`EntityOverlapError`), or that no window holds (`EntitiesTooFarApartError`).
-        `features` holds `PACKED_INPUT_NAMES` as lists; `position_ids` count from 0. A bad entity raises a
-        `ValueError` naming its index.
-    """
-    if not isinstance(objects_per_sequence, int) or objects_per_sequence < 1:
-        raise ValueError(f"objects_per_sequence={objects_per_sequence!r} must be a positive int.")
-    encoding, tokens, type_ids = _encoded_entities(tokenizer, text, entities, entity_types, names)
-    if pairs is None:
-        pairs = list(itertools.permutations(range(len(entities)), 2))
-    objects_of: dict[int, list[int]] = {}
-    skipped = []
-    for i, j in pairs:
-        if i == j or set(tokens[i]) & set(tokens[j]) or not _disjoint(entities[i], entities[j]):
-            skipped.append((i, j, EntityOverlapError(f"entities {i} and {j} overlap or share a token.")))
-        else:
-            objects_of.setdefault(i, []).append(j)
-    packing = _SubjectPacking(encoding, tokens, type_ids, _limit(tokenizer, max_length), _marker_token_id(tokenizer))
-    sequences, too_far = packing.sequences(objects_of, objects_per_sequence)
-    return sequences, skipped + too_far
-
-
-def _disjoint(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
-    return first["end"] <= second["start"] or second["end"] <= first["start"]
+    spans = [(name, *check_span(name, span, text, entity_types)) for name, span in zip(names, entities, strict=True)]
+    tokens = entity_tokens(encoding := tokenize(tokenizer, text), text, [span[:3] for span in spans])
+    type_ids = [list(entity_types).index(span[3]) for span in spans]
+    return EncodedText(text, entities, entity_types, encoding, tokens, type_ids)
 
 
 def pairs_within_reach(tokens: Sequence[Sequence[int]], reach: int) -> list[tuple[int, int]]:
@@ -471,6 +319,157 @@ def pairs_within_reach(tokens: Sequence[Sequence[int]], reach: int) -> list[tupl
     return pairs
 
 
+@dataclass
+class EncodedPairs:
+    """The model sequences of one text's pairs (`PairEncoding.encode`).
+
+    Args:
+        sequences: the model inputs of each sequence (`PairEncoding.input_names`, lists of ints).
+        pairs: for each sequence, the `(subject, object)` entity index pairs it classifies, in the order of its rows
+            of logits (`pair_logits`).
+        skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`: overlapping entities, or
+            too far apart for `max_length`).
+        beyond_reach: how many ordered pairs of distinct entities were not tried because their tokens lie further
+            apart than a window of `max_length` holds (only when the pairs were not given: every pair within reach
+            is tried; a document's far pairs are counted, not listed).
+    """
+
+    sequences: list[dict[str, list[int]]]
+    pairs: list[list[tuple[int, int]]]
+    skipped: list[tuple[int, int, UnencodablePairError]]
+    beyond_reach: int = 0
+
+
+class PairEncoding:
+    """How the (subject, object) pairs of a text become model sequences: the one interface that the pipeline,
+    training and evaluation use (`pair_encoding_for(config)` gives the model's). A new encoding is a subclass that
+    says which inputs its sequences have and implements `encode_pairs`."""
+
+    input_names: tuple[str, ...] = MODEL_INPUT_NAMES
+    # Tokens a pair needs besides the text and the special tokens (the packed encoding's two object markers).
+    marker_tokens = 0
+
+    @classmethod
+    def from_config(cls, config) -> PairEncoding:
+        """The encoding a model with this `TypedBertConfig` reads."""
+        return cls()
+
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text: str,
+        entities: Sequence[Mapping[str, Any]],
+        entity_types: Sequence[str],
+        max_length: int | None = None,
+        pairs: Sequence[tuple[int, int]] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EncodedPairs:
+        """The sequences of `pairs` of a text's entities (`{"start", "end", "type"}` spans, which may overlap; the
+        first of a pair is the subject); `names` are what errors call the entities; `max_length` as for
+        `encode_relation`. By default every ordered pair of distinct entities whose tokens one window of `max_length`
+        holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A bad entity raises a `ValueError`
+        naming it; a pair that cannot be encoded is `skipped`."""
+        encoded = encode_text(tokenizer, text, entities, entity_types, names)
+        limit = max_length or tokenizer.model_max_length
+        if pairs is not None:
+            return self.encode_pairs(tokenizer, encoded, limit, pairs)
+        reach = limit - tokenizer.num_special_tokens_to_add() - self.marker_tokens
+        pairs = pairs_within_reach(encoded.tokens, reach)
+        beyond = len(entities) * (len(entities) - 1) - len(pairs)
+        return replace(self.encode_pairs(tokenizer, encoded, limit, pairs), beyond_reach=beyond)
+
+    def encode_pairs(
+        self, tokenizer: PreTrainedTokenizerBase, text: EncodedText, limit: int, pairs: Sequence[tuple[int, int]]
+    ) -> EncodedPairs:
+        """The sequences of the given `pairs` of `text`, at most `limit` tokens each (each pair tried; those no
+        window holds are `skipped`)."""
+        raise NotImplementedError
+
+    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+        """The inputs of an empty sequence with no pair (never run; it lets a text without pairs ride in a batch)."""
+        encoding = tokenizer("", return_token_type_ids=True)
+        zeros = [0] * len(encoding["input_ids"])
+        return {name: list(encoding[name]) if name in encoding else zeros for name in self.input_names}
+
+
+class PerPairEncoding(PairEncoding):
+    """One sequence per pair (`pair_encoding="per_pair"`): the text with the subject's and the object's tokens
+    typed, cut to a window around both; with typed entity markers in the text for the marker input modes
+    (`entity_markers`, `add_typed_entity_markers`)."""
+
+    def __init__(self, entity_markers: bool = False) -> None:
+        self.entity_markers = entity_markers
+
+    @classmethod
+    def from_config(cls, config) -> PerPairEncoding:
+        return cls(config.entity_markers)
+
+    def encode_pairs(self, tokenizer, text, limit, pairs) -> EncodedPairs:
+        sequences, kept, skipped = [], [], []
+        for i, j in pairs:
+            try:
+                sequences.append(self._pair_features(tokenizer, text, i, j, limit))
+            except UnencodablePairError as error:
+                skipped.append((i, j, error))
+                continue
+            kept.append([(i, j)])
+        return EncodedPairs(sequences, kept, skipped)
+
+    def _pair_features(self, tokenizer, text: EncodedText, i: int, j: int, limit: int) -> dict[str, list[int]]:
+        """The inputs of the pair of entities `i` (subject) and `j` (object) of `text`."""
+        check_disjoint(text.entities[i], text.entities[j])
+        if self.entity_markers:  # the spans were checked on the text as given; the model reads the marked text
+            marked, subject, obj = add_typed_entity_markers(text.text, text.entities[i], text.entities[j])
+            text, i, j = encode_text(tokenizer, marked, [subject, obj], text.entity_types, ["subject", "object"]), 0, 1
+        return pair_features(text.encoding, text.tokens[i], text.tokens[j], text.type_ids[i], text.type_ids[j], limit)
+
+
+class SubjectPackedPairs(PairEncoding):
+    """One sequence per subject with its objects packed (`pair_encoding="per_subject"`, PL-Marker's subject-oriented
+    packing).
+
+    The text is encoded once per subject, as a per-pair sequence is, except that every entity's tokens carry its type
+    and only the subject's tokens a role. Each candidate object is appended as two marker tokens (the mask token) with
+    the object's type, the object role and the position ids of the object's first and last token. Text tokens attend
+    only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
+    to the text and to each other, never to another object's markers (`marker_groups`). A sequence holds at most
+    `objects_per_sequence` objects; a text longer than the limit minus the markers is cut to a window around the
+    subject and its objects, and an object that no window holds with the subject even alone is skipped.
+    The sequences hold `PACKED_INPUT_NAMES`; `position_ids` count from 0.
+    """
+
+    input_names = PACKED_INPUT_NAMES
+    marker_tokens = 2
+
+    def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
+        if not isinstance(objects_per_sequence, int) or objects_per_sequence < 1:
+            raise ValueError(f"objects_per_sequence={objects_per_sequence!r} must be a positive int.")
+        self.objects_per_sequence = objects_per_sequence
+
+    def encode_pairs(self, tokenizer, text, limit, pairs) -> EncodedPairs:
+        objects_of: dict[int, list[int]] = {}
+        skipped = []
+        for i, j in pairs:
+            try:
+                check_disjoint(text.entities[i], text.entities[j])
+                if i == j or set(text.tokens[i]) & set(text.tokens[j]):
+                    raise EntityOverlapError(f"entities {i} and {j} share a token.")
+            except EntityOverlapError as error:
+                skipped.append((i, j, error))
+                continue
+            objects_of.setdefault(i, []).append(j)
+        packing = _SubjectPacking(text, limit, _marker_token_id(tokenizer))
+        sequences, kept = [], []
+        for i, objects in objects_of.items():
+            for chunk in packing.chunks(i, objects, self.objects_per_sequence, skipped):
+                sequences.append(packing.features(i, chunk))
+                kept.append([(i, j) for j in chunk])
+        return EncodedPairs(sequences, kept, skipped)
+
+    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+        return super().placeholder(tokenizer) | {"object_positions": [0]}  # one (never read) object slot
+
+
 def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The word id of the object markers: the mask token where the tokenizer has one, else the unknown token."""
     token_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
@@ -480,42 +479,36 @@ def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 class _SubjectPacking:
-    """The subject-packed sequences of one encoded text (`encode_subjects`)."""
+    """The subject-packed sequences of one encoded text (`SubjectPackedPairs`)."""
 
-    def __init__(self, encoding, tokens, type_ids, limit: int, marker_id: int) -> None:
-        self.encoding, self.tokens, self.type_ids = encoding, tokens, type_ids
+    def __init__(self, text: EncodedText, limit: int, marker_id: int) -> None:
+        self.encoding, self.tokens, self.type_ids = text.encoding, text.tokens, text.type_ids
         self.limit, self.marker_id = limit, marker_id
-        self.special_tokens = sum(encoding["special_tokens_mask"])
-        self.content = _content_bounds(encoding["special_tokens_mask"])
-        self.text_type_ids = [0] * len(encoding["input_ids"])  # every entity's type on its tokens
-        for index in sorted(range(len(tokens)), key=lambda i: -len(tokens[i])):  # a nested entity's type wins
-            for position in tokens[index]:
-                self.text_type_ids[position] = type_ids[index]
+        self.special_tokens = sum(text.encoding["special_tokens_mask"])
+        self.content = _content_bounds(text.encoding["special_tokens_mask"])
+        self.text_type_ids = [0] * len(text.encoding["input_ids"])  # every entity's type on its tokens
+        for index in sorted(range(len(text.tokens)), key=lambda i: -len(text.tokens[i])):  # a nested entity's wins
+            for position in text.tokens[index]:
+                self.text_type_ids[position] = text.type_ids[index]
 
-    def sequences(
-        self, objects_of: dict[int, list[int]], per_sequence: int
-    ) -> tuple[list[tuple[int, list[int], dict[str, list[int]]]], list[tuple[int, int, EntitiesTooFarApartError]]]:
-        """`(subject, objects, features)` per sequence: each subject's objects, in text order, fill a sequence while
-        it holds at most `per_sequence` of them and one window of `limit` (their markers included) holds them with
-        the subject; an object that no window holds with the subject even alone is skipped."""
-        sequences, skipped = [], []
-        for i, objects in objects_of.items():
-            chunk: list[int] = []
-            for j in sorted(objects, key=lambda index: self.tokens[index][0]):
-                if len(chunk) < per_sequence and self._fits(i, [*chunk, j]):
-                    chunk.append(j)
-                    continue
-                if chunk:
-                    sequences.append((i, chunk, self.features(i, chunk)))
-                chunk = [j] if self._fits(i, [j]) else []
-                if not chunk:
-                    skipped.append((i, j, EntitiesTooFarApartError(
-                        f"entities {i} and {j} lie further apart than max_length={self.limit} allows, so no window "
-                        "holds both."
-                    )))  # fmt: skip
+    def chunks(self, subject: int, objects: list[int], per_sequence: int, skipped: list) -> list[list[int]]:
+        """The subject's objects, in text order, in chunks that fill a sequence while it holds at most `per_sequence`
+        of them and one window of `limit` (their markers included) holds them with the subject; an object that no
+        window holds with the subject even alone is added to `skipped`."""
+        chunks, chunk = [], []
+        for j in sorted(objects, key=lambda index: self.tokens[index][0]):
+            if len(chunk) < per_sequence and self._fits(subject, [*chunk, j]):
+                chunk.append(j)
+                continue
             if chunk:
-                sequences.append((i, chunk, self.features(i, chunk)))
-        return sequences, skipped
+                chunks.append(chunk)
+            chunk = [j] if self._fits(subject, [j]) else []
+            if not chunk:
+                skipped.append((subject, j, EntitiesTooFarApartError(
+                    f"entities {subject} and {j} lie further apart than max_length={self.limit} allows, so no window "
+                    "holds both."
+                )))  # fmt: skip
+        return [*chunks, chunk] if chunk else chunks
 
     def _fits(self, subject: int, objects: list[int]) -> bool:
         """Whether one window of `limit` tokens holds the subject, `objects` and their two markers each."""
@@ -556,138 +549,15 @@ class _SubjectPacking:
         return features
 
 
-@dataclass
-class EncodedPairs:
-    """The model sequences of one text's pairs (`PairEncoding.encode`).
-
-    Args:
-        sequences: the model inputs of each sequence (`PairEncoding.input_names`, lists of ints).
-        pairs: for each sequence, the `(subject, object)` entity index pairs it classifies, in the order of its rows
-            of logits (`pair_logits`).
-        skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`: overlapping entities, or
-            too far apart for `max_length`).
-        beyond_reach: how many ordered pairs of distinct entities were not tried because their tokens lie further
-            apart than a window of `max_length` holds (only when the pairs were not given: every pair within reach
-            is tried; a document's far pairs are counted, not listed).
-    """
-
-    sequences: list[dict[str, list[int]]]
-    pairs: list[list[tuple[int, int]]]
-    skipped: list[tuple[int, int, UnencodablePairError]]
-    beyond_reach: int = 0
-
-
-class PairEncoding:
-    """How the (subject, object) pairs of a text become model sequences: the one interface that the pipeline,
-    training and evaluation use (`pair_encoding_for(config)` gives the model's). A new encoding is a subclass."""
-
-    input_names: tuple[str, ...] = MODEL_INPUT_NAMES
-
-    @classmethod
-    def from_config(cls, config) -> PairEncoding:
-        """The encoding a model with this `TypedBertConfig` reads."""
-        return cls()
-
-    # Tokens a pair needs besides the text and the special tokens (the packed encoding's two object markers).
-    marker_tokens = 0
-
-    def encode(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        text: str,
-        entities: Sequence[Mapping[str, Any]],
-        entity_types: Sequence[str],
-        max_length: int | None = None,
-        pairs: Sequence[tuple[int, int]] | None = None,
-        names: Sequence[str] | None = None,
-    ) -> EncodedPairs:
-        """The sequences of `pairs` of a text's entities (`{"start", "end", "type"}` spans, which may overlap);
-        `names` are what errors call the entities. By default every ordered pair of distinct entities whose tokens
-        one window of `max_length` holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A bad
-        entity raises a `ValueError` naming it."""
-        beyond = 0
-        if pairs is None:
-            _, tokens, _ = _encoded_entities(tokenizer, text, entities, entity_types, names)
-            reach = _limit(tokenizer, max_length) - tokenizer.num_special_tokens_to_add() - self.marker_tokens
-            pairs = pairs_within_reach(tokens, reach)
-            beyond = len(entities) * (len(entities) - 1) - len(pairs)
-        encoded = self.encode_pairs(tokenizer, text, entities, entity_types, max_length, pairs, names)
-        encoded.beyond_reach = beyond
-        return encoded
-
-    def encode_pairs(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        text: str,
-        entities: Sequence[Mapping[str, Any]],
-        entity_types: Sequence[str],
-        max_length: int | None,
-        pairs: Sequence[tuple[int, int]],
-        names: Sequence[str] | None,
-    ) -> EncodedPairs:
-        """The sequences of the given `pairs` (each tried; those no window holds are `skipped`)."""
-        raise NotImplementedError
-
-    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
-        """The inputs of an empty sequence with no pair (never run; it lets a text without pairs ride in a batch)."""
-        encoding = tokenizer("", return_token_type_ids=True)
-        zeros = [0] * len(encoding["input_ids"])
-        return {name: list(encoding[name]) if name in encoding else zeros for name in self.input_names}
-
-
 def pair_logits(logits: torch.Tensor) -> torch.Tensor:
     """A relation model's logits as one row per pair of each sequence, `(batch, pairs, num_labels)`, whichever encoding
     it reads (one pair per sequence gives `(batch, num_labels)`)."""
     return logits if logits.dim() == 3 else logits.unsqueeze(1)
 
 
-class PerPairEncoding(PairEncoding):
-    """One sequence per pair (`pair_encoding="per_pair"`; `encode_entity_pairs`), with typed entity markers in the
-    text for the marker input modes."""
-
-    def __init__(self, entity_markers: bool = False) -> None:
-        self.entity_markers = entity_markers
-
-    @classmethod
-    def from_config(cls, config) -> PerPairEncoding:
-        return cls(config.entity_markers)
-
-    def encode_pairs(self, tokenizer, text, entities, entity_types, max_length, pairs, names) -> EncodedPairs:
-        encoded, skipped = encode_entity_pairs(
-            tokenizer, text, entities, entity_types, max_length, self.entity_markers, pairs, names
-        )
-        return EncodedPairs([features for _, _, features in encoded], [[(i, j)] for i, j, _ in encoded], skipped)
-
-
-class SubjectPackedPairs(PairEncoding):
-    """One sequence per subject with its objects packed as marker tokens (`pair_encoding="per_subject"`, PL-Marker's
-    packing; `encode_subjects`)."""
-
-    input_names = PACKED_INPUT_NAMES
-    marker_tokens = 2
-
-    def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
-        self.objects_per_sequence = objects_per_sequence
-
-    def encode_pairs(self, tokenizer, text, entities, entity_types, max_length, pairs, names) -> EncodedPairs:
-        encoded, skipped = encode_subjects(
-            tokenizer, text, entities, entity_types, max_length, pairs, self.objects_per_sequence, names
-        )
-        return EncodedPairs(
-            [features for _, _, features in encoded], [[(i, j) for j in objects] for i, objects, _ in encoded], skipped
-        )
-
-    def placeholder(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
-        return super().placeholder(tokenizer) | {"object_positions": [0]}  # one (never read) object slot
-
-
-# The encoding of each `config.pair_encoding`.
-PAIR_ENCODING_CLASSES = {"per_pair": PerPairEncoding, "per_subject": SubjectPackedPairs}
-
-
 def pair_encoding_for(config) -> PairEncoding:
-    """The pair encoding a model reads, from its `TypedBertConfig`."""
-    return PAIR_ENCODING_CLASSES[config.pair_encoding].from_config(config)
+    """The pair encoding a model reads, from its `TypedBertConfig` (`config.pair_encoding`)."""
+    return {"per_pair": PerPairEncoding, "per_subject": SubjectPackedPairs}[config.pair_encoding].from_config(config)
 
 
 def add_typed_entity_markers(
@@ -714,71 +584,3 @@ def add_typed_entity_markers(
         cursor = span["end"]
     pieces.append(text[cursor:])
     return "".join(pieces), new_spans[id(subject)], new_spans[id(object)]
-
-
-class TypedBertDataCollator:
-    """Pads the TypedBert fields of a list of features to the longest row (or a multiple of `pad_to_multiple_of`).
-
-    `input_ids` are padded with the tokenizer's pad id, the other fields with 0. A `labels` (or `label`) field is
-    stacked. Returns a dict of tensors `(batch, seq)`, plus `labels` `(batch,)`. Subject-packed features
-    (`encode_subjects`) also get `position_ids` and `marker_groups` `(batch, seq)`, `object_positions`
-    `(batch, objects)` padded with 0 (no object) and per-object `labels` `(batch, objects)` padded with -100.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
-        if tokenizer.pad_token_id is None:
-            raise ValueError(f"{type(tokenizer).__name__} has no pad token; set tokenizer.pad_token first.")
-        self.pad_token_id = tokenizer.pad_token_id
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(len(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = {}
-        for name in PACKED_INPUT_NAMES[:-1]:
-            if name in features[0]:
-                pad = self.pad_token_id if name == "input_ids" else 0
-                batch[name] = _padded([feature[name] for feature in features], length, pad)
-        if "object_positions" in features[0]:
-            objects = max(len(feature["object_positions"]) for feature in features)
-            batch["object_positions"] = _padded([feature["object_positions"] for feature in features], objects, 0)
-        for name in ("labels", "label"):
-            if name in features[0]:
-                labels = [feature[name] for feature in features]
-                if isinstance(labels[0], Sequence):
-                    batch["labels"] = _padded(labels, max(len(row) for row in labels), -100)
-                else:
-                    batch["labels"] = torch.tensor(labels)
-                break
-        return batch
-
-
-def _padded(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:
-    return torch.tensor([list(row) + [pad] * (length - len(row)) for row in rows], dtype=torch.long)
-
-
-__all__ = [
-    "DEFAULT_OBJECTS_PER_SEQUENCE",
-    "PAIR_ENCODING_CLASSES",
-    "EncodedPairs",
-    "PairEncoding",
-    "PerPairEncoding",
-    "SubjectPackedPairs",
-    "pair_encoding_for",
-    "pair_logits",
-    "MODEL_INPUT_NAMES",
-    "PACKED_INPUT_NAMES",
-    "EntitiesTooFarApartError",
-    "EntityOverlapError",
-    "TypedBertDataCollator",
-    "UnencodablePairError",
-    "add_typed_entity_markers",
-    "check_pair",
-    "check_span",
-    "encode_entity_pairs",
-    "encode_relation",
-    "encode_relations",
-    "encode_subjects",
-    "max_sequence_length",
-]

@@ -25,7 +25,6 @@ from transformers.pipelines.token_classification import AggregationStrategy
 try:
     from .configuration_typed_bert import NO_RELATION, TypedBertConfig
     from .encoding_typed_bert import (
-        check_pair,
         max_sequence_length,
         pair_encoding_for,
         pair_logits,
@@ -34,7 +33,6 @@ try:
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import NO_RELATION, TypedBertConfig
     from encoding_typed_bert import (
-        check_pair,
         max_sequence_length,
         pair_encoding_for,
         pair_logits,
@@ -43,22 +41,17 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
 DEFAULT_BATCH_SIZE = 32
-# How the entity model's token labels become entities: transformers' word-level aggregation, the scores of a word's
-# tokens averaged, so an entity never starts or ends inside a word (CoNLL04 dev entity micro-F1 0.750 with "simple",
-# 0.758 with "average"; see the README).
+# How the entity model's token labels become entities: a word's token scores averaged, so an entity never starts or
+# ends inside a word (CoNLL04 dev entity micro-F1 0.750 with "simple", 0.758 with "average"; docs/results).
 ENTITY_AGGREGATION = "average"
 
 
 # The windows of a document (a text longer than the models' limit) when the caller gives no max_length: 64 tokens,
-# about two CoNLL04 sentences. Models trained on sentences read longer windows worse and pay for pairs further apart
-# than any training example: on CoNLL04 dev joined into documents of about 1,600 tokens, end-to-end relation F1 0.35
-# in windows of 64, 0.28 in windows of 128 (0.65 sentence by sentence); docs/documents.md.
+# about two sentences; models trained on sentences read longer windows worse (docs/documents.md).
 DOCUMENT_MAX_LENGTH = 64
 
-# The texts of a list are run in groups of similar token length, shortest first, each group's longest at most this
-# much longer than its shortest (a factor, plus two tokens): a batch pads its sequences to its longest, and without
-# groups a larger batch pads more and ran slower (CoNLL04 dev on a 2-core CPU: 13 texts/s at batch 64 against 19 at
-# batch 16; docs/serving.md).
+# The texts of a list are run in groups of similar token length (a group's longest at most this factor, plus two
+# tokens, times its shortest), so that a larger batch does not pad more (docs/serving.md).
 LENGTH_SPREAD = 1.125
 
 # The keywords a call takes (besides batch_size), all checked in `_sanitize_parameters`.
@@ -68,44 +61,24 @@ CALL_KEYWORDS = (
 
 
 class RelationClassificationPipeline(ChunkPipeline):
-    """Classifies the relation between typed entity spans of a text.
+    """Classifies the relations between typed entity spans of a text (character offsets, end exclusive). Inputs,
+    alone, in a list or from a generator (docs/all-relations.md, docs/text-in.md):
 
-    Two input forms (character offsets, end exclusive), alone or mixed in a list:
+    - one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}` → `{"label", "score"}` (with
+      `top_k` or `threshold`: a list of the best labels);
+    - a text and its entities, `{"text", "entities": [...]}` → a list of `{"subject", "object", "label", "score"}`, one
+      per ordered pair of distinct entities whose best label is not `no_relation` (all with `keep_no_relation=True`);
+      a pair that cannot be encoded is reported with `"label": None, "score": None, "skipped": <why>`. Entities may be
+      any NER's output (`entity_group` or `entity`; `entity_type_map`, `unknown_entity_types`);
+    - raw text, a string or `{"text"}`, for a model with an entity model (`config.entity_model`, a subfolder) →
+      `{"entities": [{"start", "end", "type", "text", "score"}], "relations": [...]}`.
 
-    - one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}` → `{"label", "score"}`, or with
-      `top_k=k` (or a `threshold`) a list of the k best labels scoring at least `threshold`;
-    - a text and its entities, `{"text", "entities": [{"start", "end", "type", ...}, ...]}` → every relation among
-      them: a list with one entry per ordered pair of distinct entities, `{"subject": <entity>, "object": <entity>,
-      "label", "score"}` (`<entity>` is the input dict, an `"id"` included). Pairs whose best label is `no_relation`
-      are left out unless `keep_no_relation=True`; with `top_k=k` each other pair contributes its k best labels
-      (`no_relation` among them only with `keep_no_relation`), and no label below `threshold` is reported. A pair
-      that cannot be encoded (overlapping entities, or too far apart for `max_length`) is reported as
-      `{"subject", "object", "label": None, "score": None, "skipped": <why>}`.
-
-    A third form needs a model with an entity model (`config.entity_model`, a token classifier in that subfolder of
-    the repository): a plain string, or `{"text"}` alone → `{"entities": [{"start", "end", "type", "text", "score"}],
-    "relations": [...]}`, the entities found by the entity model (transformers' token-classification pipeline,
-    `ENTITY_AGGREGATION`, texts batched) and the relations among them as for an entity list.
-
-    Entities may come from any NER: `{"start", "end", "entity_group" or "entity", ...}` as transformers'
-    token-classification pipeline gives them are read too, `entity_type_map={"PER": "Peop", ...}` maps foreign type
-    names to `config.entity_types`, and types the model does not know are a `ValueError` naming them, or left out
-    with a warning that counts them when `unknown_entity_types="skip"`.
-
-    Texts of any length: a text within the models' limit is read as one window. A longer one (a document) is read in
-    windows of `max_length` tokens (default `DOCUMENT_MAX_LENGTH`, for both models): the entity model's overlap by
-    `stride` tokens (default a quarter of the window; transformers' token-classification `stride`), and an entity
-    found in two windows is reported once (of overlapping entities the longest, then the better score: transformers'
-    rule); every ordered pair of entities that one window holds is classified, across sentences. The pairs further
-    apart are not tried: for raw text they are counted in `"pairs_beyond_reach"` (present when not 0), for an entity
-    list each is reported skipped.
-
-    A dict with both `subject`/`object` and `entities` is refused as ambiguous. Pairs are encoded as the model was
-    trained (`config.pair_encoding`, `pair_encoding_for`): one sequence per pair, or one per subject with its objects
-    packed, and run `batch_size` sequences at a time (default 32), across inputs (a list's in groups of texts of
-    similar length, `length_groups`): each pair's label and score are those the single-pair call gives for it.
-    `max_length` (default: the tokenizer's, at most the model's position table; larger is refused) cuts long texts to
-    a window around the entities.
+    A text longer than the models' limit (a document) is read in overlapping windows of `max_length` tokens (default
+    `DOCUMENT_MAX_LENGTH`; `stride` tokens shared, default a quarter), each entity reported once and every pair that
+    one window holds classified; the pairs further apart are counted in `"pairs_beyond_reach"` for raw text, and
+    reported skipped for an entity list (docs/documents.md). Pairs are encoded as the model was trained
+    (`pair_encoding_for(config)`) and run `batch_size` sequences at a time across inputs, a list's in groups of texts
+    of similar length (`length_groups`): each pair gets the label and score the single-pair call gives it.
     """
 
     def __init__(self, *args, batch_size: int | None = None, entity_recognizer=None, **kwargs) -> None:
@@ -303,15 +276,14 @@ class RelationClassificationPipeline(ChunkPipeline):
                 "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
                 f"relations of a text), not both, got {inputs!r}."
             )
-        if is_pair:  # what cannot be encoded is an error for a single pair, not a skipped pair
-            check_pair(inputs["text"], inputs["subject"], inputs["object"], config.entity_types)
+        if is_pair:
             entities, pairs, names = [inputs["subject"], inputs["object"]], [(0, 1)], ["subject", "object"]
         else:
             entities, pairs, names = inputs["entities"], None, None
         encoded = self.pair_encoding.encode(
             self.tokenizer, inputs["text"], entities, config.entity_types, max_length, pairs, names
         )
-        if is_pair and encoded.skipped:
+        if is_pair and encoded.skipped:  # what cannot be encoded is an error for a single pair, not a skipped pair
             raise encoded.skipped[0][2]
         skipped = [(i, j, {"skipped": str(error)}) for i, j, error in encoded.skipped]
         beyond = encoded.beyond_reach

@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import HfApi, constants
 
 from configuration_typed_bert import TypedBertConfig
-from encoding_typed_bert import TypedBertDataCollator, encode_relations
+from typed_bert.batching import TypedBertDataCollator, encode_relations
 from typed_bert.entities import check_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.onnx_runtime import check_export

@@ -7,12 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from encoding_typed_bert import (
-    TypedBertDataCollator,
-    add_typed_entity_markers,
-    encode_relation,
-    encode_relations,
-)
+from encoding_typed_bert import add_typed_entity_markers, encode_relation
+from typed_bert.batching import TypedBertDataCollator, encode_relations
 
 TYPES = ["O", "PER", "ORG", "LOC"]
 

@@ -13,7 +13,7 @@ import transformers
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from typed_bert.hub.export import ConversionError, convert_checkpoint
 
-from encoding_typed_bert import encode_entity_pairs, encode_relation
+from encoding_typed_bert import PerPairEncoding, encode_relation
 from tests.tiny_families import FAMILIES, SIZES, byte_level_bpe_tokenizer, save_tiny
 
 pytestmark = pytest.mark.remote_code
@@ -112,10 +112,10 @@ def test_byte_level_bpe_offsets_mark_whole_words(trim_offsets):
     assert "".join(by_role[1]).replace("Ġ", " ").strip() == "Bill Gates"
     assert "".join(by_role[2]).replace("Ġ", " ").strip() == "Microsoft"
     assert set(features["token_type_ids"]) == {0}
-    encoded, skipped = encode_entity_pairs(
+    encoded = PerPairEncoding().encode(
         tokenizer, text, [{"start": 0, "end": 4, "type": "PER"}, {"start": 5, "end": 10, "type": "PER"}], TYPES
     )
-    assert len(encoded) == 2 and not skipped  # "Bill" and "Gates" fall into different tokens
+    assert len(encoded.sequences) == 2 and not encoded.skipped  # "Bill" and "Gates" fall into different tokens
 
 
 def test_roberta_classifier_keeps_its_head(tmp_path):

@@ -4,6 +4,7 @@ share."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -15,8 +16,6 @@ from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
 from encoding_typed_bert import (
     PerPairEncoding,
     SubjectPackedPairs,
-    TypedBertDataCollator,
-    encode_subjects,
     pair_encoding_for,
     pair_logits,
 )
@@ -31,6 +30,7 @@ from tests.conftest import (
     tiny_config,
     train_tiny,
 )
+from typed_bert.batching import TypedBertDataCollator
 
 pytestmark = pytest.mark.remote_code
 
@@ -42,6 +42,18 @@ ENTITIES = [
     {"start": 34, "end": 44, "type": "PER"},
     {"start": 48, "end": 59, "type": "ORG"},
 ]
+
+
+def encode_subjects(tokenizer, text, entities, entity_types, max_length=None, pairs=None, objects_per_sequence=32):
+    """`SubjectPackedPairs`' sequences of every ordered pair (or `pairs`) as `(subject, objects, features)`, and the
+    skipped pairs."""
+    pairs = pairs or list(itertools.permutations(range(len(entities)), 2))
+    encoded = SubjectPackedPairs(objects_per_sequence).encode(
+        tokenizer, text, entities, entity_types, max_length, pairs
+    )
+    sequences = [(pairs[0][0], [j for _, j in pairs], features)
+                 for features, pairs in zip(encoded.sequences, encoded.pairs, strict=True)]  # fmt: skip
+    return sequences, encoded.skipped
 
 
 @pytest.fixture(scope="module")

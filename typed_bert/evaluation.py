@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import TypedBertDataCollator, max_sequence_length, pair_encoding_for, pair_logits
+from encoding_typed_bert import max_sequence_length, pair_encoding_for, pair_logits
+from typed_bert.batching import TypedBertDataCollator
 from typed_bert.data import check_vocabulary, encode_dataset, load_relations, unencodable_counts
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision

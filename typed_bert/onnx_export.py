@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from encoding_typed_bert import TypedBertDataCollator, pair_encoding_for, word_shape_ids
+from encoding_typed_bert import pair_encoding_for, word_shape_ids
 from pipeline_typed_bert import load_entity_recognizer
+from typed_bert.batching import TypedBertDataCollator
 from typed_bert.errors import InputError, reading
 from typed_bert.onnx_runtime import require_onnx
 from typed_bert.outputs import ONNX_CONFIG_KEY, check_complete, check_destination, staged_folder

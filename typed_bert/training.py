@@ -39,8 +39,9 @@ from configuration_typed_bert import (
     SUBJECT_ROLE,
     TypedBertConfig,
 )
-from encoding_typed_bert import TypedBertDataCollator, max_sequence_length, pair_encoding_for
+from encoding_typed_bert import max_sequence_length, pair_encoding_for
 from modeling_typed_bert import TypedBertForSequenceClassification
+from typed_bert.batching import TypedBertDataCollator
 from typed_bert.data import (
     check_vocabulary,
     encode_dataset,
