@@ -235,6 +235,52 @@ def test_a_plain_trainer_accumulates_the_mean_loss_of_its_batches(tmp_path):
     assert trainer.model_accepts_loss_kwargs is False
 
 
+TORCHRUN_LOSS = """
+import json, sys
+from transformers import AutoTokenizer, Trainer, TrainingArguments
+from modeling_typed_bert import TypedBertForSequenceClassification
+from typed_bert import TypedBertDataCollator, encode_relations
+
+folder, log = sys.argv[1], sys.argv[2]
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = TypedBertForSequenceClassification.from_pretrained(folder)
+encoded = encode_relations(tokenizer, [json.loads(sys.argv[3])] * 4, model.config.entity_types)
+rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+args = TrainingArguments(output_dir=folder + "-out", max_steps=1, per_device_train_batch_size=2, learning_rate=0.0,
+                         logging_steps=1, report_to="none", use_cpu=True, save_strategy="no")
+trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=TypedBertDataCollator(tokenizer))
+trainer.train()
+if trainer.is_world_process_zero():
+    open(log, "w").write(json.dumps(trainer.state.log_history))
+"""
+
+
+def test_a_plain_trainer_under_torchrun_logs_the_mean_loss_of_both_processes(tmp_path):
+    """`torchrun` with two CPU processes (gloo), transformers' Trainer: the logged loss is the mean of the two
+    processes' batch means (the mean over the four rows), not a multiple of it (a model that accepted loss kwargs had
+    its loss multiplied by the number of processes)."""
+    from transformers import AutoTokenizer
+
+    from typed_bert import TypedBertDataCollator, encode_relations
+
+    save_tiny_classifier(tmp_path / "model", labels=list(LABELS.values()), hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    model = TypedBertForSequenceClassification.from_pretrained(tmp_path / "model")
+    encoded = encode_relations(tokenizer, [EXAMPLE] * 4, model.config.entity_types)
+    rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+    with torch.no_grad():
+        expected = sum(float(model(**TypedBertDataCollator(tokenizer)([row])).loss) for row in rows) / 4
+    (tmp_path / "script.py").write_text(TORCHRUN_LOSS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29741",  # fmt: skip
+               str(tmp_path / "script.py"), str(tmp_path / "model"), str(tmp_path / "log.json"), json.dumps(EXAMPLE)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    [logged] = [entry for entry in json.loads((tmp_path / "log.json").read_text()) if "loss" in entry]
+    assert logged["loss"] == pytest.approx(expected, abs=2e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["Trainer", "TypedBertTrainer"])
 def test_trainer_push_to_hub_publishes_a_loadable_repo(tmp_path, local_hub, trainer):
