@@ -9,6 +9,7 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -447,21 +448,21 @@ def word_probabilities(tokens: list[dict], starts: list[int], strategy: Aggregat
 def constrained_bio_path(probabilities: torch.Tensor, labels: list[str]) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
     right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
-    Tags without a `B-`/`I-` prefix are unconstrained."""
+    Tags without a `B-`/`I-` prefix are unconstrained. In Python floats: a sentence's few words and tags cost less
+    than one tensor operation per word."""
     inside = [label.startswith("I-") for label in labels]
-    allowed = torch.tensor([[not inside[to] or (labels[frm] != "O" and labels[frm][2:] == labels[to][2:])
-                             for to in range(len(labels))] for frm in range(len(labels))])  # fmt: skip
-    transitions = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
-    emissions = probabilities.double().clamp_min(1e-12).log()
-    score = emissions[0].masked_fill(torch.tensor(inside), float("-inf"))
+    sources = [[frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
+                labels[to][2:])] for to in range(len(labels))]  # fmt: skip
+    emissions = [[math.log(max(value, 1e-12)) for value in row] for row in probabilities.double().tolist()]
+    score = [float("-inf") if inside[tag] else value for tag, value in enumerate(emissions[0])]
     back = []
     for emission in emissions[1:]:
-        total = score.unsqueeze(1) + transitions + emission.unsqueeze(0)  # (from, to)
-        score, best = total.max(dim=0)
+        best = [max(allowed, key=score.__getitem__) for allowed in sources]
+        score = [score[frm] + value for frm, value in zip(best, emission, strict=True)]
         back.append(best)
-    path = [int(score.argmax())]
+    path = [max(range(len(score)), key=score.__getitem__)]
     for best in reversed(back):
-        path.append(int(best[path[-1]]))
+        path.append(best[path[-1]])
     path.reverse()
     return [(tag, float(probabilities[word, tag])) for word, tag in enumerate(path)]
 
