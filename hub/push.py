@@ -9,7 +9,6 @@ import contextlib
 import json
 import re
 import secrets
-import socket
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from configuration_typed_bert import TypedBertConfig
 from typed_bert.batching import TypedBertDataCollator, encode_relations
 from typed_bert.entities import check_entity_model
 from typed_bert.errors import InputError, reading
+from typed_bert.network import unreachable
 from typed_bert.onnx_runtime import check_export
 from typed_bert.outputs import ONNX_CONFIG_KEY, check_complete, is_onnx_export
 
@@ -44,15 +44,12 @@ def check_endpoint_reachable(endpoint: str, timeout: float = 10.0) -> None:
     url = urlparse(endpoint)
     if not url.hostname or (urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname)):
         return
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as error:
-        reason = error.strerror or str(error) or type(error).__name__
+    reason = unreachable(url.hostname, url.port or (443 if url.scheme == "https" else 80), timeout)
+    if reason:
         raise PublishError(
             f"cannot reach the Hub endpoint {endpoint} ({reason}); check HF_ENDPOINT (unset, it is "
             "https://huggingface.co), the network and any proxy settings; nothing was uploaded"
-        ) from None
+        )
 
 
 @dataclass

@@ -272,8 +272,9 @@ def test_a_plain_trainer_under_torchrun_logs_the_mean_loss_of_both_processes(tmp
     with torch.no_grad():
         expected = sum(float(model(**TypedBertDataCollator(tokenizer)([row])).loss) for row in rows) / 4
     (tmp_path / "script.py").write_text(TORCHRUN_LOSS)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29741",  # fmt: skip
-               str(tmp_path / "script.py"), str(tmp_path / "model"), str(tmp_path / "log.json"), json.dumps(EXAMPLE)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29741"]
+    command = [*torchrun, str(tmp_path / "script.py"), str(tmp_path / "model"), str(tmp_path / "log.json"),
+               json.dumps(EXAMPLE)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

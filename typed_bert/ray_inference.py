@@ -22,7 +22,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 from typed_bert.errors import InputError
+from typed_bert.network import unreachable
 from typed_bert.outputs import staged_folder
 
 ENTITY = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string()),
@@ -154,10 +154,9 @@ def _connect(ray, local_cpus: int) -> None:
 def _check_reachable(address: str) -> None:
     """Open a TCP connection to `HOST:PORT` (or `ray://HOST:PORT`), refusing an address that does not answer."""
     host, _, port = address.rpartition("://")[2].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except (OSError, ValueError) as error:
-        raise _unreachable(address, str(error)) from None
+    reason = unreachable(host, int(port), CONNECT_TIMEOUT_S) if port.isdigit() else f"no port in {address!r}"
+    if reason:
+        raise _unreachable(address, reason)
 
 
 def _unreachable(address: str | None, reason: str) -> InputError:
