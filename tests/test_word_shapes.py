@@ -220,6 +220,29 @@ def test_constrained_bio_path_never_cuts_an_entity_with_a_tag_of_another_type():
     assert [tag for tag, _ in constrained_bio_path(probabilities[:, :3], ["X", "Y", "Z"])] == [1, 2, 2, 0]
 
 
+def test_constrained_bio_path_is_the_most_probable_sequence_bio_allows():
+    """Against every tag sequence of up to four words (brute force): the path is an allowed one of the highest
+    product of probabilities."""
+    import itertools
+
+    from pipeline_typed_bert import constrained_bio_path
+
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+    def allowed(tags):
+        previous = ["O", *[labels[tag] for tag in tags]]
+        return all(not labels[tag].startswith("I-") or previous[i][2:] == labels[tag][2:] and previous[i] != "O"
+                   for i, tag in enumerate(tags))  # fmt: skip
+
+    generator = torch.Generator().manual_seed(0)
+    for words in range(1, 5):
+        for _ in range(20):
+            probabilities = (torch.randn(words, len(labels), generator=generator) * 2).softmax(-1).double()
+            best = max((tags for tags in itertools.product(range(len(labels)), repeat=words) if allowed(tags)),
+                       key=lambda tags: float(probabilities[torch.arange(words), list(tags)].log().sum()))  # fmt: skip
+            assert [tag for tag, _ in constrained_bio_path(probabilities, labels)] == list(best)
+
+
 @pytest.mark.parametrize("strategy", ["first", "max", "average"])
 def test_word_probabilities_are_those_transformers_aggregation_reads(strategy):
     """Each word's tag probabilities, computed for all words at once, equal what transformers' own per-word
