@@ -370,7 +370,7 @@ class PairEncoding:
         holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A bad entity raises a `ValueError`
         naming it; a pair that cannot be encoded is `skipped`."""
         encoded = encode_text(tokenizer, text, entities, entity_types, names)
-        limit = max_length or tokenizer.model_max_length
+        limit = tokenizer.model_max_length if max_length is None else max_length
         if pairs is not None:
             return self.encode_pairs(tokenizer, encoded, limit, pairs)
         reach = limit - tokenizer.num_special_tokens_to_add() - self.marker_tokens
@@ -451,8 +451,8 @@ class SubjectPackedPairs(PairEncoding):
         skipped = []
         for i, j in pairs:
             try:
-                check_disjoint(text.entities[i], text.entities[j])
-                if i == j or set(text.tokens[i]) & set(text.tokens[j]):
+                check_disjoint(text.entities[i], text.entities[j])  # a pair of one entity with itself overlaps too
+                if set(text.tokens[i]) & set(text.tokens[j]):
                     raise EntityOverlapError(f"entities {i} and {j} share a token.")
             except EntityOverlapError as error:
                 skipped.append((i, j, error))

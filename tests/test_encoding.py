@@ -241,3 +241,11 @@ def _roles_match(offsets, start, inner, features, subject, obj) -> bool:
         if features["entity_role_ids"][k + 1] != role:
             return False
     return True
+
+
+def test_max_length_zero_is_not_the_default_limit(tokenizer):
+    """Only `max_length=None` means the tokenizer's limit: 0 leaves no room, so the pair is refused, not encoded."""
+    from encoding_typed_bert import EntitiesTooFarApartError
+
+    with pytest.raises(EntitiesTooFarApartError, match="max_length=0"):
+        encode_relation(tokenizer, "Bill founded Microsoft", span(0, 4), span(13, 22, "ORG"), TYPES, max_length=0)

@@ -47,7 +47,7 @@ ENTITIES = [
 def encode_subjects(tokenizer, text, entities, entity_types, max_length=None, pairs=None, objects_per_sequence=32):
     """`SubjectPackedPairs`' sequences of every ordered pair (or `pairs`) as `(subject, objects, features)`, and the
     skipped pairs."""
-    pairs = pairs or list(itertools.permutations(range(len(entities)), 2))
+    pairs = list(itertools.permutations(range(len(entities)), 2)) if pairs is None else pairs
     encoded = SubjectPackedPairs(objects_per_sequence).encode(
         tokenizer, text, entities, entity_types, max_length, pairs
     )

@@ -154,7 +154,8 @@ def _connect(ray, local_cpus: int) -> None:
 def _check_reachable(address: str) -> None:
     """Open a TCP connection to `HOST:PORT` (or `ray://HOST:PORT`), refusing an address that does not answer."""
     host, _, port = address.rpartition("://")[2].rpartition(":")
-    reason = unreachable(host, int(port), CONNECT_TIMEOUT_S) if port.isdigit() else f"no port in {address!r}"
+    port = port.strip()
+    reason = unreachable(host, int(port), CONNECT_TIMEOUT_S) if port.isascii() and port.isdigit() else "no port"
     if reason:
         raise _unreachable(address, reason)
 
