@@ -210,19 +210,30 @@ print(json.dumps({{"steps": trainer.state.global_step}}))
 """
 
 
+def four_labelled_rows(folder):
+    """A tiny classifier without dropout saved to `folder`, its tokenizer, and four encoded rows of `EXAMPLE`
+    labelled 0, 1, 2, 0: what the loss tests of the standard Trainer paths train on."""
+    from transformers import AutoTokenizer
+
+    from typed_bert import encode_relations
+
+    save_tiny_classifier(folder, labels=list(LABELS.values()), hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = TypedBertForSequenceClassification.from_pretrained(folder)
+    encoded = encode_relations(tokenizer, [EXAMPLE] * 4, model.config.entity_types)
+    rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+    return tokenizer, model, rows
+
+
 def test_a_plain_trainer_accumulates_the_mean_loss_of_its_batches(tmp_path):
     """transformers' Trainer, gradient accumulation of 2: our losses are batch means, so the Trainer divides each by
     the accumulation steps itself (4.57 once passed it `num_items_in_batch`, which BertModel refused)."""
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
-    from typed_bert import TypedBertDataCollator, encode_relations
+    from typed_bert import TypedBertDataCollator
 
-    save_tiny_classifier(tmp_path / "model", labels=list(LABELS.values()), hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0)  # fmt: skip
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
-    model = TypedBertForSequenceClassification.from_pretrained(tmp_path / "model")
-    encoded = encode_relations(tokenizer, [EXAMPLE] * 4, model.config.entity_types)
-    rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+    tokenizer, model, rows = four_labelled_rows(tmp_path / "model")
     collate = TypedBertDataCollator(tokenizer)
     with torch.no_grad():
         expected = sum(float(model(**collate(rows[i : i + 2])).loss) for i in (0, 2)) / 2
@@ -259,16 +270,9 @@ def test_a_plain_trainer_under_torchrun_logs_the_mean_loss_of_both_processes(tmp
     """`torchrun` with two CPU processes (gloo), transformers' Trainer: the logged loss is the mean of the two
     processes' batch means (the mean over the four rows), not a multiple of it (a model that accepted loss kwargs had
     its loss multiplied by the number of processes)."""
-    from transformers import AutoTokenizer
+    from typed_bert import TypedBertDataCollator
 
-    from typed_bert import TypedBertDataCollator, encode_relations
-
-    save_tiny_classifier(tmp_path / "model", labels=list(LABELS.values()), hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0)  # fmt: skip
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
-    model = TypedBertForSequenceClassification.from_pretrained(tmp_path / "model")
-    encoded = encode_relations(tokenizer, [EXAMPLE] * 4, model.config.entity_types)
-    rows = [{**{name: values[i] for name, values in encoded.items()}, "labels": i % 3} for i in range(4)]
+    tokenizer, model, rows = four_labelled_rows(tmp_path / "model")
     with torch.no_grad():
         expected = sum(float(model(**TypedBertDataCollator(tokenizer)([row])).loss) for row in rows) / 4
     (tmp_path / "script.py").write_text(TORCHRUN_LOSS)
