@@ -11,6 +11,7 @@ from tests.conftest import SHARED
 from typed_bert.data import (
     encode_dataset,
     entity_type_names,
+    joined_texts,
     label_names,
     load_relations,
     texts_with_entities,
@@ -185,3 +186,42 @@ def test_pairs_the_model_cannot_read_are_marked_with_their_reason(tmp_path):
     assert unencodable_counts(reasons) == {"too_far_apart": 1, "overlapping": 1}
     with pytest.raises(DataFileError, match=r"data\.jsonl:2: the subject and object together span \d+ tokens"):
         encode_dataset(dataset, tokenizer, encoding, ["O", "Org", "Peop"], label2id, 32, path=path, strict=True)
+
+
+def test_joined_texts_shift_offsets_keep_labels_and_make_pairs_across_texts_no_relation(tmp_path):
+    rows = [
+        {"id": "a", "text": "Bill founded Microsoft", "entities": [
+            {"start": 0, "end": 4, "type": "Peop"}, {"start": 13, "end": 22, "type": "Org"}],
+         "relations": [{"subject": 0, "object": 1, "label": "founded"}]},
+        {"id": "b", "text": "Ann lives in Oslo", "entities": [
+            {"start": 0, "end": 3, "type": "Peop"}, {"start": 13, "end": 17, "type": "Loc"}],
+         "relations": [{"subject": 0, "object": 1, "label": "Live_In"}]},
+    ]  # fmt: skip
+    dataset = load_relations(write_lines(tmp_path / "texts.jsonl", rows))
+    seed = next(seed for seed in range(50) if len(set(joined_texts(dataset, 2, seed)["text"])) == 1)  # both joined
+    joined = joined_texts(dataset, 2, seed)
+    words = [tuple(r["text"][r[name]["start"] : r[name]["end"]] for name in ("subject", "object")) for r in joined]
+    pairs = {pair: (row["label"], row["line"]) for pair, row in zip(words, joined, strict=True)}
+    assert joined[0]["text"] == "Bill founded Microsoft Ann lives in Oslo"
+    assert len(pairs) == 12  # every ordered pair of the four entities
+    assert pairs["Bill", "Microsoft"] == ("founded", 1) and pairs["Ann", "Oslo"] == ("Live_In", 2)
+    assert pairs["Microsoft", "Bill"] == ("no_relation", 1)
+    assert pairs["Bill", "Oslo"] == ("no_relation", 1) and pairs["Oslo", "Bill"] == ("no_relation", 2)
+
+
+def test_joined_texts_are_seeded_and_add_no_pair_a_pair_file_leaves_out():
+    dataset = load_relations(SHARED / "data" / "conll04" / "dev.jsonl")
+    first, again = joined_texts(dataset, 3, seed=7), joined_texts(dataset, 3, seed=7)
+    assert first["text"] == again["text"] and first["label"] == again["label"]
+    assert joined_texts(dataset, 3, seed=8)["text"] != first["text"]
+    texts = texts_with_entities(first)
+    related = [sorted(label for label in rows["label"] if label != "no_relation") for rows in (first, dataset)]
+    assert 231 / 3 <= len(texts) < 231 and related[0] == related[1]
+    within = sum(len(group["relations"]) for group in texts_with_entities(dataset))
+    assert len(first) > within  # the pairs across texts were added
+    for row in first:  # offsets still point at the same words
+        for name in ("subject", "object"):
+            assert row["text"][row[name]["start"] : row[name]["end"]].strip()
+    alone = joined_texts(dataset, 1, seed=7)  # one text per document: the file's own pairs
+    key = lambda row: (row["text"], row["subject"]["start"], row["object"]["start"], row["label"])  # noqa: E731
+    assert sorted(map(key, alone)) == sorted(map(key, dataset))

@@ -227,3 +227,15 @@ def test_epochs_and_batch_size_default_by_pair_encoding_and_keep_what_is_given()
     packed = resolved(pair_encoding="per_subject")
     assert (packed.epochs, packed.batch_size) == (10.0, 16)
     assert (resolved(pair_encoding="per_subject", epochs=2, batch_size=8).epochs, 8) == (2, 8)
+
+
+def test_join_texts_trains_on_pseudo_documents_and_records_it(tmp_path, tiny_bert_dir, small_data):
+    plain, joined = tmp_path / "plain", tmp_path / "joined"
+    train(tiny_bert_dir, small_data, plain, "--pair-encoding", "per_subject", "--epochs", "1", steps=None)
+    train(tiny_bert_dir, small_data, joined, "--pair-encoding", "per_subject", "--join-texts", "3", "--epochs", "1",
+          steps=None)  # fmt: skip
+    plain_results, joined_results = (json.loads((out / "eval_results.json").read_text()) for out in (plain, joined))
+    assert joined_results["settings"]["join_texts"] == 3 and plain_results["settings"]["join_texts"] == 1
+    # The pairs across joined texts are more no_relation examples (packed: more objects per subject's sequence).
+    assert joined_results["train_pairs"] > 2 * plain_results["train_pairs"] == 2 * 160
+    assert joined_results["num_examples"] == plain_results["num_examples"]  # dev is scored as it is

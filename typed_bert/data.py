@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,42 @@ def texts_with_entities(dataset: datasets.Dataset) -> list[dict[str, Any]]:
         group["lines"].append(row["line"])
         group["rows"].append(index)
     return list(texts.values())
+
+
+def joined_texts(dataset: datasets.Dataset, max_texts: int, seed: int) -> datasets.Dataset:
+    """Pseudo-documents for training on text longer than a sentence: consecutive texts of `dataset` (in file order)
+    joined with one space, 1 to `max_texts` at a time (each document's count drawn uniformly, from `seed`). Each
+    text's pairs keep their labels and lines, their offsets shifted; every ordered pair of entities from two different
+    texts of a document is added as `no_relation` (the texts are unrelated, so no relation joins them), with the line
+    of the subject's text. A model trained on them has seen pairs across sentence boundaries, which a document's
+    windows hold (docs/documents.md). Pairs are in the order an entity-list line gives them (`_pairs_of_text`)."""
+    rng, groups, rows = random.Random(seed), texts_with_entities(dataset), []
+    start = 0
+    while start < len(groups):
+        document = groups[start : start + rng.randint(1, max_texts)]
+        start += len(document)
+        rows += _document_pairs(document, dataset)
+    return datasets.Dataset.from_list(rows)
+
+
+def _document_pairs(document: list[dict[str, Any]], dataset: datasets.Dataset) -> list[dict[str, Any]]:
+    """The canonical rows of the texts of `document` (`texts_with_entities` groups) joined into one text."""
+    text = " ".join(group["text"] for group in document)
+    entities, known, offset = [], {}, 0
+    for number, group in enumerate(document):
+        base = len(entities)
+        entities += [(number, group["lines"][0], {**e, "start": e["start"] + offset, "end": e["end"] + offset})
+                     for e in group["entities"]]  # fmt: skip
+        for relation, row in zip(group["relations"], group["rows"], strict=True):  # a pair may have several rows
+            known.setdefault((base + relation["subject"], base + relation["object"]), []).append(dataset[row])
+        offset += len(group["text"]) + 1
+    rows = []
+    for i, j in itertools.permutations(range(len(entities)), 2):
+        (text_i, line, subject), (text_j, _, obj) = entities[i], entities[j]
+        across = [{"id": f"{line}-{i}-{j}", "label": NO_RELATION, "line": line}] if text_i != text_j else []
+        rows += [{"id": original["id"], "text": text, "subject": subject, "object": obj, "label": original["label"],
+                  "line": original["line"]} for original in known.get((i, j), across)]  # fmt: skip
+    return rows
 
 
 def check_vocabulary(dataset: datasets.Dataset, path: str | Path, entity_types, labels, known_from: str) -> None:

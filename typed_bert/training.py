@@ -46,6 +46,7 @@ from typed_bert.data import (
     check_vocabulary,
     encode_dataset,
     entity_type_names,
+    joined_texts,
     label_names,
     load_relations,
     unencodable_counts,
@@ -101,6 +102,7 @@ class TrainingSettings:
     negative_ratio: float | None = None  # DEFAULT_NEGATIVE_RATIO of the pair encoding (`resolved_settings`)
     negative_weight: float | str = "auto"
     precision: str = "auto"
+    join_texts: int = 1
     seed: int = 42
     max_steps: int = -1
     eval_batch_size: int = 128
@@ -127,6 +129,8 @@ class TrainingSettings:
             raise InputError(
                 "--pair-encoding per_subject with --lora-rank; expected one of them (LoRA trains per pair)"
             )
+        if not isinstance(self.join_texts, int) or self.join_texts < 1:
+            raise InputError(f"join_texts={self.join_texts!r}; expected a positive number of texts per document")
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
 
@@ -145,6 +149,7 @@ class TrainingResult:
     precision: str
     negative_weight: float
     world_size: int
+    train_pairs: int = 0  # pairs of the training data (its pseudo-documents' with --join-texts)
     unencodable_pairs: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -286,6 +291,8 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
     settings = resolved_settings(settings, base_config)
     set_transformers_seed(settings.seed)
     train_raw = load_relations(settings.train_file)
+    if settings.join_texts > 1:
+        train_raw = joined_texts(train_raw, settings.join_texts, settings.seed)
     validation_raw = load_relations(settings.validation_file)
     labels = label_names(train_raw)
     entity_types = entity_type_names(train_raw)
@@ -416,6 +423,7 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         precision=precision,
         negative_weight=trainer.negative_weight,
         world_size=training_args.world_size,
+        train_pairs=len(train_raw),
         unencodable_pairs=unencodable,
     )
 
@@ -445,6 +453,7 @@ def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[s
         **metrics,
         "train_runtime_s": result.seconds,
         "train_steps": result.steps,
+        "train_pairs": result.train_pairs,
         "world_size": result.world_size,
         "precision": result.precision,
         "input_mode": settings.input_mode,

@@ -120,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="auto: bf16 autocast on CUDA GPUs and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the model "
         "is saved in fp32 either way",
     )
+    parser.add_argument(
+        "--join-texts",
+        type=positive_int,
+        default=defaults["join_texts"],
+        help="train on pseudo-documents: consecutive training texts joined 1 to N at a time (seeded), pairs across "
+        "them no_relation; for models that will read documents (docs/documents.md). Default 1: each text alone",
+    )
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (smoke tests)")
     parser.add_argument("--eval-batch-size", type=int, default=defaults["eval_batch_size"])
