@@ -433,18 +433,27 @@ class SubjectPackedPairs(PairEncoding):
     the object's type, the object role and the position ids of the object's first and last token. Text tokens attend
     only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
     to the text and to each other, never to another object's markers (`marker_groups`). A sequence holds at most
-    `objects_per_sequence` objects; a text longer than the limit minus the markers is cut to a window around the
-    subject and its objects, and an object that no window holds with the subject even alone is skipped.
+    `objects_per_sequence` objects. A pair is classified when one window of `max_length` tokens holds both entities
+    and the object's markers, as for one sequence per pair; the others are skipped. A subject's objects share its
+    sequences up to the model's own limit (`sequence_limit`), so that a document's subject is read once with all the
+    objects within reach on both sides (a text longer than its window is cut to the span of the subject and its
+    objects, at least `max_length` tokens, context around them).
     The sequences hold `PACKED_INPUT_NAMES`; `position_ids` count from 0.
     """
 
     input_names = PACKED_INPUT_NAMES
     marker_tokens = 2
 
-    def __init__(self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE) -> None:
+    def __init__(
+        self, objects_per_sequence: int = DEFAULT_OBJECTS_PER_SEQUENCE, sequence_limit: int | None = None
+    ) -> None:
         if not isinstance(objects_per_sequence, int) or objects_per_sequence < 1:
             raise ValueError(f"objects_per_sequence={objects_per_sequence!r} must be a positive int.")
-        self.objects_per_sequence = objects_per_sequence
+        self.objects_per_sequence, self.sequence_limit = objects_per_sequence, sequence_limit
+
+    @classmethod
+    def from_config(cls, config) -> SubjectPackedPairs:
+        return cls(sequence_limit=config.max_sequence_length)
 
     def encode_pairs(self, tokenizer, text, limit, pairs) -> EncodedPairs:
         objects_of: dict[int, list[int]] = {}
@@ -458,7 +467,8 @@ class SubjectPackedPairs(PairEncoding):
                 skipped.append((i, j, error))
                 continue
             objects_of.setdefault(i, []).append(j)
-        packing = _SubjectPacking(text, limit, _marker_token_id(tokenizer))
+        cap = max(limit, min(tokenizer.model_max_length, self.sequence_limit or tokenizer.model_max_length))
+        packing = _SubjectPacking(text, limit, cap, _marker_token_id(tokenizer))
         sequences, kept = [], []
         for i, objects in objects_of.items():
             for chunk in packing.chunks(i, objects, self.objects_per_sequence, skipped):
@@ -479,11 +489,12 @@ def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 class _SubjectPacking:
-    """The subject-packed sequences of one encoded text (`SubjectPackedPairs`)."""
+    """The subject-packed sequences of one encoded text (`SubjectPackedPairs`): pairs within a window of `limit`
+    tokens, sequences of at most `cap`."""
 
-    def __init__(self, text: EncodedText, limit: int, marker_id: int) -> None:
+    def __init__(self, text: EncodedText, limit: int, cap: int, marker_id: int) -> None:
         self.encoding, self.tokens, self.type_ids = text.encoding, text.tokens, text.type_ids
-        self.limit, self.marker_id = limit, marker_id
+        self.limit, self.cap, self.marker_id = limit, cap, marker_id
         self.special_tokens = sum(text.encoding["special_tokens_mask"])
         self.content = _content_bounds(text.encoding["special_tokens_mask"])
         self.text_type_ids = [0] * len(text.encoding["input_ids"])  # every entity's type on its tokens
@@ -492,37 +503,34 @@ class _SubjectPacking:
                 self.text_type_ids[position] = text.type_ids[index]
 
     def chunks(self, subject: int, objects: list[int], per_sequence: int, skipped: list) -> list[list[int]]:
-        """The subject's objects, in text order, in chunks that fill a sequence while it holds at most `per_sequence`
-        of them and one window of `limit` (their markers included) holds them with the subject; an object that no
-        window holds with the subject even alone is added to `skipped`."""
+        """The subject's objects within reach, in text order, in chunks that fill a sequence while it holds at most
+        `per_sequence` of them and `cap` tokens (their markers included); an object that no window of `limit` holds
+        with the subject is added to `skipped`."""
         chunks, chunk = [], []
         for j in sorted(objects, key=lambda index: self.tokens[index][0]):
-            if len(chunk) < per_sequence and self._fits(subject, [*chunk, j]):
-                chunk.append(j)
-                continue
-            if chunk:
-                chunks.append(chunk)
-            chunk = [j] if self._fits(subject, [j]) else []
-            if not chunk:
+            if self._text_tokens(subject, [j]) + 2 > self.limit:
                 skipped.append((subject, j, EntitiesTooFarApartError(
                     f"entities {subject} and {j} lie further apart than max_length={self.limit} allows, so no window "
                     "holds both."
                 )))  # fmt: skip
+            elif len(chunk) < per_sequence and self._text_tokens(subject, [*chunk, j]) + 2 * len(chunk) + 2 <= self.cap:
+                chunk.append(j)
+            else:
+                chunks.append(chunk)
+                chunk = [j]
         return [*chunks, chunk] if chunk else chunks
 
-    def _fits(self, subject: int, objects: list[int]) -> bool:
-        """Whether one window of `limit` tokens holds the subject, `objects` and their two markers each."""
-        room = self.limit - 2 * len(objects)
-        if len(self.encoding["input_ids"]) <= room:
-            return True
+    def _text_tokens(self, subject: int, objects: list[int]) -> int:
+        """The text tokens (special tokens included) a sequence of the subject and `objects` needs: the whole text,
+        or the span from the first to the last of their tokens."""
         positions = [p for index in (subject, *objects) for p in (self.tokens[index][0], self.tokens[index][-1])]
-        return max(positions) - min(positions) < room - self.special_tokens
+        return min(len(self.encoding["input_ids"]), max(positions) - min(positions) + 1 + self.special_tokens)
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
         length, subject_positions = len(self.encoding["input_ids"]), set(self.tokens[subject])
         keep: Sequence[int] = range(length)
-        budget = self.limit - 2 * len(objects)
+        budget = max(self.limit - 2 * len(objects), self._text_tokens(subject, objects))
         if length > budget:  # a window around the entities, found from their positions alone (documents are long)
             positions = [position for index in (subject, *objects) for position in self.tokens[index]]
             keep = _window(self.content, length, min(positions), max(positions), budget)

@@ -16,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, pipeline
 
-from encoding_typed_bert import EntitiesTooFarApartError, PerPairEncoding, SubjectPackedPairs, pairs_within_reach
+from encoding_typed_bert import (
+    EntitiesTooFarApartError,
+    PerPairEncoding,
+    SubjectPackedPairs,
+    encode_text,
+    pairs_within_reach,
+)
 from pipeline_typed_bert import load_entity_recognizer, recognized_entities
 from tests.conftest import minilm_path, save_tiny_classifier
 from tests.test_end_to_end import save_tiny_recognizer
@@ -163,6 +169,27 @@ def test_the_pairs_not_tried_are_exactly_those_no_window_holds(encoding):
     default = encoding.encode(tokenizer, text, entities, ENTITY_TYPES, 40)
     tried = {pair for pairs in default.pairs for pair in pairs} | {(i, j) for i, j, _ in default.skipped}
     assert too_far and tried == set(every) - too_far and default.beyond_reach == len(too_far)
+
+
+def test_a_document_subject_is_read_once_with_its_objects_on_both_sides():
+    """Packed, a subject's objects within reach share one sequence (up to the model's limit), however far apart on
+    either side: not one window of max_length per side, which read the text near a subject many times."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    text = DOCUMENT[:1500]
+    entities = [{"start": start, "end": end, "type": "PER"} for start, end in word_spans(text)][::3]
+    encoded = SubjectPackedPairs(sequence_limit=512).encode(tokenizer, text, entities, ENTITY_TYPES, 40)
+    subjects = [pairs[0][0] for pairs in encoded.pairs]
+    assert len(subjects) == len(set(subjects)) == len(entities)  # one sequence per subject
+    middle = encoded.pairs[subjects.index(len(entities) // 2)]
+    assert min(j for _, j in middle) < len(entities) // 2 < max(j for _, j in middle)  # objects on both sides
+    reach = set(pairs_within_reach(encode_text(tokenizer, text, entities, ENTITY_TYPES).tokens, 40 - 2 - 2))
+    assert {pair for pairs in encoded.pairs for pair in pairs} == reach  # every pair one window of 40 holds
+    lengths = [len(sequence["input_ids"]) for sequence in encoded.sequences]
+    assert max(lengths) <= 2 * 40 + 2 * max(map(len, encoded.pairs)) and min(lengths) >= 40
+    capped = SubjectPackedPairs(sequence_limit=48).encode(tokenizer, text, entities, ENTITY_TYPES, 40)
+    assert max(len(sequence["input_ids"]) for sequence in capped.sequences) <= 48
+    assert len(capped.sequences) > len(entities)
+    assert {pair for pairs in capped.pairs for pair in pairs} == reach  # a lower limit: more sequences, same pairs
 
 
 def run_command(*args, cwd) -> subprocess.CompletedProcess:
