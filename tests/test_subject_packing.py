@@ -270,3 +270,17 @@ def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
     with torch.no_grad():
         assert torch.equal(reloaded(**batch).logits, trained)
         torch.testing.assert_close(reloaded.merge_and_unload()(**batch).logits, trained, rtol=0, atol=1e-5)
+
+
+def test_the_all_relations_benchmark_reads_one_folder_with_either_encoding_and_writes_nothing(tmp_path):
+    from typed_bert import relations_benchmark as bench
+
+    folder = save_tiny_classifier(tmp_path / "model", ("O", "PER", "ORG"))
+    before = sorted(path.name for path in tmp_path.rglob("*"))
+    text = "Bill Gates founded Microsoft with Paul Allen in Albuquerque ."
+    entities = [{"start": start, "end": end, "type": "PER"} for start, end in ((0, 10), (19, 28), (34, 44))]
+    texts = [{"text": text, "entities": entities, "relations": []}]
+    for encoding, kind in (("per_pair", PerPairEncoding), ("per_subject", SubjectPackedPairs)):  # the Hub copy's class
+        assert type(bench.classifier(str(folder), torch.float32, encoding).pair_encoding).__name__ == kind.__name__
+        assert bench.best_speed(str(folder), texts, torch.float32, encoding)["pairs_per_s"] > 0
+    assert sorted(path.name for path in tmp_path.rglob("*")) == before

@@ -42,7 +42,6 @@ import functools
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -198,10 +197,6 @@ def all_relations(data_file: str, converted: str, trained: list[str] | None) -> 
     from typed_bert import relations_benchmark as bench
     from typed_bert.hardware import pick_precision
 
-    packed = Path(converted).with_name("converted-per-subject")
-    shutil.copytree(converted, packed)
-    config = json.loads((packed / "config.json").read_text())
-    (packed / "config.json").write_text(json.dumps({**config, "pair_encoding": "per_subject"}, indent=2))
     sets = {"texts >= 4 entities": bench.texts_of(data_file, 4)}
     sets["joined texts >= 10 entities"] = bench.joined_texts(sets["texts >= 4 entities"], 10)
     dtypes = {"fp32": torch.float32}
@@ -214,7 +209,8 @@ def all_relations(data_file: str, converted: str, trained: list[str] | None) -> 
         subjects = sum(len(t["entities"]) for t in texts)
         row = {"texts": len(texts), "pairs": pairs, "subjects": subjects}
         for precision, dtype in dtypes.items():
-            per_pair, per_subject = (bench.best_speed(folder, texts, dtype) for folder in (converted, str(packed)))
+            per_pair, per_subject = (bench.best_speed(converted, texts, dtype, encoding)
+                                     for encoding in ("per_pair", "per_subject"))  # fmt: skip
             row[precision] = {"per_pair": per_pair, "per_subject": per_subject,
                               "speedup": per_subject["pairs_per_s"] / per_pair["pairs_per_s"]}  # fmt: skip
             print(f"{name} ({len(texts)} texts, {pairs} pairs, {subjects} subjects), {precision}: per_pair "
