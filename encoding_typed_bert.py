@@ -332,12 +332,14 @@ class EncodedPairs:
         beyond_reach: how many ordered pairs of distinct entities were not tried because their tokens lie further
             apart than a window of `max_length` holds (only when the pairs were not given: every pair within reach
             is tried; a document's far pairs are counted, not listed).
+        window: the window, in tokens, that the pairs were sought in (`max_length`, or `document_window`).
     """
 
     sequences: list[dict[str, list[int]]]
     pairs: list[list[tuple[int, int]]]
     skipped: list[tuple[int, int, UnencodablePairError]]
     beyond_reach: int = 0
+    window: int = 0
 
 
 class PairEncoding:
@@ -363,20 +365,24 @@ class PairEncoding:
         max_length: int | None = None,
         pairs: Sequence[tuple[int, int]] | None = None,
         names: Sequence[str] | None = None,
+        document_window: int | None = None,
     ) -> EncodedPairs:
         """The sequences of `pairs` of a text's entities (`{"start", "end", "type"}` spans, which may overlap; the
         first of a pair is the subject); `names` are what errors call the entities; `max_length` as for
         `encode_relation`. By default every ordered pair of distinct entities whose tokens one window of `max_length`
-        holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A bad entity raises a `ValueError`
-        naming it; a pair that cannot be encoded is `skipped`."""
+        holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A text longer than `max_length` (a
+        document) is read in windows of `document_window` tokens when that is given and smaller. A bad entity raises
+        a `ValueError` naming it; a pair that cannot be encoded is `skipped`."""
         encoded = encode_text(tokenizer, text, entities, entity_types, names)
         limit = tokenizer.model_max_length if max_length is None else max_length
+        if document_window and len(encoded.encoding["input_ids"]) > limit:
+            limit = min(limit, document_window)
         if pairs is not None:
-            return self.encode_pairs(tokenizer, encoded, limit, pairs)
+            return replace(self.encode_pairs(tokenizer, encoded, limit, pairs), window=limit)
         reach = limit - tokenizer.num_special_tokens_to_add() - self.marker_tokens
         pairs = pairs_within_reach(encoded.tokens, reach)
         beyond = len(entities) * (len(entities) - 1) - len(pairs)
-        return replace(self.encode_pairs(tokenizer, encoded, limit, pairs), beyond_reach=beyond)
+        return replace(self.encode_pairs(tokenizer, encoded, limit, pairs), beyond_reach=beyond, window=limit)
 
     def encode_pairs(
         self, tokenizer: PreTrainedTokenizerBase, text: EncodedText, limit: int, pairs: Sequence[tuple[int, int]]

@@ -267,9 +267,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         beyond the reach of a window are counted for raw text, and each reported skipped for an entity list."""
         config = self.model.config
         window = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
-        if max_length is None and _is_document(self.tokenizer, inputs, window):
-            window = min(window, DOCUMENT_MAX_LENGTH)
-        max_length = window
+        document_window = DOCUMENT_MAX_LENGTH if max_length is None else None
         is_pair = isinstance(inputs, dict) and {"text", "subject", "object"} <= set(inputs)
         is_text = isinstance(inputs, dict) and {"text", "entities"} <= set(inputs)
         if is_pair == is_text:
@@ -277,19 +275,20 @@ class RelationClassificationPipeline(ChunkPipeline):
                 "Expected a dict with 'text', 'subject' and 'object' (one pair) or with 'text' and 'entities' (all "
                 f"relations of a text), not both, got {inputs!r}."
             )
-        if is_pair:
+        if is_pair:  # one pair is read in the model's window, however long its text
             entities, pairs, names = [inputs["subject"], inputs["object"]], [(0, 1)], ["subject", "object"]
+            document_window = None
         else:
             entities, pairs, names = inputs["entities"], None, None
         encoded = self.pair_encoding.encode(
-            self.tokenizer, inputs["text"], entities, config.entity_types, max_length, pairs, names
+            self.tokenizer, inputs["text"], entities, config.entity_types, window, pairs, names, document_window
         )
         if is_pair and encoded.skipped:  # what cannot be encoded is an error for a single pair, not a skipped pair
             raise encoded.skipped[0][2]
         skipped = [(i, j, {"skipped": str(error)}) for i, j, error in encoded.skipped]
         beyond = encoded.beyond_reach
         if beyond and not text_only:
-            skipped += _beyond_reach(len(entities), encoded, max_length)
+            skipped += _beyond_reach(len(entities), encoded)
         entities = None if is_pair else entities
         if not encoded.sequences:  # nothing to run; a placeholder chunk carries the input through the batched loop
             yield self._chunk(self.pair_encoding.placeholder(self.tokenizer), entities, [], skipped, True, beyond)
@@ -542,17 +541,11 @@ def _text_of(item: Any) -> Any:
     return item.get("text") if isinstance(item, dict) else item
 
 
-def _is_document(tokenizer, inputs: Any, max_length: int) -> bool:
-    """A text with entities that is longer than `max_length` tokens."""
-    text = inputs.get("text") if isinstance(inputs, dict) and "entities" in inputs else None
-    return isinstance(text, str) and len(tokenizer(text, verbose=False)["input_ids"]) > max_length
-
-
-def _beyond_reach(count: int, encoded, max_length: int) -> list[tuple[int, int, dict[str, str]]]:
+def _beyond_reach(count: int, encoded) -> list[tuple[int, int, dict[str, str]]]:
     """A skipped entry for each ordered pair of `count` entities that `encoded` did not try (beyond reach)."""
     tried = {pair for pairs in encoded.pairs for pair in pairs} | {(i, j) for i, j, _ in encoded.skipped}
-    reason = {"skipped": f"the two entities lie further apart than max_length={max_length} allows, so no window holds "
-                         "both."}  # fmt: skip
+    reason = {"skipped": f"the two entities lie further apart than max_length={encoded.window} allows, so no window "
+                         "holds both."}  # fmt: skip
     return [(i, j, reason) for i in range(count) for j in range(count) if i != j and (i, j) not in tried]
 
 
