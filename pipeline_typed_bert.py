@@ -293,9 +293,11 @@ class RelationClassificationPipeline(ChunkPipeline):
         if not encoded.sequences:  # nothing to run; a placeholder chunk carries the input through the batched loop
             yield self._chunk(self.pair_encoding.placeholder(self.tokenizer), entities, [], skipped, True, beyond)
             return
-        last = len(encoded.sequences) - 1
-        for index, (features, pairs) in enumerate(zip(encoded.sequences, encoded.pairs, strict=True)):
-            yield self._chunk(features, entities, pairs, skipped, index == last, beyond)
+        # Shortest first: a document's sequences differ in length, and batches of similar ones pad little.
+        order = sorted(range(len(encoded.sequences)), key=lambda index: len(encoded.sequences[index]["input_ids"]))
+        for index in order:
+            is_last = index == order[-1]
+            yield self._chunk(encoded.sequences[index], entities, encoded.pairs[index], skipped, is_last, beyond)
 
     @staticmethod
     def _chunk(features, entities, pairs, skipped, is_last, beyond_reach) -> dict[str, Any]:
