@@ -192,6 +192,19 @@ def test_a_document_subject_is_read_once_with_its_objects_on_both_sides():
     assert {pair for pairs in capped.pairs for pair in pairs} == reach  # a lower limit: more sequences, same pairs
 
 
+def test_a_texts_sequences_run_shortest_first_and_the_last_carries_what_was_skipped(tmp_path):
+    folder = save_tiny_classifier(tmp_path / "packed", ENTITY_TYPES, max_position_embeddings=512,
+                                  pair_encoding="per_subject")  # fmt: skip
+    classify = pipeline("relation-classification", model=str(folder), trust_remote_code=True)
+    text = DOCUMENT[:1500]
+    entities = [{"start": start, "end": end, "type": "PER"} for start, end in word_spans(text)][::3]
+    chunks = list(classify.preprocess({"text": text, "entities": entities}, max_length=40))
+    lengths = [chunk["input_ids"].shape[1] for chunk in chunks]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]  # subjects near the ends read less text
+    assert [chunk["is_last"] for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[-1]["pairs"].beyond_reach > 0 and all(chunk["pairs"].beyond_reach == 0 for chunk in chunks[:-1])
+
+
 def run_command(*args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "typed_bert.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)  # fmt: skip
