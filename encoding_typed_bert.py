@@ -440,10 +440,11 @@ class SubjectPackedPairs(PairEncoding):
     only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
     to the text and to each other, never to another object's markers (`marker_groups`). A sequence holds at most
     `objects_per_sequence` objects. A pair is classified when one window of `max_length` tokens holds both entities
-    and the object's markers, as for one sequence per pair; the others are skipped. A subject's objects share its
-    sequences up to the model's own limit (`sequence_limit`), so that a document's subject is read once with all the
-    objects within reach on both sides (a text longer than its window is cut to the span of the subject and its
-    objects, at least `max_length` tokens, context around them).
+    and the object's markers, as for one sequence per pair; the others are skipped. A text that one window holds is
+    read whole, each sequence at most `max_length`; in a longer text (a document) a subject's objects share its
+    sequences up to the model's own limit (`sequence_limit`, else the tokenizer's), so that the subject is read once
+    with all its objects within reach on both sides: the text is cut to the span of the subject and its objects (at
+    least `max_length` tokens, context around them).
     The sequences hold `PACKED_INPUT_NAMES`; `position_ids` count from 0.
     """
 
@@ -459,6 +460,7 @@ class SubjectPackedPairs(PairEncoding):
 
     @classmethod
     def from_config(cls, config) -> SubjectPackedPairs:
+        """The packing of a model with this `TypedBertConfig`: its sequences at most the position table's limit."""
         return cls(sequence_limit=config.max_sequence_length)
 
     def encode_pairs(self, tokenizer, text, limit, pairs) -> EncodedPairs:
@@ -473,7 +475,9 @@ class SubjectPackedPairs(PairEncoding):
                 skipped.append((i, j, error))
                 continue
             objects_of.setdefault(i, []).append(j)
-        cap = max(limit, min(tokenizer.model_max_length, self.sequence_limit or tokenizer.model_max_length))
+        cap = limit  # a text that one window holds is read as before; a longer one, a subject's whole reach at once
+        if len(text.encoding["input_ids"]) > limit:
+            cap = max(limit, min(tokenizer.model_max_length, self.sequence_limit or tokenizer.model_max_length))
         packing = _SubjectPacking(text, limit, cap, _marker_token_id(tokenizer))
         sequences, kept = [], []
         for i, objects in objects_of.items():

@@ -226,7 +226,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         """Every keyword of a call, checked here once for every kind of input (`__call__` refuses names that are not
         `CALL_KEYWORDS`; at construction, transformers passes its loading options too, which are not ours)."""
         _check_optional_int("top_k", top_k, "the number of best labels to return")
-        _check_optional_int("max_length", max_length, "tokens a sequence or window may take")
+        _check_optional_int("max_length", max_length, "tokens a window may take")
         if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 0):
             raise ValueError(f"stride={stride!r} must be an int of at least 0 (tokens two windows share).")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))

@@ -209,19 +209,26 @@ def test_joined_texts_shift_offsets_keep_labels_and_make_pairs_across_texts_no_r
     assert pairs["Bill", "Oslo"] == ("no_relation", 1) and pairs["Oslo", "Bill"] == ("no_relation", 2)
 
 
-def test_joined_texts_are_seeded_and_add_no_pair_a_pair_file_leaves_out():
-    dataset = load_relations(SHARED / "data" / "conll04" / "dev.jsonl")
+def test_joined_texts_are_seeded_and_add_no_pair_a_pair_file_leaves_out(tmp_path):
+    lines = (SHARED / "data" / "conll04" / "dev.jsonl").read_text().splitlines()
+    kept = write_lines(tmp_path / "some_pairs.jsonl", lines[::2])  # a pair file that gives only some of each text's
+    dataset = load_relations(kept)
     first, again = joined_texts(dataset, 3, seed=7), joined_texts(dataset, 3, seed=7)
-    assert first["text"] == again["text"] and first["label"] == again["label"]
+    assert first["text"] == again["text"] and first["label"] == again["label"] and first["id"] == again["id"]
     assert joined_texts(dataset, 3, seed=8)["text"] != first["text"]
-    texts = texts_with_entities(first)
-    related = [sorted(label for label in rows["label"] if label != "no_relation") for rows in (first, dataset)]
-    assert 231 / 3 <= len(texts) < 231 and related[0] == related[1]
-    within = sum(len(group["relations"]) for group in texts_with_entities(dataset))
-    assert len(first) > within  # the pairs across texts were added
-    for row in first:  # offsets still point at the same words
-        for name in ("subject", "object"):
-            assert row["text"][row[name]["start"] : row[name]["end"]].strip()
+    texts = {row["text"] for row in dataset}
+    assert len(texts) / 3 <= len(set(first["text"])) < len(texts)
+
+    def words(row):  # the pair as the words its spans cover, and its label and line
+        return tuple(row["text"][row[name]["start"] : row[name]["end"]] for name in ("subject", "object"))
+
+    file_pairs = sorted((words(row), row["label"], row["line"]) for row in dataset)
+    same_text = [row for row in first if "->" not in row["id"]]  # the file's own pairs, moved into documents
+    across = [row for row in first if "->" in row["id"]]
+    assert sorted((words(row), row["label"], row["line"]) for row in same_text) == file_pairs
+    assert across and {row["label"] for row in across} == {"no_relation"}
+    for row in across:  # two texts' entities: the id names two different lines
+        assert row["id"].split(" entity ")[0] != row["id"].split("-> ")[1].split(" entity ")[0]
     alone = joined_texts(dataset, 1, seed=7)  # one text per document: the file's own pairs
     key = lambda row: (row["text"], row["subject"]["start"], row["object"]["start"], row["label"])  # noqa: E731
     assert sorted(map(key, alone)) == sorted(map(key, dataset))

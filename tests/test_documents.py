@@ -203,6 +203,7 @@ def test_a_texts_sequences_run_shortest_first_and_the_last_carries_what_was_skip
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1]  # subjects near the ends read less text
     assert [chunk["is_last"] for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
     assert chunks[-1]["pairs"].beyond_reach > 0 and all(chunk["pairs"].beyond_reach == 0 for chunk in chunks[:-1])
+    assert chunks[-1]["pairs"].skipped and not any(chunk["pairs"].skipped for chunk in chunks[:-1])
 
 
 def run_command(*args, cwd) -> subprocess.CompletedProcess:

@@ -239,3 +239,19 @@ def test_join_texts_trains_on_pseudo_documents_and_records_it(tmp_path, tiny_ber
     # The pairs across joined texts are more no_relation examples (packed: more objects per subject's sequence).
     assert joined_results["train_pairs"] > 2 * plain_results["train_pairs"] == 2 * 160
     assert joined_results["num_examples"] == plain_results["num_examples"]  # dev is scored as it is
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"join_texts": 0}, "join_texts=0"),
+        ({"join_texts": True}, "join_texts=True"),
+        ({"join_texts": 2, "strict": True}, "--strict with --join-texts"),
+    ],
+)
+def test_join_texts_refuses_what_it_cannot_mean(given, named):
+    from typed_bert.errors import InputError
+    from typed_bert.training import TrainingSettings
+
+    with pytest.raises(InputError, match=named):
+        TrainingSettings(base_model="b", train_file="t", validation_file="v", **given)

@@ -198,17 +198,20 @@ def _document_pairs(document: list[dict[str, Any]], dataset: datasets.Dataset) -
     """The canonical rows of the texts of `document` (`texts_with_entities` groups) joined into one text."""
     text = " ".join(group["text"] for group in document)
     entities, known, offset = [], {}, 0
-    for number, group in enumerate(document):
-        base = len(entities)
-        entities += [(number, group["lines"][0], {**e, "start": e["start"] + offset, "end": e["end"] + offset})
-                     for e in group["entities"]]  # fmt: skip
+    for group in document:
+        base, line = len(entities), group["lines"][0]
+        entities += [(line, index, {**e, "start": e["start"] + offset, "end": e["end"] + offset})
+                     for index, e in enumerate(group["entities"])]  # fmt: skip
         for relation, row in zip(group["relations"], group["rows"], strict=True):  # a pair may have several rows
             known.setdefault((base + relation["subject"], base + relation["object"]), []).append(dataset[row])
         offset += len(group["text"]) + 1
     rows = []
     for i, j in itertools.permutations(range(len(entities)), 2):
-        (text_i, line, subject), (text_j, _, obj) = entities[i], entities[j]
-        across = [{"id": f"{line}-{i}-{j}", "label": NO_RELATION, "line": line}] if text_i != text_j else []
+        (line_i, index_i, subject), (line_j, index_j, obj) = entities[i], entities[j]
+        # A pair across two texts, named by their lines and its entities' places in them; none within a text that
+        # the file does not give (a pair file lists only some).
+        across = [{"id": f"line {line_i} entity {index_i} -> line {line_j} entity {index_j}", "label": NO_RELATION,
+                   "line": line_i}] if line_i != line_j else []  # fmt: skip
         rows += [{"id": original["id"], "text": text, "subject": subject, "object": obj, "label": original["label"],
                   "line": original["line"]} for original in known.get((i, j), across)]  # fmt: skip
     return rows

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import pipeline
+from transformers import Pipeline, pipeline
 
 from configuration_typed_bert import NO_RELATION
 from typed_bert.data import load_relations, texts_with_entities
@@ -66,7 +66,7 @@ def pairs_per_second(classify, texts: Sequence[dict[str, Any]], batch_size: int)
     return pairs / (time.perf_counter() - started)
 
 
-def classifier(folder: str, dtype: torch.dtype, pair_encoding: str):
+def classifier(folder: str, dtype: torch.dtype, pair_encoding: str) -> Pipeline:
     """The relation-classification pipeline of a model folder read with `pair_encoding` (one class reads both; its
     config says which), without writing anything."""
     return pipeline("relation-classification", model=folder, trust_remote_code=True, dtype=dtype,

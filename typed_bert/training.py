@@ -129,8 +129,13 @@ class TrainingSettings:
             raise InputError(
                 "--pair-encoding per_subject with --lora-rank; expected one of them (LoRA trains per pair)"
             )
-        if not isinstance(self.join_texts, int) or self.join_texts < 1:
+        if not isinstance(self.join_texts, int) or isinstance(self.join_texts, bool) or self.join_texts < 1:
             raise InputError(f"join_texts={self.join_texts!r}; expected a positive number of texts per document")
+        if self.strict and self.join_texts > 1:
+            raise InputError(
+                "--strict with --join-texts; expected one of them (--strict refuses the file's pairs that cannot be "
+                "read, and the pairs across joined texts are not the file's)"
+            )
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
 
