@@ -261,3 +261,4 @@ def test_the_benchmark_reports_documents_against_the_same_texts_as_a_list(bundle
         assert figures["entity_agreement_f1"] == figures["entity_f1_sentences"] == figures["entity_f1_documents"] == 1
         assert figures["time_ratio"] == pytest.approx(figures["documents_s"] / figures["sentences_s"])
         assert figures["relations_across_sentences"] >= 0 and figures["relation_f1_sentences"] == 0  # no gold relation
+        assert figures["windows"] == {"max_length": 48, "stride": 12}  # the default windows, as read
