@@ -273,6 +273,7 @@ def test_lora_on_the_packed_class_trains_saves_and_merges(tmp_path, tokenizer):
 
 
 def test_the_all_relations_benchmark_reads_one_folder_with_either_encoding_and_writes_nothing(tmp_path):
+    pytest.importorskip("datasets", reason="the benchmark reads data files with the training stack")
     from typed_bert import relations_benchmark as bench
 
     folder = save_tiny_classifier(tmp_path / "model", ("O", "PER", "ORG"))
