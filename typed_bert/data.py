@@ -196,25 +196,40 @@ def joined_texts(dataset: datasets.Dataset, max_texts: int, seed: int) -> datase
 
 def _document_pairs(document: list[dict[str, Any]], dataset: datasets.Dataset) -> list[dict[str, Any]]:
     """The canonical rows of the texts of `document` (`texts_with_entities` groups) joined into one text."""
-    text = " ".join(group["text"] for group in document)
-    entities, known, offset = [], {}, 0
-    for group in document:
-        base, line = len(entities), group["lines"][0]
-        entities += [(line, index, {**e, "start": e["start"] + offset, "end": e["end"] + offset})
-                     for index, e in enumerate(group["entities"])]  # fmt: skip
-        for relation, row in zip(group["relations"], group["rows"], strict=True):  # a pair may have several rows
-            known.setdefault((base + relation["subject"], base + relation["object"]), []).append(dataset[row])
-        offset += len(group["text"]) + 1
-    rows = []
-    for i, j in itertools.permutations(range(len(entities)), 2):
-        (line_i, index_i, subject), (line_j, index_j, obj) = entities[i], entities[j]
+    joined = joined_text(document)
+    known: dict[tuple[int, int], list[dict[str, Any]]] = {}  # a pair may have several rows
+    rows = [row for group in document for row in group["rows"]]
+    for relation, row in zip(joined["relations"], rows, strict=True):
+        known.setdefault((relation["subject"], relation["object"]), []).append(dataset[row])
+    firsts = list(itertools.accumulate((len(group["entities"]) for group in document), initial=0))
+    lines = [group["lines"][0] for group in document]
+    pairs = []
+    for i, j in itertools.permutations(range(len(joined["entities"])), 2):
+        text_i, text_j = joined["sources"][i], joined["sources"][j]
         # A pair across two texts, named by their lines and its entities' places in them; none within a text that
         # the file does not give (a pair file lists only some).
-        across = [{"id": f"line {line_i} entity {index_i} -> line {line_j} entity {index_j}", "label": NO_RELATION,
-                   "line": line_i}] if line_i != line_j else []  # fmt: skip
-        rows += [{"id": original["id"], "text": text, "subject": subject, "object": obj, "label": original["label"],
-                  "line": original["line"]} for original in known.get((i, j), across)]  # fmt: skip
-    return rows
+        name = f"line {lines[text_i]} entity {i - firsts[text_i]} -> line {lines[text_j]} entity {j - firsts[text_j]}"
+        across = [{"id": name, "label": NO_RELATION, "line": lines[text_i]}] if text_i != text_j else []
+        pairs += [{"id": original["id"], "text": joined["text"], "subject": joined["entities"][i],
+                   "object": joined["entities"][j], "label": original["label"], "line": original["line"]}
+                  for original in known.get((i, j), across)]  # fmt: skip
+    return pairs
+
+
+def joined_text(texts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Texts (`{"text", "entities", "relations"}`, as `texts_with_entities` gives them) as one text, joined with a
+    space: entity offsets and relation indices shifted; `sources` gives the index in `texts` of each entity."""
+    joined: dict[str, Any] = {"text": " ".join(text["text"] for text in texts), "entities": [], "relations": [],
+                              "sources": []}  # fmt: skip
+    offset = 0
+    for number, text in enumerate(texts):
+        first = len(joined["entities"])
+        joined["entities"] += [{**e, "start": e["start"] + offset, "end": e["end"] + offset} for e in text["entities"]]
+        joined["relations"] += [{**r, "subject": r["subject"] + first, "object": r["object"] + first}
+                                for r in text["relations"]]  # fmt: skip
+        joined["sources"] += [number] * len(text["entities"])
+        offset += len(text["text"]) + 1
+    return joined
 
 
 def check_vocabulary(dataset: datasets.Dataset, path: str | Path, entity_types, labels, known_from: str) -> None:

@@ -19,7 +19,7 @@ import torch
 from transformers import Pipeline, pipeline
 
 from configuration_typed_bert import NO_RELATION
-from typed_bert.data import load_relations, texts_with_entities
+from typed_bert.data import joined_text, load_relations, texts_with_entities
 from typed_bert.metrics import relation_metrics
 
 BATCH_SIZES = (16, 64)
@@ -38,21 +38,13 @@ def texts_of(path: str, min_entities: int) -> list[dict[str, Any]]:
 
 def joined_texts(texts: Sequence[dict[str, Any]], min_entities: int) -> list[dict[str, Any]]:
     """Consecutive texts joined with a space until each joined text has at least `min_entities` entities; entity
-    offsets and relation indices are shifted, the pairs across joined texts are `no_relation`."""
-    joined, current = [], None
+    offsets and relation indices are shifted (`joined_text`), the pairs across joined texts are `no_relation`."""
+    joined, current = [], []
     for text in texts:
-        if current is None:
-            current = {"text": "", "entities": [], "relations": []}
-        offset = len(current["text"]) + (1 if current["text"] else 0)
-        first = len(current["entities"])
-        current["text"] = f"{current['text']} {text['text']}" if current["text"] else text["text"]
-        current["entities"] += [{**e, "start": e["start"] + offset, "end": e["end"] + offset} for e in text["entities"]]
-        current["relations"] += [
-            {**r, "subject": r["subject"] + first, "object": r["object"] + first} for r in text["relations"]
-        ]
-        if len(current["entities"]) >= min_entities:
-            joined.append(current)
-            current = None
+        current.append(text)
+        if sum(len(item["entities"]) for item in current) >= min_entities:
+            joined.append({key: value for key, value in joined_text(current).items() if key != "sources"})
+            current = []
     return joined
 
 
