@@ -36,7 +36,7 @@ def texts_of(path: str, min_entities: int) -> list[dict[str, Any]]:
     ]
 
 
-def joined_texts(texts: Sequence[dict[str, Any]], min_entities: int) -> list[dict[str, Any]]:
+def texts_joined_to(texts: Sequence[dict[str, Any]], min_entities: int) -> list[dict[str, Any]]:
     """Consecutive texts joined with a space until each joined text has at least `min_entities` entities; entity
     offsets and relation indices are shifted (`joined_text`), the pairs across joined texts are `no_relation`."""
     joined, current = [], []

@@ -198,7 +198,7 @@ def all_relations(data_file: str, converted: str, trained: list[str] | None) -> 
     from typed_bert.hardware import pick_precision
 
     sets = {"texts >= 4 entities": bench.texts_of(data_file, 4)}
-    sets["joined texts >= 10 entities"] = bench.joined_texts(sets["texts >= 4 entities"], 10)
+    sets["joined texts >= 10 entities"] = bench.texts_joined_to(sets["texts >= 4 entities"], 10)
     dtypes = {"fp32": torch.float32}
     if pick_precision("auto", "cpu") == "bf16":
         dtypes["bf16"] = torch.bfloat16
