@@ -13,7 +13,6 @@ until it is trained, and only entity tokens need a vector.
 """
 
 import os
-import shutil
 
 import torch
 from torch import nn
@@ -30,15 +29,16 @@ from transformers.utils import TransformersKwargs, logging
 
 # Every uploaded file is imported here, directly, and only here: transformers copies a model file's relative imports
 # into each saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones. The
-# encoding and pipeline files are not used by this file; the pipeline is announced in config.json's custom_pipelines.
+# encoding file and the pipeline class are not used by this file; the pipeline is announced in config.json's
+# custom_pipelines.
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
     from .encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
-    from .pipeline_typed_bert import RelationClassificationPipeline  # noqa: F401
+    from .pipeline_typed_bert import RelationClassificationPipeline, entity_model_source, load_entity_model  # noqa: F401
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
     from encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
-    from pipeline_typed_bert import RelationClassificationPipeline  # noqa: F401
+    from pipeline_typed_bert import RelationClassificationPipeline, entity_model_source, load_entity_model  # noqa: F401
 
 # Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
 TYPED_BERT_AUTO_MAP = {
@@ -160,19 +160,24 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         return saved
 
     def _save_entity_model(self, save_directory) -> None:
-        """Copy the entity model that `config.entity_model` names (a subfolder of the folder this model was loaded
-        from) into `save_directory`, so that a saved or pushed folder extracts from raw text as its source did."""
-        subfolder = getattr(self.config, "entity_model", None)
-        if not subfolder:
+        """Save the entity model that `config.entity_model` names into that subfolder of `save_directory`, read
+        through transformers from where this model was loaded (its folder, or its Hub repo at the same commit), so
+        that a saved or pushed folder extracts from raw text as its source did."""
+        if not getattr(self.config, "entity_model", None):
             return
-        source, target = os.path.join(self.name_or_path, subfolder), os.path.join(save_directory, subfolder)
-        if os.path.isdir(source) and os.path.abspath(source) != os.path.abspath(target):
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        elif not os.path.isdir(target):
-            logger.warning(
-                f"config.entity_model names {subfolder!r}, which is not in {self.name_or_path!r}: the saved folder has "
-                "no entity model. Copy that folder into it, or push with `typed-bert push --entity-model`."
-            )
+        source, load = entity_model_source(self)
+        target = os.path.join(save_directory, self.config.entity_model)
+        if os.path.isdir(source) and os.path.isdir(target) and os.path.samefile(source, target):
+            return  # saved into the folder it was loaded from
+        try:
+            entity_model, tokenizer = load_entity_model(source, **load)
+        except OSError as error:
+            logger.warning(f"config.entity_model names {self.config.entity_model!r}, which could not be read from "
+                           f"{self.name_or_path!r} ({error}): the saved folder has no entity model. Save one into it "
+                           "with `typed-bert push --entity-model` or `typed-bert train --entity-model`.")  # fmt: skip
+            return
+        entity_model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
 
 
 class TypedBertModel(TypedBertPreTrainedModel, BertModel):

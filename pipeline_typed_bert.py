@@ -202,13 +202,7 @@ class RelationClassificationPipeline(ChunkPipeline):
                     "repository (typed-bert train-entities, then typed-bert push --model FOLDER --entity-model "
                     "NER_FOLDER or typed-bert train ... --entity-model NER_FOLDER)."
                 )
-            source, load = self.model.name_or_path, {"subfolder": subfolder}
-            # The revision the relation model came from (a Hub download records it), so that both models match.
-            revision = _repository_commit(self.model.config)
-            if os.path.isdir(source):
-                source, load = os.path.join(source, subfolder), {}
-            elif revision:
-                load["revision"] = revision
+            source, load = entity_model_source(self.model)
             self._recognizer = load_entity_recognizer(source, device=self.device, dtype=self.model.dtype, **load)
         return self._recognizer
 
@@ -478,12 +472,29 @@ def _repository_commit(config) -> str | None:
     return commit or (package if re.fullmatch(r"[0-9a-f]{40}", package) else None)
 
 
-def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
-    """The entity recognizer over an entity model folder or Hub id (`load_kwargs`: `subfolder`, `revision`, ...):
-    `TypedBertTokenClassificationPipeline` aggregated as `ENTITY_AGGREGATION`, a TypedBert checkpoint run by this
-    repository's own code."""
+def entity_model_source(model) -> tuple[str, dict[str, str]]:
+    """Where the entity model that `model.config.entity_model` names is read from, as `(source, load_kwargs)`: that
+    subfolder of the folder `model` was loaded from, or of its Hub repo at the commit `model` came from (a Hub
+    download records it), so that both models match."""
+    source, subfolder = model.name_or_path, model.config.entity_model
+    if os.path.isdir(source):
+        return os.path.join(source, subfolder), {}
+    revision = _repository_commit(model.config)
+    return source, {"subfolder": subfolder, **({"revision": revision} if revision else {})}
+
+
+def load_entity_model(source: str, dtype=None, **load_kwargs) -> tuple[torch.nn.Module, Any]:
+    """The token classifier and tokenizer of an entity model folder or Hub id (`load_kwargs`: `subfolder`,
+    `revision`, ...); a TypedBert checkpoint is run by this repository's own code."""
     model = _token_classifier_class(source, **load_kwargs).from_pretrained(source, dtype=dtype, **load_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source, config=model.config, **load_kwargs)  # no second config lookup
+    return model, tokenizer
+
+
+def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
+    """The entity recognizer over an entity model (`load_entity_model`): `TypedBertTokenClassificationPipeline`
+    aggregated as `ENTITY_AGGREGATION`."""
+    model, tokenizer = load_entity_model(source, dtype, **load_kwargs)
     return TypedBertTokenClassificationPipeline(
         model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=device
     )

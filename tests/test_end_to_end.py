@@ -331,3 +331,45 @@ def test_entity_masking_hides_entity_tokens_while_training_only(tmp_path):
     assert 0.35 < masked.sum().item() / inside.sum().item() < 0.65  # 120 entity tokens, p = 0.5
     with pytest.raises(ValueError, match="mask token"):
         EntityTrainer(model=model, args=args, entity_masking=0.1, mask_token_id=None, outside_id=0)
+
+
+def test_a_model_loaded_from_the_hub_saves_and_pushes_its_entity_model(bundled, local_hub, tmp_path):
+    """Loaded from a Hub repo (no local folder to copy from), a bundled model's `save_pretrained` and `push_to_hub`
+    still write its entity model, read from that repo at the commit the model came from."""
+    result = run_isolated(
+        f"""
+        import json, os
+        from huggingface_hub import create_repo, list_repo_files, upload_folder
+        from transformers import AutoModelForSequenceClassification, pipeline
+        create_repo("org/source")
+        upload_folder(repo_id="org/source", folder_path={str(bundled)!r})
+        model = AutoModelForSequenceClassification.from_pretrained("org/source", trust_remote_code=True)
+        model.save_pretrained("saved")
+        model.push_to_hub("org/pushed")
+        found = pipeline("relation-classification", model="saved", tokenizer={str(bundled)!r},
+                         trust_remote_code=True)({TEXT!r})["entities"]
+        print(json.dumps({{"saved": sorted(os.listdir("saved/entities")), "files": list_repo_files("org/pushed"),
+                          "found": [entity["text"] for entity in found]}}))
+        """,
+        tmp_path,
+        env=hub_env(local_hub),
+    )
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(result["saved"])
+    assert {"entities/model.safetensors", "entities/config.json"} <= set(result["files"])
+    assert result["found"] == ["Bill", "Gates", "founded", "Microsoft", "."]
+
+
+def test_saving_in_place_keeps_the_entity_model_and_a_missing_one_is_a_warning(bundled, tmp_path, caplog):
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    folder = shutil.copytree(bundled, tmp_path / "model")
+    weights = (folder / "entities" / "model.safetensors").read_bytes()
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=True)
+    model.save_pretrained(folder)
+    assert (folder / "entities" / "model.safetensors").read_bytes() == weights
+    shutil.rmtree(folder / "entities")
+    with caplog.at_level("WARNING"):
+        model.save_pretrained(tmp_path / "saved")
+    assert "the saved folder has no entity model" in caplog.text and not (tmp_path / "saved" / "entities").exists()
