@@ -301,38 +301,6 @@ def test_the_end_to_end_error_breakdown_names_each_kind_of_error():
     }
 
 
-def test_entity_masking_hides_entity_tokens_while_training_only(tmp_path):
-    """`EntityTrainer(entity_masking=p)` replaces tokens inside gold entities (B-/I- labels) by the mask token with
-    probability p in training steps; outside tokens, special tokens, labels and evaluation inputs are untouched."""
-    from transformers import TrainingArguments
-
-    from typed_bert.trainer import EntityTrainer
-
-    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
-                        num_labels=3)  # fmt: skip
-    model = BertForTokenClassification(config)
-    seen = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()),
-                                    with_kwargs=True)  # fmt: skip
-    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", seed=3)
-    trainer = EntityTrainer(model=model, args=args, entity_masking=0.5, mask_token_id=4, outside_id=0)
-    labels = torch.tensor([[-100] + [1, 2, 2, 0, 0, 1, 0] * 40 + [-100]])
-    input_ids = (torch.arange(labels.shape[1]).remainder(40) + 10).unsqueeze(0)
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(labels), "labels": labels}
-    model.train()
-    trainer.compute_loss(model, dict(inputs))
-    model.eval()
-    trainer.compute_loss(model, dict(inputs))
-    trained, evaluated = seen
-    inside = (labels != -100) & (labels != 0)
-    assert torch.equal(trained[~inside], input_ids[~inside]) and torch.equal(evaluated, input_ids)
-    masked = (trained == 4) & inside
-    assert torch.equal(trained[inside & ~masked], input_ids[inside & ~masked])
-    assert 0.35 < masked.sum().item() / inside.sum().item() < 0.65  # 120 entity tokens, p = 0.5
-    with pytest.raises(ValueError, match="mask token"):
-        EntityTrainer(model=model, args=args, entity_masking=0.1, mask_token_id=None, outside_id=0)
-
-
 def test_a_model_loaded_from_the_hub_saves_and_pushes_its_entity_model(bundled, local_hub, tmp_path):
     """Loaded from a Hub repo (no local folder to copy from), a bundled model's `save_pretrained` and `push_to_hub`
     still write its entity model, read from that repo at the commit the model came from."""
