@@ -46,7 +46,7 @@ from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
 from typed_bert.jsonl import json_rows
 from typed_bert.outputs import check_complete, check_destination, staged_folder, write_text_atomically
-from typed_bert.trainer import EntityTrainer
+from typed_bert.trainer import TypedBertTrainer
 
 OUTSIDE = "O"
 
@@ -68,11 +68,8 @@ class EntitySettings:
     max_steps: int = -1
     word_shapes: bool = True  # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
     table_learning_rate: float = 1e-3
-    entity_masking: float = 0.0  # the chance that a token inside a gold entity is masked while training
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.entity_masking < 1.0:
-            raise InputError(f"entity_masking={self.entity_masking}; expected a probability in [0, 1)")
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, max_steps={self.max_steps}; expected epochs > 0, "
@@ -255,7 +252,7 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
-    trainer = EntityTrainer(
+    trainer = TypedBertTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -263,9 +260,6 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         data_collator=TaggingCollator(tokenizer),
         compute_metrics=compute_metrics,
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
-        entity_masking=settings.entity_masking,
-        mask_token_id=tokenizer.mask_token_id,
-        outside_id=label2id[OUTSIDE],
     )
     try:
         outcome = trainer.train()

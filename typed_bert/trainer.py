@@ -1,6 +1,5 @@
-"""The transformers `Trainer` for TypedBert: `TypedBertTrainer` (no pickle in its output folder or its Hub pushes),
-`EntityTrainer` (what `typed-bert train-entities` runs: entity tokens masked at random while training) and
-`RelationTrainer` (what `typed-bert train` runs: `no_relation` subsampling, length buckets, a rate of its own for
+"""The transformers `Trainer` for TypedBert: `TypedBertTrainer` (no pickle in its output folder or its Hub pushes)
+and `RelationTrainer` (what `typed-bert train` runs: `no_relation` subsampling, length buckets, a rate of its own for
 the entity tables)."""
 
 from __future__ import annotations
@@ -109,27 +108,6 @@ class TypedBertTrainer(Trainer):
                 )
             ]
         )
-
-
-class EntityTrainer(TypedBertTrainer):
-    """`TypedBertTrainer` for entity recognition (what `typed-bert train-entities` runs): while training, each token
-    inside a gold entity is replaced by `mask_token_id` with probability `entity_masking` (its label and word shape
-    kept), so that the model learns an entity's type and extent from its context and letter case as well as from its
-    name. Evaluation sees the texts as they are."""
-
-    def __init__(self, *args, entity_masking: float = 0.0, mask_token_id: int | None = None, outside_id: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        if entity_masking and mask_token_id is None:
-            raise ValueError(f"entity_masking={entity_masking} needs a tokenizer with a mask token")
-        self.entity_masking, self.mask_token_id, self.outside_id = entity_masking, mask_token_id, outside_id
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training and self.entity_masking > 0:
-            labels = inputs["labels"]
-            inside = (labels != -100) & (labels != self.outside_id)
-            drawn = torch.rand(labels.shape, device=labels.device) < self.entity_masking
-            inputs = {**inputs, "input_ids": inputs["input_ids"].masked_fill(inside & drawn, self.mask_token_id)}
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
 class NegativeSubsamplingSampler(Sampler[int]):

@@ -50,10 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--table-learning-rate", type=float, default=defaults["table_learning_rate"], help="for the word-shape table"
     )
-    parser.add_argument(
-        "--entity-masking", type=float, default=defaults["entity_masking"],
-        help="the chance that a token inside a gold entity is replaced by the mask token while training",
-    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.add_argument("--max-steps", type=int, default=defaults["max_steps"], help="stop after N steps (smoke runs)")
