@@ -13,6 +13,7 @@ until it is trained, and only entity tokens need a vector.
 """
 
 import os
+import shutil
 
 import torch
 from torch import nn
@@ -150,28 +151,32 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (and so `push_to_hub` and `Trainer`), with all three Auto classes in
-        config.json's `auto_map`. transformers copies this file and everything it imports relatively: the
-        configuration, encoding and pipeline files, so every saved folder is a complete Hub repo."""
+        config.json's `auto_map` and the entity model that `config.entity_model` names. transformers copies this file
+        and everything it imports relatively: the configuration, encoding and pipeline files, so every saved folder is
+        a complete Hub repo."""
         self.config.auto_map = {**TYPED_BERT_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         if self._custom_pipelines is not None:
             self.config.custom_pipelines = self._custom_pipelines
         saved = super().save_pretrained(save_directory, *args, **kwargs)
-        self._save_entity_model(save_directory)
+        if kwargs.get("is_main_process", args[0] if args else True):
+            self._save_entity_model(save_directory)
         return saved
 
     def _save_entity_model(self, save_directory) -> None:
-        """Save the entity model that `config.entity_model` names into that subfolder of `save_directory`, read
-        through transformers from where this model was loaded (its folder, or its Hub repo at the same commit), so
-        that a saved or pushed folder extracts from raw text as its source did."""
+        """Write the entity model into `config.entity_model`'s subfolder of `save_directory`, so that a saved or pushed
+        folder extracts from raw text as its source did: copied as it is from the folder this model was loaded from,
+        or read through transformers from its Hub repo (at the same commit) and saved."""
         if not getattr(self.config, "entity_model", None):
             return
         source, load = entity_model_source(self)
         target = os.path.join(save_directory, self.config.entity_model)
-        if os.path.isdir(source) and os.path.isdir(target) and os.path.samefile(source, target):
-            return  # saved into the folder it was loaded from
+        if os.path.isdir(source):
+            if not (os.path.isdir(target) and os.path.samefile(source, target)):  # not saved in place
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            return
         try:
-            entity_model, tokenizer = load_entity_model(source, **load)
-        except OSError as error:
+            entity_model, tokenizer = load_entity_model(source, dtype="auto", **load)
+        except (OSError, ValueError) as error:
             logger.warning(f"config.entity_model names {self.config.entity_model!r}, which could not be read from "
                            f"{self.name_or_path!r} ({error}): the saved folder has no entity model. Save one into it "
                            "with `typed-bert push --entity-model` or `typed-bert train --entity-model`.")  # fmt: skip

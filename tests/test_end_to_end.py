@@ -303,7 +303,9 @@ def test_the_end_to_end_error_breakdown_names_each_kind_of_error():
 
 def test_a_model_loaded_from_the_hub_saves_and_pushes_its_entity_model(bundled, local_hub, tmp_path):
     """Loaded from a Hub repo (no local folder to copy from), a bundled model's `save_pretrained` and `push_to_hub`
-    still write its entity model, read from that repo at the commit the model came from."""
+    still write its entity model, read from that repo at the commit the model came from (a later commit's entity
+    model, which tags ORG, is not the one saved)."""
+    later = save_tiny_recognizer(tmp_path / "later", tagged="B-ORG")
     result = run_isolated(
         f"""
         import json, os
@@ -312,22 +314,25 @@ def test_a_model_loaded_from_the_hub_saves_and_pushes_its_entity_model(bundled, 
         create_repo("org/source")
         upload_folder(repo_id="org/source", folder_path={str(bundled)!r})
         model = AutoModelForSequenceClassification.from_pretrained("org/source", trust_remote_code=True)
+        upload_folder(repo_id="org/source", folder_path={str(later)!r}, path_in_repo="entities")
         model.save_pretrained("saved")
         model.push_to_hub("org/pushed")
         found = pipeline("relation-classification", model="saved", tokenizer={str(bundled)!r},
                          trust_remote_code=True)({TEXT!r})["entities"]
         print(json.dumps({{"saved": sorted(os.listdir("saved/entities")), "files": list_repo_files("org/pushed"),
-                          "found": [entity["text"] for entity in found]}}))
+                          "found": [(entity["text"], entity["type"]) for entity in found]}}))
         """,
         tmp_path,
         env=hub_env(local_hub),
     )
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(result["saved"])
     assert {"entities/model.safetensors", "entities/config.json"} <= set(result["files"])
-    assert result["found"] == ["Bill", "Gates", "founded", "Microsoft", "."]
+    assert result["found"] == [[word, "PER"] for word in ("Bill", "Gates", "founded", "Microsoft", ".")]
 
 
 def test_saving_in_place_keeps_the_entity_model_and_a_missing_one_is_a_warning(bundled, tmp_path, caplog):
+    """A local folder's entity model is copied as it is (its card and every file), not onto itself when the model is
+    saved where it was loaded from; one that is not there is a warning, and the rest is saved."""
     import shutil
 
     from transformers import AutoModelForSequenceClassification
@@ -335,8 +340,11 @@ def test_saving_in_place_keeps_the_entity_model_and_a_missing_one_is_a_warning(b
     folder = shutil.copytree(bundled, tmp_path / "model")
     weights = (folder / "entities" / "model.safetensors").read_bytes()
     model = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=True)
+    (folder / "entities" / "README.md").write_text("the entity model's card")
     model.save_pretrained(folder)
     assert (folder / "entities" / "model.safetensors").read_bytes() == weights
+    model.save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / "entities" / "README.md").read_text() == "the entity model's card"
     shutil.rmtree(folder / "entities")
     with caplog.at_level("WARNING"):
         model.save_pretrained(tmp_path / "saved")
