@@ -175,6 +175,8 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
                 shutil.copytree(source, target, dirs_exist_ok=True)
             return
         try:
+            if not load:  # the folder this model was loaded from has no such subfolder
+                raise FileNotFoundError(f"no folder {source!r}")
             entity_model, tokenizer = load_entity_model(source, dtype="auto", **load)
         except (OSError, ValueError) as error:
             logger.warning(f"config.entity_model names {self.config.entity_model!r}, which could not be read from "
