@@ -39,12 +39,13 @@ def texts_of(path: str, min_entities: int) -> list[dict[str, Any]]:
 def texts_joined_to(texts: Sequence[dict[str, Any]], min_entities: int) -> list[dict[str, Any]]:
     """Consecutive texts joined with a space until each joined text has at least `min_entities` entities; entity
     offsets and relation indices are shifted (`joined_text`), the pairs across joined texts are `no_relation`."""
-    joined, current = [], []
+    joined, current, entities = [], [], 0
     for text in texts:
         current.append(text)
-        if sum(len(item["entities"]) for item in current) >= min_entities:
+        entities += len(text["entities"])
+        if entities >= min_entities:
             joined.append({key: value for key, value in joined_text(current).items() if key != "sources"})
-            current = []
+            current, entities = [], 0
     return joined
 
 
