@@ -59,10 +59,12 @@ def add_inference_options(parser: argparse.ArgumentParser, batch_size: int, dtyp
 
 def add_window_options(parser: argparse.ArgumentParser) -> None:
     """`--max-length` and `--stride`: how long texts are read (the relation-classification pipeline's keywords)."""
+    from pipeline_typed_bert import DOCUMENT_MAX_LENGTH  # torch and transformers: only for the commands that run models
+
     parser.add_argument(
         "--max-length", type=positive_int, default=None,
         help="tokens of a window: each relation sequence, and the entity model's windows over a long text (default: "
-        "each model's limit; a document's windows: 64)",
+        f"each model's limit; a document's windows: {DOCUMENT_MAX_LENGTH})",
     )  # fmt: skip
     parser.add_argument(
         "--stride",
