@@ -44,6 +44,15 @@ def test_wheel_declares_the_typed_bert_command(wheel):
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_runs_from_its_script_in_a_checkout(command):
+    """docs/cli.md: `python scripts/NAME.py` is `typed-bert NAME`, for every command."""
+    script = REPO_ROOT / "scripts" / f"{command.replace('-', '_')}.py"
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "example:" in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_subcommand_has_help_with_an_example(command):
     result = subprocess.run(
         [sys.executable, "-m", "typed_bert.cli", command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT

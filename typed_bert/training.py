@@ -61,13 +61,13 @@ from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_re
 from typed_bert.outputs import staged_folder
 from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
 
-# The best mean dev micro-F1 over CoNLL04 and SciERC (README, "Choosing the default"); per_subject packing cannot
-# carry markers in the text and takes the best mode without them.
+# The best mean dev micro-F1 over CoNLL04 and SciERC (docs/results.md, "choosing the default"); per_subject packing
+# cannot carry markers in the text and takes the best mode without them.
 DEFAULT_INPUT_MODE = "markers+embeddings"
 DEFAULT_PACKED_INPUT_MODE = "typed-embeddings"
 # Epochs and batch size by pair encoding: a packed sequence holds a subject's every object, so an epoch has fewer,
 # longer sequences (CoNLL04: 3,316 against 5,132 sampled pairs); at batch 16 it still gains from epoch 6 to 10
-# (CoNLL04 dev, 3 seeds: 0.765 to 0.782; README, "Subject-oriented packing").
+# (CoNLL04 dev, 3 seeds: 0.765 to 0.782; docs/all-relations.md, "Subject-oriented packing").
 DEFAULT_EPOCHS = {"per_pair": 4.0, "per_subject": 10.0}
 DEFAULT_BATCH_SIZE = {"per_pair": 32, "per_subject": 16}
 # no_relation sequences drawn per related one each epoch (-1: all): a packed sequence holds a subject's related and
@@ -271,7 +271,7 @@ def init_from_names(
 
 def with_lora(model: PreTrainedModel, rank: int, alpha: float | None):
     """`model` with LoRA adapters of `rank` on the attention projections (PEFT), the entity tables and the head
-    trained in full: the recipe of the README's LoRA section."""
+    trained in full: the recipe of docs/bases-and-standard-calls.md's LoRA section."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(

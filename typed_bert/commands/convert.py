@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--pooling",
         choices=list(CLASSIFIER_POOLINGS),
         default=None,
-        help="default: cls for a fine-tuned BertForSequenceClassification (keeps its classifier), else entity_start",
+        help="default: cls for a fine-tuned BERT or RoBERTa-family sequence classifier (keeps its head), else "
+        "entity_start",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
     args = parser.parse_args(argv)

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     train_entities.main(entity_args)
 
     # Text in, relations out classifies every ordered pair of the entities found: the subject-packed encoding is
-    # the one made for that (one pass per entity; the README's "All relations of a text"). The demo trains it 6
-    # epochs, not its default 10, to keep to its time budget (dev micro-F1 0.765 against 0.782, README).
+    # the one made for that (one pass per entity; docs/all-relations.md). The demo trains it 6 epochs, not its default
+    # 10, to keep to its time budget (dev micro-F1 0.765 against 0.782, docs/all-relations.md).
     step("3/6 fine-tune the relation model on CoNLL04 train (scripts/train.py --pair-encoding per_subject "
          "--epochs 6), entity model bundled")  # fmt: skip
     model_dir = work / "typed-bert-conll04"

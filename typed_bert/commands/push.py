@@ -3,9 +3,10 @@ r"""Publish a TypedBert checkpoint folder to the Hugging Face Hub (or any endpoi
     python scripts/push.py --model OUT --repo-id org/typed-bert [--private] [--revision BRANCH] \
         [--commit-message M] [--tag v1] [--no-verify]
 
-Uses HF_ENDPOINT and HF_TOKEN as usual. Uploads the whole folder in one commit, tags it (v1, v2, ...: the model
-card's loading snippet pins that tag), then downloads it into a fresh cache and checks that
-AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True) gives the local folder's logits.
+Uses HF_ENDPOINT and HF_TOKEN as usual. Uploads the whole folder to a temporary branch, downloads it into a fresh
+cache and checks that from_pretrained(..., trust_remote_code=True) gives the local folder's logits (hidden states
+through AutoModel for an encoder without labels); only then commits the same folder to --revision and tags it (v1,
+v2, ...: the model card's loading snippet pins that tag).
 Refuses a folder without the code files or auto_map, or with pickle files. An ONNX export (typed-bert export) is
 published the same way and checked through ONNX Runtime instead (docs/serving.md).
 """

@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         DEFAULT_BATCH_SIZE,
         DEFAULT_EPOCHS,
         DEFAULT_INPUT_MODE,
+        DEFAULT_PACKED_INPUT_MODE,
         ENTITY_INITS,
         TrainingSettings,
     )
@@ -51,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-file", required=True, type=local_path)
     parser.add_argument("--output-dir", required=True, type=local_path)
     checkpoints = "default: a TypedBert --base-model's own setting, else"
-    parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=f"{checkpoints} {DEFAULT_INPUT_MODE}")
+    packed = f"{DEFAULT_PACKED_INPUT_MODE} with --pair-encoding per_subject"
+    mode_help = f"{checkpoints} {DEFAULT_INPUT_MODE} ({packed})"
+    parser.add_argument("--input-mode", choices=list(INPUT_MODES), help=mode_help)
     parser.add_argument("--pooling", choices=list(CLASSIFIER_POOLINGS), help=f"{checkpoints} by input mode")
     parser.add_argument(
         "--pair-encoding",
