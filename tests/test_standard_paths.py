@@ -248,6 +248,7 @@ def test_a_plain_trainer_accumulates_the_mean_loss_of_its_batches(tmp_path):
 
 TORCHRUN_LOSS = """
 import json, sys
+import torch.distributed
 from transformers import AutoTokenizer, Trainer, TrainingArguments
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert import TypedBertDataCollator, encode_relations
@@ -263,6 +264,7 @@ trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Type
 trainer.train()
 if trainer.is_world_process_zero():
     open(log, "w").write(json.dumps(trainer.state.log_history))
+torch.distributed.destroy_process_group()  # PyTorch's documented shutdown; without it gloo can abort at exit
 """
 
 

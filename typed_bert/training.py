@@ -493,6 +493,14 @@ def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[s
     return results
 
 
+def leave_process_group() -> None:
+    """Destroy torchrun's process group, if there is one, once training's collectives are over: PyTorch's documented
+    shutdown. Without it gloo's worker threads can abort the process as the interpreter exits (SIGABRT, "terminate
+    called without an active exception"), after a training that succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """Whether this is the process that reports: the only one, or rank 0 under torchrun."""
     return int(os.environ.get("RANK", "0")) == 0

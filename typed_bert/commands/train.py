@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
         if folder and Path(folder).is_dir():
             check_complete(folder)
     settings = settings_of(args)
-    from typed_bert.training import is_main_process, train, write_output
+    from typed_bert.training import is_main_process, leave_process_group, train, write_output
 
     # One checkpoint folder for all DDP ranks, beside OUT (the same file system); removed when training ends.
     result = train(settings, output_dir.parent / f".{output_dir.name}.checkpoints")
+    leave_process_group()  # the ranks are done together; writing OUT is rank 0's alone
     if not is_main_process():
         return {}
     results = write_output(result, output_dir, overwrite=args.overwrite)
