@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typed_bert.hub.export import CODE_FILES
 
 from modeling_typed_bert import TYPED_BERT_AUTO_MAP
-from tests.conftest import run_script
+from tests.conftest import entity_slices, run_script
 from tests.conftest import train_tiny as train
 
 pytestmark = pytest.mark.slow
@@ -111,6 +111,21 @@ def test_ddp_two_cpu_processes_report_the_saved_models_metrics(tmp_path, tiny_be
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     for name in ("micro_f1", "auprc", "accuracy"):
         assert abs(metrics[name] - results[name]) < 1e-6, (name, metrics[name], results[name])
+
+
+def test_train_entities_under_torchrun_writes_one_folder_from_rank_zero(tmp_path, tiny_bert_dir):
+    """Two CPU processes (gloo): both train, rank 0 alone writes and scores OUT and prints its record, and both
+    leave the process group, so neither aborts at exit."""
+    data = entity_slices(tmp_path / "data", 40, 20)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29735"]
+    trained = run_script([*launcher, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir), "--train-file",
+                          str(data["train"]), "--validation-file", str(data["dev"]), "--output-dir",
+                          str(tmp_path / "ner"), "--epochs", "2"])  # fmt: skip
+    out = tmp_path / "ner"
+    printed = [line for line in trained.stdout.splitlines() if line.startswith('{"')]  # the Trainer logs dicts
+    assert len(printed) == 1 and json.loads(printed[0]) == json.loads((out / "eval_results.json").read_text())
+    assert {"model.safetensors", "config.json", "tokenizer.json", *CODE_FILES} <= {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ner"]  # no staging folder left beside it
 
 
 def test_lora_trains_the_entity_tables_and_writes_a_merged_folder(tmp_path, tiny_bert_dir, small_data):

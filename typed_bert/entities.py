@@ -190,7 +190,8 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     Hub-ready folder (safetensors, config with the BIO labels, tokenizer, eval_results.json, model card) and return
     its dev scores, measured on character spans through the token-classification pipeline. The folder is written
     beside `output_dir` and renamed into place when complete (`staged_folder`); an existing `output_dir` is refused
-    before training unless `overwrite`."""
+    before training unless `overwrite`. Under `torchrun` every rank trains (DDP) and rank 0 alone writes and scores
+    the folder; the other ranks return `{}`."""
     import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
 
     inputs = (settings.train_file, settings.validation_file, settings.base_model)
@@ -266,6 +267,8 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     finally:
         shutil.rmtree(checkpoints, ignore_errors=True)
     seconds = round(time.perf_counter() - started, 1)
+    if not trainer.is_world_process_zero():
+        return {}
     with staged_folder(output_dir, overwrite) as staging:
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -10,7 +10,8 @@ the model is TypedBert's token classifier with a zero-initialised word-shape tab
 tokenizer throws away; with --no-word-shapes a standard one, loaded without custom code); `typed-bert train
 --entity-model OUT` (or `typed-bert push --entity-model OUT`) puts it into a relation model's repository, whose
 pipeline then extracts from raw text. The best epoch by dev entity micro-F1 is kept and scored on character spans
-(boundaries and type must match) in eval_results.json.
+(boundaries and type must match) in eval_results.json. Works under `torchrun --nproc_per_node N` (DDP; rank 0
+writes OUT).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from typed_bert.entities import EntitySettings, train_entities
+    from typed_bert.training import is_main_process, leave_process_group
 
     names = {item.name for item in fields(EntitySettings)}
     settings = EntitySettings(**{name: value for name, value in vars(args).items() if name in names})
     results = train_entities(settings, args.output_dir, overwrite=args.overwrite)
-    print(json.dumps(results))
+    leave_process_group()
+    if is_main_process():
+        print(json.dumps(results))
     return results
 
 
