@@ -349,7 +349,7 @@ def model_flops_per_token(config, length: int) -> float:
     return 2 * matmul_params + layers * 4 * length * hidden
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -374,13 +374,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="with --documents: tokens two entity windows share (default the pipeline's)")  # fmt: skip
     parser.add_argument("--memory-probe", choices=["typed", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--converted", type=local_path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_probe:
         memory_probe(args.memory_probe, args.converted)
         return {}
-
     if args.extraction:
         return extraction(*args.extraction, onnx=args.onnx)
     if args.documents:
@@ -389,22 +392,66 @@ def main(argv: list[str] | None = None) -> dict:
 
     from typed_bert.hub.export import convert_checkpoint
 
-    device, dtype = args.device, (torch.bfloat16 if args.device == "cuda" else torch.float32)
-    work = Path(tempfile.mkdtemp(prefix="typed-bert-bench-"))
-    converted = str(work / "converted")
-    convert_checkpoint(
-        minilm_path(), ["Peop", "Org", "Loc", "Other"], converted, labels=[f"L{i}" for i in range(NUM_LABELS)]
-    )
+    converted = str(Path(tempfile.mkdtemp(prefix="typed-bert-bench-")) / "converted")
+    convert_checkpoint(minilm_path(), ENTITY_TYPES, converted, labels=[f"L{i}" for i in range(NUM_LABELS)])
     if args.all_relations:
         return all_relations(args.all_relations, converted, args.trained)
+    return speed_comparison(converted, args.device, args.repeats, args.pipeline_pairs, args.threads)
+
+
+def speed_comparison(converted: str, device: str, repeats: int, pipeline_pairs: int, threads: int | None) -> dict:
+    """The default figures: TypedBert against BERT on the same weights (forward, train step, load time, peak memory
+    of a train step) and the relation-classification pipeline's pairs/s; one JSON report."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    typed, bert = matched_models(converted, device, dtype)
+    machine = machine_of(typed, device, dtype)
+    print(json.dumps(machine))
+    rows = []
+    for batch, length in ((32, 128), (1, 64)):
+        inputs = make_inputs(batch, length, typed.config.num_entity_types, device)
+        functions = {"typed": forward_function(typed, inputs), "bert": forward_function(bert, bert_inputs(inputs))}
+        result = interleaved(functions, repeats, device)
+        flops = model_flops_per_token(typed.config, length)
+        rows.append(timing_row(f"forward B={batch} L={length}", result, machine, batch * length, flops))
+    inputs = make_inputs(32, 128, typed.config.num_entity_types, device)
+    labels = torch.randint(0, NUM_LABELS, (32,), device=device)
+    functions = {"typed": train_step_function(typed, inputs, labels),
+                 "bert": train_step_function(bert, bert_inputs(inputs), labels)}  # fmt: skip
+    result = interleaved(functions, repeats, device)
+    flops = 3 * model_flops_per_token(typed.config, 128)
+    rows.append(timing_row("train step B=32 L=128", result, machine, 32 * 128, flops))
+    rows.append(timing_row("from_pretrained (warm cache)", load_times(converted, repeats), machine))
+    rows.append(pipeline_row(converted, device, pipeline_pairs))
+    if device == "cuda":
+        memory = {"typed": cuda_peak_mib(typed, inputs, labels),
+                  "bert": cuda_peak_mib(bert, bert_inputs(inputs), labels)}  # fmt: skip
+    else:
+        memory = {name: cpu_peak_mib(name, converted, threads) for name in ("typed", "bert")}
+    rows.append({"measure": "peak memory of a train step (MiB)", **memory, "ratio": memory["typed"] / memory["bert"]})
+    print(f"{'peak memory, train step':<34} TypedBert {memory['typed']:9.1f} MiB BERT {memory['bert']:9.1f} MiB "
+          f"ratio {memory['typed'] / memory['bert']:.3f}")  # fmt: skip
+    report = {"machine": machine, "repeats": repeats, "results": rows}
+    print(json.dumps(report))
+    return report
+
+
+def matched_models(converted: str, device: str, dtype: torch.dtype):
+    """TypedBert (the converted MiniLM) and BERT with the same encoder weights; TypedBert's entity tables drawn as
+    trained ones look, so that their lookups do real work."""
     typed, bert = load_typed(converted, device, dtype), load_bert(device, dtype)
-    bert.load_state_dict(typed.state_dict(), strict=False)  # the same encoder weights in both
+    bert.load_state_dict(typed.state_dict(), strict=False)
     torch.manual_seed(0)
-    with torch.no_grad():  # trained-looking entity tables: the lookups do real work
+    with torch.no_grad():
         typed.bert.embeddings.entity_type_embeddings.weight[1:].normal_(0, 0.02)
         typed.bert.embeddings.entity_role_embeddings.weight[1:].normal_(0, 0.02)
+    return typed, bert
 
-    machine = {
+
+def machine_of(typed, device: str, dtype: torch.dtype) -> dict:
+    """Where the speed figures come from: device, threads, versions, dtype, attention implementation."""
+    import transformers
+
+    return {
         "device": torch.cuda.get_device_name() if device == "cuda" else cpu_machine()["cpu"],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -412,122 +459,63 @@ def main(argv: list[str] | None = None) -> dict:
         "python": platform.python_version(),
         "dtype": str(dtype),
         "attention": typed.config._attn_implementation,
+        "transformers": transformers.__version__,
     }
-    import transformers
 
-    machine["transformers"] = transformers.__version__
-    rows = []
 
-    def record(name: str, result: dict, tokens: int | None = None, flops_per_token: float | None = None) -> None:
-        row = {
-            "measure": name,
-            "typed_s": result["typed"],
-            "bert_s": result["bert"],
-            "ratio": result["typed"] / result["bert"],
-            "paired_ratio": result["paired_ratio"],
-            "paired_ratio_iqr": result["paired_ratio_iqr"],
-            "typed_iqr_s": result["typed_iqr"],
-            "bert_iqr_s": result["bert_iqr"],
-        }
-        if tokens:
-            row["typed_tokens_per_s"] = tokens / result["typed"]
-            row["bert_tokens_per_s"] = tokens / result["bert"]
-            if device == "cuda" and flops_per_token:
-                peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in machine["device"]), None)
-                if peak:
-                    row["typed_mfu"] = flops_per_token * row["typed_tokens_per_s"] / peak
-                    row["bert_mfu"] = flops_per_token * row["bert_tokens_per_s"] / peak
-        rows.append(row)
-        print(
-            f"{name:<34} TypedBert {result['typed'] * 1e3:9.2f} ms   BERT {result['bert'] * 1e3:9.2f} ms   "
-            f"ratio {row['ratio']:.3f}   paired ratio {row['paired_ratio']:.3f} (IQR {row['paired_ratio_iqr']:.3f})   "
-            f"IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms",
-            flush=True,
-        )
+def timing_row(
+    name: str, result: dict, machine: dict, tokens: int | None = None, flops_per_token: float | None = None
+) -> dict:
+    """One row of the report from an `interleaved` result (tokens/s and, on a known GPU, model FLOP utilisation
+    when `tokens` is given), printed as one line."""
+    row = {"measure": name, "typed_s": result["typed"], "bert_s": result["bert"],
+           "ratio": result["typed"] / result["bert"], "paired_ratio": result["paired_ratio"],
+           "paired_ratio_iqr": result["paired_ratio_iqr"], "typed_iqr_s": result["typed_iqr"],
+           "bert_iqr_s": result["bert_iqr"]}  # fmt: skip
+    if tokens:
+        row["typed_tokens_per_s"], row["bert_tokens_per_s"] = tokens / result["typed"], tokens / result["bert"]
+        peak = next((value for key, value in PEAK_BF16_FLOPS.items() if key in machine["device"]), None)
+        if peak and flops_per_token:  # a GPU's name: CPUs have no entry
+            row["typed_mfu"] = flops_per_token * row["typed_tokens_per_s"] / peak
+            row["bert_mfu"] = flops_per_token * row["bert_tokens_per_s"] / peak
+    print(f"{name:<34} TypedBert {result['typed'] * 1e3:9.2f} ms   BERT {result['bert'] * 1e3:9.2f} ms   "
+          f"ratio {row['ratio']:.3f}   paired ratio {row['paired_ratio']:.3f} (IQR {row['paired_ratio_iqr']:.3f})   "
+          f"IQR {result['typed_iqr'] * 1e3:.2f} / {result['bert_iqr'] * 1e3:.2f} ms", flush=True)  # fmt: skip
+    return row
 
-    print(json.dumps(machine))
-    for batch, length in ((32, 128), (1, 64)):
-        inputs = make_inputs(batch, length, typed.config.num_entity_types, device)
-        result = interleaved(
-            {"typed": forward_function(typed, inputs), "bert": forward_function(bert, bert_inputs(inputs))},
-            args.repeats,
-            device,
-        )
-        record(f"forward B={batch} L={length}", result, batch * length, model_flops_per_token(typed.config, length))
 
-    inputs = make_inputs(32, 128, typed.config.num_entity_types, device)
-    labels = torch.randint(0, NUM_LABELS, (32,), device=device)
-    result = interleaved(
-        {
-            "typed": train_step_function(typed, inputs, labels),
-            "bert": train_step_function(bert, bert_inputs(inputs), labels),
-        },
-        args.repeats,
-        device,
-    )
-    record("train step B=32 L=128", result, 32 * 128, 3 * model_flops_per_token(typed.config, 128))
-
+def load_times(converted: str, repeats: int) -> dict:
+    """`interleaved` times of `from_pretrained`: the converted checkpoint with remote code against native BERT."""
     from transformers import AutoModel, BertModel
 
-    result = interleaved(
-        {
-            "typed": lambda: AutoModel.from_pretrained(converted, trust_remote_code=True),
-            "bert": lambda: BertModel.from_pretrained(minilm_path()),
-        },
-        max(5, args.repeats // 2),
-        "cpu",
-        warmup=1,
-    )
-    record("from_pretrained (warm cache)", result)
+    functions = {"typed": lambda: AutoModel.from_pretrained(converted, trust_remote_code=True),
+                 "bert": lambda: BertModel.from_pretrained(minilm_path())}  # fmt: skip
+    return interleaved(functions, max(5, repeats // 2), "cpu", warmup=1)
 
-    pipeline_rows = {}
+
+def pipeline_row(converted: str, device: str, num_pairs: int) -> dict:
+    """The relation-classification pipeline's pairs/s at batch 1 and 64, printed."""
+    row = {"measure": "pipeline pairs/s (batch 1, batch 64)"}
     for batch_size in (1, 64):
-        pipeline_rows[batch_size] = pipeline_pairs_per_second(converted, device, args.pipeline_pairs, batch_size)
-        print(f"relation-classification pipeline, batch {batch_size:>3}: {pipeline_rows[batch_size]:8.1f} pairs/s")
-    rows.append(
-        {"measure": "pipeline pairs/s (batch 1, batch 64)", **{f"batch_{b}": v for b, v in pipeline_rows.items()}}
-    )
+        row[f"batch_{batch_size}"] = pipeline_pairs_per_second(converted, device, num_pairs, batch_size)
+        print(f"relation-classification pipeline, batch {batch_size:>3}: {row[f'batch_{batch_size}']:8.1f} pairs/s")
+    return row
 
-    memory = {}
-    if device == "cuda":
-        for name, model, model_inputs in (("typed", typed, inputs), ("bert", bert, bert_inputs(inputs))):
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            train_step_function(model, model_inputs, labels)()
-            memory[name] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        for name in ("typed", "bert"):
-            output = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "typed_bert.commands.benchmark",
-                    "--memory-probe",
-                    name,
-                    "--converted",
-                    converted,
-                ]
-                + (["--threads", str(args.threads)] if args.threads else []),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            memory[name] = json.loads(output.strip().splitlines()[-1])["peak_rss_mib"]
-    rows.append(
-        {
-            "measure": "peak memory of a train step (MiB)",
-            "typed": memory["typed"],
-            "bert": memory["bert"],
-            "ratio": memory["typed"] / memory["bert"],
-        }
-    )
-    print(
-        f"{'peak memory, train step':<34} TypedBert {memory['typed']:9.1f} MiB BERT {memory['bert']:9.1f} MiB "
-        f"ratio {memory['typed'] / memory['bert']:.3f}"
-    )
-    report = {"machine": machine, "repeats": args.repeats, "results": rows}
-    print(json.dumps(report))
-    return report
+
+def cuda_peak_mib(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> float:
+    """The CUDA allocator's peak over one train step of `model`, in MiB."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    train_step_function(model, inputs, labels)()
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def cpu_peak_mib(which: str, converted: str, threads: int | None) -> float:
+    """Peak RSS of a fresh process that runs 3 train steps of `which` ("typed" or "bert"), in MiB."""
+    command = [sys.executable, "-m", "typed_bert.commands.benchmark", "--memory-probe", which, "--converted", converted]
+    command += ["--threads", str(threads)] if threads else []
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_rss_mib"]
 
 
 if __name__ == "__main__":
