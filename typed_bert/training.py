@@ -295,132 +295,30 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         base_config = AutoConfig.from_pretrained(settings.base_model, trust_remote_code=True)
     settings = resolved_settings(settings, base_config)
     set_transformers_seed(settings.seed)
-    train_raw = load_relations(settings.train_file)
-    if settings.join_texts > 1:
-        train_raw = joined_texts(train_raw, settings.join_texts, settings.seed)
-    validation_raw = load_relations(settings.validation_file)
-    labels = label_names(train_raw)
-    entity_types = entity_type_names(train_raw)
-    check_vocabulary(
-        validation_raw, settings.validation_file, entity_types, labels, f"the training file {settings.train_file}"
-    )
-    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id with a tokenizer"):
-        model = build_model(settings, base_config, entity_types, labels)
-        tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
-    config = model.config
-    if settings.entity_model:  # checked now, not after the training
-        check_entity_model(settings.entity_model, config.entity_types)
-    if settings.entity_init == "names":
-        initialised = init_from_names(model, tokenizer)
-        if is_main_process():
-            print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
-    if settings.lora_rank > 0:
-        model = with_lora(model, settings.lora_rank, settings.lora_alpha)
-    try:
-        max_length = max_sequence_length(tokenizer, config.max_sequence_length, settings.max_length)
-    except ValueError as error:
-        raise InputError(str(error).rstrip("."), "--max-length") from None
-
-    (train_set, train_reasons), (validation_set, validation_reasons) = (
-        encode_dataset(raw, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id, max_length,
-                       path, settings.strict)
-        for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
-    )  # fmt: skip
-    unencodable = {"train": unencodable_counts(train_reasons), "validation": unencodable_counts(validation_reasons)}
-    if any(unencodable.values()) and is_main_process():
-        print(
-            f"pairs the model cannot read (subject and object overlap, or no --max-length window holds both): "
-            f"{unencodable['train']} in training, skipped; {unencodable['validation']} in dev, scored as "
-            "no_relation; --strict makes them errors",
-            flush=True,
-        )
-    unencoded_dev_labels = [
-        config.label2id[label]
-        for label, reason in zip(validation_raw["label"], validation_reasons, strict=True)
-        if reason
-    ]
-    if unencoded_dev_labels and NO_RELATION not in config.label2id:
-        raise InputError(
-            f"{len(unencoded_dev_labels)} dev pairs cannot be encoded and the labels have no {NO_RELATION!r} to score "
-            "them as; expected a no_relation label in the training file, or --strict to refuse such pairs",
-            settings.validation_file,
-        )
-    # Evaluation order does not change the metrics; sorted by length, its batches need almost no padding.
-    validation_set = validation_set.select(np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable"))
-    label_list = [config.id2label[i] for i in range(config.num_labels)]
-    no_relation_id = config.label2id.get(NO_RELATION)
-
-    def compute_metrics(prediction) -> dict:
-        """The per-epoch dev scores (model selection); the final ones are `evaluate`'s, of the saved folder."""
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        gold = prediction.label_ids  # (sequences, pairs), padded with -100
-        logits = logits.reshape(*gold.shape, -1)  # one row per pair (`pair_logits`)
-        logits, gold = logits[gold != -100], gold[gold != -100]
-        probabilities = torch.tensor(logits).float().softmax(-1).numpy()
-        gold, probabilities = with_no_relation_rows(gold, probabilities, unencoded_dev_labels, no_relation_id)
-        metrics = relation_metrics(gold, probabilities, label_list)
-        return {key: value for key, value in metrics.items() if isinstance(value, float)}
-
+    train_raw, validation_raw = read_data(settings)
+    model, tokenizer = prepared_model(settings, base_config, entity_type_names(train_raw), label_names(train_raw))
+    splits = EncodedSplits.of(settings, model.config, tokenizer, train_raw, validation_raw)
     checkpoint_dir = Path(checkpoint_dir)
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
-    by_epoch = settings.max_steps < 0
-    training_args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        bf16=precision == "bf16",
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.eval_batch_size,
-        learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay,
-        eval_strategy="epoch" if by_epoch else "steps",
-        eval_steps=None if by_epoch else settings.max_steps,
-        save_strategy="epoch" if by_epoch else "steps",
-        save_steps=None if by_epoch else settings.max_steps,
-        save_only_model=True,
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="micro_f1",
-        greater_is_better=True,
-        logging_steps=20,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        report_to="none",
-        dataloader_num_workers=0,
-        remove_unused_columns=True,
-        use_cpu=not torch.cuda.is_available(),
-        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
-    )
+    training_args = training_arguments(settings, checkpoint_dir, precision)
     trainer = RelationTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_set,
-        eval_dataset=validation_set,
+        train_dataset=splits.train,
+        eval_dataset=splits.validation,
         data_collator=TypedBertDataCollator(tokenizer),
-        compute_metrics=compute_metrics,
-        no_relation_id=no_relation_id,
+        compute_metrics=splits.dev_metrics(model.config),
+        no_relation_id=model.config.label2id.get(NO_RELATION),
         negative_ratio=settings.negative_ratio,
         negative_weight=settings.negative_weight,
         entity_learning_rate=settings.entity_learning_rate,
         warmup_ratio=settings.warmup_ratio,
         callbacks=[EarlyStoppingCallback(settings.patience)] if settings.patience else None,
     )
-    if training_args.process_index == 0:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    try:
-        outcome = trainer.train()
-    except BaseException:  # a failure or Ctrl-C: no checkpoint folder is left beside the output
-        if trainer.is_world_process_zero():
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        raise
-    model = trainer.model.merge_and_unload() if settings.lora_rank > 0 else trainer.model  # every rank: the best
-    trainer.accelerator.wait_for_everyone()  # every rank has loaded the best checkpoint before it is removed
-    if trainer.is_world_process_zero():
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    outcome = run_trainer(trainer, checkpoint_dir)
     return TrainingResult(
         settings=settings,
-        model=model,
+        model=trainer.model.merge_and_unload() if settings.lora_rank > 0 else trainer.model,  # every rank: the best
         tokenizer=tokenizer,
         log_history=trainer.state.log_history,
         steps=outcome.global_step,
@@ -429,8 +327,133 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
         negative_weight=trainer.negative_weight,
         world_size=training_args.world_size,
         train_pairs=len(train_raw),
-        unencodable_pairs=unencodable,
+        unencodable_pairs=splits.unencodable,
     )
+
+
+def read_data(settings: TrainingSettings):
+    """The training file (joined into pseudo-documents for `join_texts` > 1) and the dev file, as pair datasets;
+    every dev entity type and label must be one of the training file's."""
+    train_raw = load_relations(settings.train_file)
+    if settings.join_texts > 1:
+        train_raw = joined_texts(train_raw, settings.join_texts, settings.seed)
+    validation_raw = load_relations(settings.validation_file)
+    check_vocabulary(validation_raw, settings.validation_file, entity_type_names(train_raw), label_names(train_raw),
+                     f"the training file {settings.train_file}")  # fmt: skip
+    return train_raw, validation_raw
+
+
+def prepared_model(
+    settings: TrainingSettings, base_config: PretrainedConfig, entity_types: list[str], labels: list[str]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model to train (entity tables started as `settings.entity_init` says, LoRA-wrapped for a `lora_rank`) and
+    its tokenizer; a bundled entity model is checked against its entity types before any training."""
+    with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id with a tokenizer"):
+        model = build_model(settings, base_config, entity_types, labels)
+        tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=True)
+    if settings.entity_model:
+        check_entity_model(settings.entity_model, model.config.entity_types)
+    if settings.entity_init == "names":
+        initialised = init_from_names(model, tokenizer)
+        if is_main_process():
+            print(f"entity tables started from their names: {initialised or 'none (already trained)'}", flush=True)
+    if settings.lora_rank > 0:
+        model = with_lora(model, settings.lora_rank, settings.lora_alpha)
+    return model, tokenizer
+
+
+@dataclass
+class EncodedSplits:
+    """The training and dev sets as the model reads them, what could not be encoded, and the dev labels of the pairs
+    that could not (scored as `no_relation`)."""
+
+    train: Any
+    validation: Any
+    unencodable: dict[str, dict[str, int]]
+    unencoded_dev_labels: list[int]
+
+    @classmethod
+    def of(cls, settings: TrainingSettings, config: TypedBertConfig, tokenizer, train_raw, validation_raw):
+        """Encode both files with the model's pair encoding; report the pairs it cannot read, refuse dev pairs that
+        cannot be scored; the dev set sorted by length (its batches then need almost no padding)."""
+        try:
+            max_length = max_sequence_length(tokenizer, config.max_sequence_length, settings.max_length)
+        except ValueError as error:
+            raise InputError(str(error).rstrip("."), "--max-length") from None
+        (train_set, train_reasons), (validation_set, validation_reasons) = (
+            encode_dataset(raw, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id,
+                           max_length, path, settings.strict)
+            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+        )  # fmt: skip
+        unencodable = {"train": unencodable_counts(train_reasons), "validation": unencodable_counts(validation_reasons)}
+        if any(unencodable.values()) and is_main_process():
+            print(f"pairs the model cannot read (subject and object overlap, or no --max-length window holds both): "
+                  f"{unencodable['train']} in training, skipped; {unencodable['validation']} in dev, scored as "
+                  "no_relation; --strict makes them errors", flush=True)  # fmt: skip
+        reasons = zip(validation_raw["label"], validation_reasons, strict=True)
+        unencoded = [config.label2id[label] for label, reason in reasons if reason]
+        if unencoded and NO_RELATION not in config.label2id:
+            raise InputError(
+                f"{len(unencoded)} dev pairs cannot be encoded and the labels have no {NO_RELATION!r} to score them "
+                "as; expected a no_relation label in the training file, or --strict to refuse such pairs",
+                settings.validation_file,
+            )
+        order = np.argsort([len(ids) for ids in validation_set["input_ids"]], kind="stable")
+        return cls(train_set, validation_set.select(order), unencodable, unencoded)
+
+    def dev_metrics(self, config: TypedBertConfig):
+        """The Trainer's `compute_metrics`: the per-epoch dev scores (model selection); the final ones are
+        `evaluate`'s, of the saved folder."""
+        label_list = [config.id2label[i] for i in range(config.num_labels)]
+        no_relation_id = config.label2id.get(NO_RELATION)
+
+        def compute_metrics(prediction) -> dict:
+            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+            gold = prediction.label_ids  # (sequences, pairs), padded with -100
+            logits = logits.reshape(*gold.shape, -1)  # one row per pair (`pair_logits`)
+            logits, gold = logits[gold != -100], gold[gold != -100]
+            probabilities = torch.tensor(logits).float().softmax(-1).numpy()
+            gold, probabilities = with_no_relation_rows(gold, probabilities, self.unencoded_dev_labels, no_relation_id)
+            metrics = relation_metrics(gold, probabilities, label_list)
+            return {key: value for key, value in metrics.items() if isinstance(value, float)}
+
+        return compute_metrics
+
+
+def training_arguments(settings: TrainingSettings, checkpoint_dir: Path, precision: str) -> TrainingArguments:
+    """The Trainer's arguments of a run: an evaluation and a weights-only checkpoint per epoch (or once, after
+    `max_steps`), the best by dev micro-F1 loaded at the end."""
+    by_epoch = settings.max_steps < 0
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir), bf16=precision == "bf16", num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size, learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay, eval_strategy="epoch" if by_epoch else "steps",
+        eval_steps=None if by_epoch else settings.max_steps, save_strategy="epoch" if by_epoch else "steps",
+        save_steps=None if by_epoch else settings.max_steps, save_only_model=True, save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model="micro_f1", greater_is_better=True, logging_steps=20,
+        seed=settings.seed, data_seed=settings.seed, report_to="none", dataloader_num_workers=0,
+        remove_unused_columns=True, use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
+    )  # fmt: skip
+
+
+def run_trainer(trainer: RelationTrainer, checkpoint_dir: Path):
+    """`trainer.train()` with `checkpoint_dir` emptied before (rank 0) and removed after, or on a failure or Ctrl-C,
+    so that no checkpoint folder is left beside the output; every rank has loaded the best checkpoint first."""
+    if trainer.is_world_process_zero():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    try:
+        outcome = trainer.train()
+    except BaseException:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return outcome
 
 
 def write_output(result: TrainingResult, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
