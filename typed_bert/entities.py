@@ -14,6 +14,7 @@ ones are counted and left out of training (they still count as gold when scoring
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -192,25 +193,13 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     beside `output_dir` and renamed into place when complete (`staged_folder`); an existing `output_dir` is refused
     before training unless `overwrite`. Under `torchrun` every rank trains (DDP) and rank 0 alone writes and scores
     the folder; the other ranks return `{}`."""
-    import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
-
-    inputs = (settings.train_file, settings.validation_file, settings.base_model)
-    check_destination(output_dir, overwrite, inputs)
+    check_destination(output_dir, overwrite, (settings.train_file, settings.validation_file, settings.base_model))
     if Path(settings.base_model).is_dir():
         check_complete(settings.base_model)
     started = time.perf_counter()
-    train_texts = load_entity_texts(settings.train_file)
-    validation_texts = load_entity_texts(settings.validation_file)
+    train_texts, validation_texts = load_entity_texts(settings.train_file), load_entity_texts(settings.validation_file)
     entity_types = sorted({entity["type"] for text in train_texts for entity in text["entities"]})
-    for text in validation_texts:
-        for entity in text["entities"]:
-            if entity["type"] not in entity_types:
-                raise DataFileError(
-                    f"entity type {entity['type']!r} is not among the training file's {entity_types}; expected one "
-                    "of them",
-                    settings.validation_file,
-                    text["line"],
-                )
+    check_entity_types(validation_texts, entity_types, settings.validation_file)
     labels = bio_labels(entity_types)
     label2id = {label: index for index, label in enumerate(labels)}
     set_seed(settings.seed)  # before the model: its new classifier head is drawn from the global generator
@@ -218,30 +207,77 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
         model = _load_entity_model(settings, label2id)
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
-    unused = [] if settings.word_shapes else ["word_shape_ids"]
-    train_set, validation_set = (
-        datasets.Dataset.from_list(
-            [tag_tokens(tokenizer, t["text"], t["entities"], label2id, max_length) for t in split]
-        ).remove_columns(unused)
-        for split in (train_texts, validation_texts)
-    )
-    nested = sum(outermost(text["entities"])[1] for text in train_texts)
-
-    def compute_metrics(prediction) -> dict[str, float]:
-        """Dev entity micro P/R/F1 on the tokens' BIO tags (seqeval, as conlleval reads them), for the best epoch."""
-        predicted_ids = prediction.predictions.argmax(-1)
-        gold, predicted = [], []
-        for row_gold, row_predicted in zip(prediction.label_ids, predicted_ids, strict=True):
-            keep = row_gold != -100
-            gold.append([labels[i] for i in row_gold[keep]])
-            predicted.append([labels[i] for i in row_predicted[keep]])
-        return {"entity_micro_f1": f1_score(gold, predicted), "entity_precision": precision_score(gold, predicted),
-                "entity_recall": recall_score(gold, predicted)}  # fmt: skip
-
+    train_set, validation_set = (tagged_dataset(tokenizer, split, label2id, max_length, settings.word_shapes)
+                                 for split in (train_texts, validation_texts))  # fmt: skip
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))
+    trainer = TypedBertTrainer(
+        model=model,
+        args=entity_training_arguments(settings, checkpoints, precision),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=TaggingCollator(tokenizer),
+        compute_metrics=functools.partial(tag_metrics, labels),
+        table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
+    )
+    try:
+        outcome = trainer.train()
+    finally:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    seconds = round(time.perf_counter() - started, 1)
+    if not trainer.is_world_process_zero():
+        return {}
+    nested = sum(outermost(text["entities"])[1] for text in train_texts)
+    with staged_folder(output_dir, overwrite) as staging:
+        trainer.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        results = _entity_results(settings, staging, validation_texts, precision, seconds, outcome.global_step, nested)
+        (staging / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_entity_card(staging, settings, entity_types, results)
+    return results
+
+
+def check_entity_types(texts: Sequence[dict[str, Any]], entity_types: list[str], path: str) -> None:
+    """A `DataFileError` naming the first line of `path` with an entity type that is not among `entity_types`."""
+    for text in texts:
+        for entity in text["entities"]:
+            if entity["type"] not in entity_types:
+                raise DataFileError(
+                    f"entity type {entity['type']!r} is not among the training file's {entity_types}; expected one "
+                    "of them",
+                    path,
+                    text["line"],
+                )
+
+
+def tagged_dataset(tokenizer, texts: Sequence[dict[str, Any]], label2id: dict[str, int], max_length: int,
+                   word_shapes: bool):  # fmt: skip
+    """The texts as a `datasets.Dataset` of tagged tokens (`tag_tokens`), without `word_shape_ids` for a model that
+    has no word-shape table."""
+    import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
+
+    rows = [tag_tokens(tokenizer, text["text"], text["entities"], label2id, max_length) for text in texts]
+    return datasets.Dataset.from_list(rows).remove_columns([] if word_shapes else ["word_shape_ids"])
+
+
+def tag_metrics(labels: list[str], prediction) -> dict[str, float]:
+    """The Trainer's `compute_metrics`: dev entity micro P/R/F1 on the tokens' BIO tags (seqeval, as conlleval reads
+    them), for choosing the best epoch; the final scores are the pipeline's, on character spans."""
+    predicted_ids = prediction.predictions.argmax(-1)
+    gold, predicted = [], []
+    for row_gold, row_predicted in zip(prediction.label_ids, predicted_ids, strict=True):
+        keep = row_gold != -100
+        gold.append([labels[i] for i in row_gold[keep]])
+        predicted.append([labels[i] for i in row_predicted[keep]])
+    return {"entity_micro_f1": f1_score(gold, predicted), "entity_precision": precision_score(gold, predicted),
+            "entity_recall": recall_score(gold, predicted)}  # fmt: skip
+
+
+def entity_training_arguments(settings: EntitySettings, checkpoints: Path, precision: str) -> TrainingArguments:
+    """The Trainer's arguments of an entity-model run: an evaluation and a weights-only checkpoint per epoch (or once,
+    after `max_steps`), the best by dev entity micro-F1 loaded at the end, length-grouped batches."""
     by_epoch = settings.max_steps < 0
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(checkpoints), bf16=precision == "bf16", num_train_epochs=settings.epochs,
         max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
         learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
@@ -253,29 +289,6 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
-    trainer = TypedBertTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=validation_set,
-        data_collator=TaggingCollator(tokenizer),
-        compute_metrics=compute_metrics,
-        table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
-    )
-    try:
-        outcome = trainer.train()
-    finally:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    seconds = round(time.perf_counter() - started, 1)
-    if not trainer.is_world_process_zero():
-        return {}
-    with staged_folder(output_dir, overwrite) as staging:
-        trainer.model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        results = _entity_results(settings, staging, validation_texts, precision, seconds, outcome.global_step, nested)
-        (staging / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_entity_card(staging, settings, entity_types, results)
-    return results
 
 
 def _entity_results(
