@@ -62,6 +62,24 @@ def _probabilities_by_length(
         done += len(probs)
 
 
+def model_for(model_source: str, data, data_file: str, max_length: int | None, **load_kwargs):
+    """The TypedBert relation classifier of `model_source`, its tokenizer and the tokens a pair may take; its config
+    is read first and every entity type and label of `data` checked against it before the weights load."""
+    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    if config.model_type != "typed_bert":
+        raise InputError(f"a {config.model_type} model; expected a TypedBert relation classifier", model_source)
+    check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
+    try:
+        max_length = max_sequence_length(tokenizer, config.max_sequence_length, max_length)
+    except ValueError as error:
+        raise InputError(str(error).rstrip("."), "--max-length") from None
+    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
+        model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
+    return model, tokenizer, max_length
+
+
 def evaluate(
     model_source: str,
     data_file: str,
@@ -79,20 +97,9 @@ def evaluate(
     them), plus `seconds` and the inference `precision`; with `plot`, the confusion matrix as a PNG there.
     `max_length`: as the pipeline takes it (`max_sequence_length`)."""
     data = load_relations(data_file)
-    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
-        config = AutoConfig.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
-    if config.model_type != "typed_bert":
-        raise InputError(f"a {config.model_type} model; expected a TypedBert relation classifier", model_source)
-    # Checked before the weights load: every type and label of the file must be known to the model.
-    check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
-    try:
-        max_length = max_sequence_length(tokenizer, config.max_sequence_length, max_length)
-    except ValueError as error:
-        raise InputError(str(error).rstrip("."), "--max-length") from None
+    model, tokenizer, max_length = model_for(model_source, data, data_file, max_length, **load_kwargs)
+    config = model.config
     device = pick_device(device)
-    with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
-        model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     model.to(device)
     precision = pick_precision(dtype, device)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
@@ -120,12 +127,9 @@ def evaluate(
     metrics["precision"] = precision
     metrics["unencodable_pairs"] = unencodable_counts(reasons)
     if unencodable_labels and not quiet:
-        print(
-            f"pairs the model cannot read, scored as predicted no_relation: {metrics['unencodable_pairs']} "
-            "(overlapping: nested mentions; too_far_apart: no max_length window holds both); --strict makes them "
-            "errors",
-            file=sys.stderr,
-        )
+        print(f"pairs the model cannot read, scored as predicted no_relation: {metrics['unencodable_pairs']} "
+              "(overlapping: nested mentions; too_far_apart: no max_length window holds both); --strict makes them "
+              "errors", file=sys.stderr)  # fmt: skip
     if plot:
         matrix = confusion_matrix(gold, probabilities.argmax(1), len(labels))
         title = f"{Path(str(model_source)).name} on {Path(data_file).name}"
