@@ -23,8 +23,8 @@ from typing import Any
 import datasets
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import PairEncoding, check_span
-from typed_bert.errors import DataFileError
+from encoding_typed_bert import PairEncoding, check_span, max_sequence_length
+from typed_bert.errors import DataFileError, InputError
 from typed_bert.jsonl import json_rows
 
 EXPECTED_ROW = 'expected {"text", "subject": {"start", "end", "type"}, "object": {...}, "label"}'
@@ -316,6 +316,15 @@ def _problem(error: ValueError) -> str:
     """The message of an encoding error, without its final period."""
     cause = error.__cause__ if isinstance(error.__cause__, ValueError) else error
     return str(cause).rstrip(".")
+
+
+def pair_max_length(tokenizer, config, max_length: int | None) -> int:
+    """The tokens a pair may take (`max_sequence_length`: `max_length`, else the model's); a `max_length` the model
+    cannot take is an `InputError` naming `--max-length`."""
+    try:
+        return max_sequence_length(tokenizer, config.max_sequence_length, max_length)
+    except ValueError as error:
+        raise InputError(str(error).rstrip("."), "--max-length") from None
 
 
 def unencodable_counts(reasons: Sequence[str]) -> dict[str, int]:

@@ -47,7 +47,7 @@ from typed_bert.hardware import pick_precision
 from typed_bert.hub.model_card import shown_path
 from typed_bert.jsonl import json_rows
 from typed_bert.outputs import check_complete, check_destination, staged_folder, write_text_atomically
-from typed_bert.trainer import TypedBertTrainer
+from typed_bert.trainer import TypedBertTrainer, best_checkpoint_arguments
 
 OUTSIDE = "O"
 
@@ -276,18 +276,14 @@ def tag_metrics(labels: list[str], prediction) -> dict[str, float]:
 def entity_training_arguments(settings: EntitySettings, checkpoints: Path, precision: str) -> TrainingArguments:
     """The Trainer's arguments of an entity-model run: an evaluation and a weights-only checkpoint per epoch (or once,
     after `max_steps`), the best by dev entity micro-F1 loaded at the end, length-grouped batches."""
-    by_epoch = settings.max_steps < 0
     return TrainingArguments(
         output_dir=str(checkpoints), bf16=precision == "bf16", num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
+        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
         learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
         warmup_steps=settings.warmup_ratio,  # below 1: a fraction of the steps (transformers 5)
-        lr_scheduler_type="linear", eval_strategy="epoch" if by_epoch else "steps",
-        eval_steps=None if by_epoch else settings.max_steps, save_strategy="epoch" if by_epoch else "steps",
-        save_steps=None if by_epoch else settings.max_steps, save_only_model=True, save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model="entity_micro_f1", greater_is_better=True,
-        logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
+        lr_scheduler_type="linear", logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
+        **best_checkpoint_arguments(settings.max_steps, "entity_micro_f1"),
     )  # fmt: skip
 
 

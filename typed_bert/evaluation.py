@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from configuration_typed_bert import NO_RELATION
-from encoding_typed_bert import max_sequence_length, pair_encoding_for, pair_logits
+from encoding_typed_bert import pair_encoding_for, pair_logits
 from typed_bert.batching import TypedBertDataCollator
-from typed_bert.data import check_vocabulary, encode_dataset, load_relations, unencodable_counts
+from typed_bert.data import check_vocabulary, encode_dataset, load_relations, pair_max_length, unencodable_counts
 from typed_bert.errors import InputError, reading
 from typed_bert.hardware import pick_device, pick_precision
 from typed_bert.metrics import confusion_matrix, plot_confusion_matrix, relation_metrics, with_no_relation_rows
@@ -71,10 +71,7 @@ def model_for(model_source: str, data, data_file: str, max_length: int | None, *
     if config.model_type != "typed_bert":
         raise InputError(f"a {config.model_type} model; expected a TypedBert relation classifier", model_source)
     check_vocabulary(data, data_file, config.entity_types[1:], config.label2id, f"the model {model_source}")
-    try:
-        max_length = max_sequence_length(tokenizer, config.max_sequence_length, max_length)
-    except ValueError as error:
-        raise InputError(str(error).rstrip("."), "--max-length") from None
+    max_length = pair_max_length(tokenizer, config, max_length)
     with reading(model_source, "a TypedBert relation classifier folder or Hub id"):
         model = AutoModelForSequenceClassification.from_pretrained(model_source, trust_remote_code=True, **load_kwargs)
     return model, tokenizer, max_length

@@ -26,6 +26,16 @@ TRAINING_ARGS_PICKLE = "training_args.bin"
 TRAINING_ARGS_JSON = "training_args.json"
 
 
+def best_checkpoint_arguments(max_steps: int, metric: str) -> dict:
+    """`TrainingArguments` of a run that keeps its best state: an evaluation and a weights-only checkpoint per epoch
+    (or once, after `max_steps` > 0), the best by dev `metric` loaded at the end."""
+    by_epoch = max_steps < 0
+    return {"max_steps": max_steps, "eval_strategy": "epoch" if by_epoch else "steps",
+            "eval_steps": None if by_epoch else max_steps, "save_strategy": "epoch" if by_epoch else "steps",
+            "save_steps": None if by_epoch else max_steps, "save_only_model": True, "save_total_limit": 1,
+            "load_best_model_at_end": True, "metric_for_best_model": metric, "greater_is_better": True}  # fmt: skip
+
+
 class TypedBertTrainer(Trainer):
     """`transformers.Trainer` whose saved folders and Hub pushes hold no pickle.
 

@@ -39,7 +39,7 @@ from configuration_typed_bert import (
     SUBJECT_ROLE,
     TypedBertConfig,
 )
-from encoding_typed_bert import max_sequence_length, pair_encoding_for
+from encoding_typed_bert import pair_encoding_for
 from modeling_typed_bert import TypedBertForSequenceClassification
 from typed_bert.batching import TypedBertDataCollator
 from typed_bert.data import (
@@ -49,6 +49,7 @@ from typed_bert.data import (
     joined_texts,
     label_names,
     load_relations,
+    pair_max_length,
     unencodable_counts,
 )
 from typed_bert.entities import bundle_entity_model, check_entity_model
@@ -59,7 +60,7 @@ from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_en
 from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
 from typed_bert.outputs import staged_folder
-from typed_bert.trainer import ENTITY_TABLES, RelationTrainer
+from typed_bert.trainer import ENTITY_TABLES, RelationTrainer, best_checkpoint_arguments
 
 # The best mean dev micro-F1 over CoNLL04 and SciERC (docs/results.md, "choosing the default"); per_subject packing
 # cannot carry markers in the text and takes the best mode without them.
@@ -376,10 +377,7 @@ class EncodedSplits:
     def of(cls, settings: TrainingSettings, config: TypedBertConfig, tokenizer, train_raw, validation_raw):
         """Encode both files with the model's pair encoding; report the pairs it cannot read, refuse dev pairs that
         cannot be scored; the dev set sorted by length (its batches then need almost no padding)."""
-        try:
-            max_length = max_sequence_length(tokenizer, config.max_sequence_length, settings.max_length)
-        except ValueError as error:
-            raise InputError(str(error).rstrip("."), "--max-length") from None
+        max_length = pair_max_length(tokenizer, config, settings.max_length)
         (train_set, train_reasons), (validation_set, validation_reasons) = (
             encode_dataset(raw, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id,
                            max_length, path, settings.strict)
@@ -423,17 +421,13 @@ class EncodedSplits:
 def training_arguments(settings: TrainingSettings, checkpoint_dir: Path, precision: str) -> TrainingArguments:
     """The Trainer's arguments of a run: an evaluation and a weights-only checkpoint per epoch (or once, after
     `max_steps`), the best by dev micro-F1 loaded at the end."""
-    by_epoch = settings.max_steps < 0
     return TrainingArguments(
         output_dir=str(checkpoint_dir), bf16=precision == "bf16", num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.eval_batch_size, learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay, eval_strategy="epoch" if by_epoch else "steps",
-        eval_steps=None if by_epoch else settings.max_steps, save_strategy="epoch" if by_epoch else "steps",
-        save_steps=None if by_epoch else settings.max_steps, save_only_model=True, save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model="micro_f1", greater_is_better=True, logging_steps=20,
+        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
+        learning_rate=settings.learning_rate, weight_decay=settings.weight_decay, logging_steps=20,
         seed=settings.seed, data_seed=settings.seed, report_to="none", dataloader_num_workers=0,
         remove_unused_columns=True, use_cpu=not torch.cuda.is_available(),
+        **best_checkpoint_arguments(settings.max_steps, "micro_f1"),
         ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
     )  # fmt: skip
 
