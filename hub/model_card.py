@@ -66,31 +66,7 @@ def render_model_card(
     if base_model and not hub_base:
         base_model = f"a local checkpoint ({Path(base_model).name})"  # no path of the author's machine in the card
     train_file = shown_path(train_file) if train_file else train_file
-    dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
-    eval_results = [
-        EvalResult(
-            task_type="text-classification",
-            task_name="Relation Extraction",
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
-            dataset_split="validation",
-            metric_type=name,
-            metric_name=name,
-            metric_value=round(results[name], 4),
-        )
-        for name in ("micro_f1", "auprc", "accuracy")
-        if name in results
-    ]
-    card_data = ModelCardData(
-        language=language or config.get("language"),
-        library_name="transformers",
-        pipeline_tag="text-classification" if is_classifier else "feature-extraction",
-        tags=["custom_code", "relation-extraction", "typed-bert", "bert"],
-        base_model=hub_base,
-        model_name=repo_id.split("/")[-1],
-        eval_results=eval_results or None,
-        license="apache-2.0",
-    )
+    card_data = model_card_data(results, repo_id, is_classifier, hub_base, language or config.get("language"))
     example = example_pair(entity_types)
     summary = [
         (name, f"{results[name]:.4f}")
@@ -122,6 +98,38 @@ def render_model_card(
         per_label=sorted(results.get("per_label", {}).items()),
         confusion_matrix=confusion_matrix,
         training_curve=training_curve,
+    )
+
+
+def model_card_data(
+    results: dict, repo_id: str, is_classifier: bool, hub_base: str | None, language: str | list[str] | None
+) -> ModelCardData:
+    """The card's metadata: tags, pipeline tag, the Hub base model, and the dev scores of `results`
+    (eval_results.json) as model-index entries."""
+    dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Relation Extraction",
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split="validation",
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(results[name], 4),
+        )
+        for name in ("micro_f1", "auprc", "accuracy")
+        if name in results
+    ]
+    return ModelCardData(
+        language=language,
+        library_name="transformers",
+        pipeline_tag="text-classification" if is_classifier else "feature-extraction",
+        tags=["custom_code", "relation-extraction", "typed-bert", "bert"],
+        base_model=hub_base,
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+        license="apache-2.0",
     )
 
 

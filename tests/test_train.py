@@ -244,6 +244,26 @@ def test_epochs_and_batch_size_default_by_pair_encoding_and_keep_what_is_given()
     assert (resolved(pair_encoding="per_subject", epochs=2, batch_size=8).epochs, 8) == (2, 8)
 
 
+def test_each_training_option_is_a_settings_field_and_its_values_are_checked(tmp_path, monkeypatch):
+    from typed_bert.commands.train import parse_args
+    from typed_bert.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    required = ["--base-model", "./base", "--train-file", "t.jsonl", "--validation-file", "v.jsonl",
+                "--output-dir", "o"]  # fmt: skip
+    settings, options = parse_args([*required, "--pooling", "cls", "--negative-weight", "2.5", "--language", "en", "de",
+                                    "--strict", "--patience", "2"])  # fmt: skip
+    assert (settings.base_model, settings.train_file) == (str(tmp_path / "base"), str(tmp_path / "t.jsonl"))
+    assert (options.output_dir, options.overwrite) == (str(tmp_path / "o"), False)
+    assert (settings.classifier_pooling, settings.negative_weight, settings.language) == ("cls", "2.5", ["en", "de"])
+    assert settings.strict and settings.patience == 2 and settings.epochs is None
+    assert parse_args(required)[0].negative_weight == "auto"
+    for given, named in (("--negative-weight=abc", "negative_weight='abc'"), ("--patience=0", "patience=0"),
+                         ("--epochs=0", "epochs=0"), ("--batch-size=0", "batch_size=0")):  # fmt: skip
+        with pytest.raises(InputError, match=named):
+            parse_args([*required, given])
+
+
 def test_join_texts_trains_on_pseudo_documents_and_records_it(tmp_path, tiny_bert_dir, small_data):
     plain, joined = tmp_path / "plain", tmp_path / "joined"
     train(tiny_bert_dir, small_data, plain, "--pair-encoding", "per_subject", "--epochs", "1", steps=None)

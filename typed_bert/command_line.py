@@ -8,12 +8,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from typed_bert.errors import InputError
 
 DEBUG_VARIABLE = "TYPED_BERT_DEBUG"
+# The settings fields that name local files or folders (`base_model` may also be a Hub id).
+PATH_SETTINGS = ("train_file", "validation_file", "entity_model")
 
 
 def command_parser(description: str | None, example: str) -> argparse.ArgumentParser:
@@ -25,6 +28,27 @@ def command_parser(description: str | None, example: str) -> argparse.ArgumentPa
     )
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
     return parser
+
+
+def settings_parser(description: str | None, example: str, settings: type) -> argparse.ArgumentParser:
+    """An `HfArgumentParser` of a settings dataclass (each field an option, its help and choices from the field's
+    metadata) with `--output-dir`, `--overwrite` and `--debug`, whose help shows `description`, then `example`."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(settings, description=description, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--output-dir", required=True, type=local_path, help="the model folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
+    return parser
+
+
+def parse_settings(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[Any, argparse.Namespace]:
+    """The settings dataclass of `settings_parser`'s command line, its files and folders made absolute (`local_path`,
+    `model_path`), and the namespace of the other options."""
+    settings, options = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    paths = {name: local_path(value) for name in PATH_SETTINGS if (value := getattr(settings, name, None))}
+    return replace(settings, base_model=model_path(settings.base_model), **paths), options
 
 
 def local_path(value: str) -> str:

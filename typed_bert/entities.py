@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from pipeline_typed_bert import (
     recognized_entities,
 )
 from typed_bert.errors import DataFileError, InputError, reading
-from typed_bert.hardware import pick_precision
+from typed_bert.hardware import PRECISION_HELP, PRECISIONS, pick_precision
 from typed_bert.hub.model_card import shown_path
 from typed_bert.jsonl import json_rows
 from typed_bert.outputs import check_complete, check_destination, staged_folder, write_text_atomically
@@ -56,19 +56,23 @@ OUTSIDE = "O"
 class EntitySettings:
     """Everything one entity-model run depends on."""
 
-    base_model: str
-    train_file: str
-    validation_file: str
+    base_model: str = field(metadata={"help": "a BERT-family checkpoint: a folder or a Hub id"})
+    train_file: str = field(metadata={"help": "entity-list JSON Lines"})
+    validation_file: str = field(metadata={"help": "entity-list JSON Lines, for the best epoch and eval_results.json"})
     epochs: float = 8.0
-    batch_size: int = 16
+    batch_size: int = field(default=16, metadata={"help": "texts per step"})
     learning_rate: float = 2e-4  # over 1e-4: CoNLL04 dev +1.1 entity F1, SciERC dev +1.2 (3 seeds each): docs/results
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    precision: str = "auto"
+    precision: str = field(default="auto", metadata={"choices": list(PRECISIONS), "help": PRECISION_HELP})
     seed: int = 42
-    max_steps: int = -1
-    word_shapes: bool = True  # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
-    table_learning_rate: float = 1e-3
+    max_steps: int = field(default=-1, metadata={"help": "stop after N steps (smoke runs)"})
+    # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
+    word_shapes: bool = field(default=True, metadata={
+        "help": "a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token "
+        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification)",
+    })  # fmt: skip
+    table_learning_rate: float = field(default=1e-3, metadata={"help": "for the word-shape table"})
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:

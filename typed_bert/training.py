@@ -33,9 +33,12 @@ from transformers import (
 from transformers import set_seed as set_transformers_seed
 
 from configuration_typed_bert import (
+    CLASSIFIER_POOLINGS,
     ENTITY_ROLES,
+    INPUT_MODES,
     NO_RELATION,
     OBJECT_ROLE,
+    PAIR_ENCODINGS,
     SUBJECT_ROLE,
     TypedBertConfig,
 )
@@ -55,7 +58,7 @@ from typed_bert.data import (
 from typed_bert.entities import bundle_entity_model, check_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.evaluation import evaluate
-from typed_bert.hardware import pick_precision
+from typed_bert.hardware import PRECISION_HELP, PRECISIONS, pick_precision
 from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_encoder, typed_config_from_encoder
 from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
@@ -78,6 +81,13 @@ ENTITY_INITS = ("zero", "names")
 # A name-initialised entity row is this fraction of its name's mean word vector: a type row and a role row together
 # are about one word vector on an entity token.
 NAME_INIT_SCALE = 0.5
+BY_CHECKPOINT = "default: a TypedBert --base-model's own setting, else"
+
+
+def by_pair_encoding(defaults: dict[str, float]) -> str:
+    """A default that depends on the pair encoding, for a help text: `{"per_pair": 4.0, "per_subject": 10.0}` as
+    "per_pair 4, per_subject 10"."""
+    return ", ".join(f"{encoding} {value:g}" for encoding, value in defaults.items())
 
 
 @dataclass(frozen=True)
@@ -85,41 +95,77 @@ class TrainingSettings:
     """Everything one fine-tuning run depends on. `input_mode` and `classifier_pooling` left as None are resolved by
     `resolved_settings` (from a TypedBert base's checkpoint, else the defaults)."""
 
-    base_model: str
-    train_file: str
-    validation_file: str
-    input_mode: str | None = None
-    classifier_pooling: str | None = None
-    pair_encoding: str = "per_pair"
-    entity_init: str = "zero"
-    epochs: float | None = None  # DEFAULT_EPOCHS of the pair encoding (`resolved_settings`)
-    patience: int | None = None
-    batch_size: int | None = None  # DEFAULT_BATCH_SIZE of the pair encoding (`resolved_settings`)
+    base_model: str = field(metadata={"help": "a BERT-family or TypedBert checkpoint: a folder or a Hub id"})
+    train_file: str = field(metadata={"help": "relation JSON Lines (docs/cli.md)"})
+    validation_file: str = field(metadata={"help": "relation JSON Lines, for the best epoch and eval_results.json"})
+    input_mode: str | None = field(default=None, metadata={
+        "choices": list(INPUT_MODES),
+        "help": f"{BY_CHECKPOINT} {DEFAULT_INPUT_MODE} ({DEFAULT_PACKED_INPUT_MODE} with --pair-encoding per_subject)",
+    })  # fmt: skip
+    classifier_pooling: str | None = field(default=None, metadata={
+        "aliases": ["--pooling"], "choices": list(CLASSIFIER_POOLINGS), "help": f"{BY_CHECKPOINT} by input mode",
+    })  # fmt: skip
+    pair_encoding: str = field(default="per_pair", metadata={
+        "choices": list(PAIR_ENCODINGS),
+        "help": "per_pair: one sequence per (subject, object) pair; per_subject: one per subject, its objects packed "
+        "as marker tokens (PL-Marker; N passes for N entities instead of N(N-1))",
+    })  # fmt: skip
+    entity_init: str = field(default="zero", metadata={
+        "choices": list(ENTITY_INITS),
+        "help": "how entity tables that are still zero (a converted BERT) start: zero, or names (each type's row from "
+        "the word vectors of its name, the role rows from 'subject' and 'object')",
+    })  # fmt: skip
+    epochs: float | None = field(default=None, metadata={
+        "help": f"epochs (the most, with --patience); default by pair encoding: {by_pair_encoding(DEFAULT_EPOCHS)}"
+    })  # fmt: skip
+    patience: int | None = field(default=None, metadata={
+        "help": "stop when dev micro-F1 has not improved for this many epochs (the best epoch is kept either way)"
+    })  # fmt: skip
+    batch_size: int | None = field(default=None, metadata={
+        "help": f"sequences per step; default by pair encoding: {by_pair_encoding(DEFAULT_BATCH_SIZE)}"
+    })  # fmt: skip
     learning_rate: float = 1e-4
-    entity_learning_rate: float = 1e-3
-    warmup_ratio: float = 0.1
+    entity_learning_rate: float = field(default=1e-3, metadata={"help": "for the entity tables"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "a fraction of the steps, from 0 to below 1"})
     weight_decay: float = 0.01
-    max_length: int | None = None
-    negative_ratio: float | None = None  # DEFAULT_NEGATIVE_RATIO of the pair encoding (`resolved_settings`)
-    negative_weight: float | str = "auto"
-    precision: str = "auto"
-    join_texts: int = 1
+    max_length: int | None = field(default=None, metadata={"help": "tokens a pair may take (default: the model's)"})
+    negative_ratio: float | None = field(default=None, metadata={
+        "help": "no_relation sequences per related one per epoch; -1 = all (default: 3 per pair, all packed)"
+    })  # fmt: skip
+    negative_weight: str = field(default="auto", metadata={  # or a float, from Python
+        "help": "loss weight of no_relation examples: a number, or auto = (no_relation per related example in the "
+        "data) / --negative-ratio, which undoes the prior shift of subsampling (importance weighting)",
+    })  # fmt: skip
+    precision: str = field(default="auto", metadata={"choices": list(PRECISIONS), "help": PRECISION_HELP})
+    join_texts: int = field(default=1, metadata={
+        "help": "train on pseudo-documents: consecutive training texts joined 1 to N at a time (seeded), pairs across "
+        "them no_relation; for models that will read documents (docs/documents.md). 1: each text alone",
+    })  # fmt: skip
     seed: int = 42
-    max_steps: int = -1
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (smoke tests)"})
     eval_batch_size: int = 128
-    lora_rank: int = 0
-    lora_alpha: float | None = None
-    entity_model: str | None = None
-    strict: bool = False
-    base_model_id: str | None = None
-    language: list[str] | None = None
+    lora_rank: int = field(default=0, metadata={"help": "train LoRA adapters of rank R (0: full fine-tuning)"})
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA scaling numerator (default: 2 x rank)"})
+    entity_model: str | None = field(default=None, metadata={
+        "help": "an entity model folder (typed-bert train-entities) to bundle as entities/: the pipeline takes raw text"
+    })  # fmt: skip
+    strict: bool = field(default=False, metadata={
+        "help": "refuse pairs the model cannot read (nested, too far apart)"
+    })  # fmt: skip
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "Hub id of a local --base-model, for the model card"
+    })  # fmt: skip
+    language: list[str] | None = field(default=None, metadata={
+        "help": "language code(s) of the data, for the model card"
+    })  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.entity_init not in ENTITY_INITS:
             raise InputError(f"entity_init={self.entity_init!r}; expected one of {list(ENTITY_INITS)}")
         if self.max_steps == 0:
             raise InputError("max_steps=0; expected a positive number of steps, or -1 for whole epochs")
-        if (self.epochs or 1) <= 0 or (self.batch_size or 1) <= 0 or self.lora_rank < 0 or (self.patience or 1) < 1:
+        counts = (self.epochs, self.batch_size, self.patience)  # None: the pair encoding's default, or no patience
+        if any(count is not None and count <= 0 for count in counts) or self.lora_rank < 0:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, lora_rank={self.lora_rank}, "
                 f"patience={self.patience}; expected epochs > 0, batch_size > 0, lora_rank >= 0 and patience >= 1"
@@ -139,6 +185,17 @@ class TrainingSettings:
             )
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
+        if self.negative_weight != "auto" and not is_number(self.negative_weight):
+            raise InputError(f"negative_weight={self.negative_weight!r}; expected a number, or auto")
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` is a number or the text of one ("2.5")."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
