@@ -19,27 +19,27 @@ DEBUG_VARIABLE = "TYPED_BERT_DEBUG"
 PATH_SETTINGS = ("train_file", "validation_file", "entity_model")
 
 
-def command_parser(description: str | None, example: str) -> argparse.ArgumentParser:
-    """An `ArgumentParser` whose help shows `description`, then `example`, with a `--debug` flag."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def command_parser(description: str | None, example: str, settings: type | None = None) -> argparse.ArgumentParser:
+    """An `ArgumentParser` whose help shows `description`, then `example`, with a `--debug` flag; with a `settings`
+    dataclass, transformers' `HfArgumentParser` of it (each field an option, its help and choices from the field's
+    metadata)."""
+    kwargs = {"description": description, "epilog": f"example:\n  {example}",
+              "formatter_class": argparse.RawDescriptionHelpFormatter}  # fmt: skip
+    if settings is None:
+        parser = argparse.ArgumentParser(**kwargs)
+    else:
+        from transformers import HfArgumentParser
+
+        parser = HfArgumentParser(settings, **kwargs)
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
     return parser
 
 
 def settings_parser(description: str | None, example: str, settings: type) -> argparse.ArgumentParser:
-    """An `HfArgumentParser` of a settings dataclass (each field an option, its help and choices from the field's
-    metadata) with `--output-dir`, `--overwrite` and `--debug`, whose help shows `description`, then `example`."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(settings, description=description, epilog=f"example:\n  {example}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    """`command_parser` of a settings dataclass, with `--output-dir` and `--overwrite`."""
+    parser = command_parser(description, example, settings)
     parser.add_argument("--output-dir", required=True, type=local_path, help="the model folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
-    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_VARIABLE}=1)")
     return parser
 
 
