@@ -503,11 +503,13 @@ class _SubjectPacking:
     tokens, sequences of at most `cap`."""
 
     def __init__(self, text: EncodedText, limit: int, cap: int, marker_id: int) -> None:
-        self.encoding, self.tokens, self.type_ids = text.encoding, text.tokens, text.type_ids
+        # The encoding's lists, read once: a `BatchEncoding` lookup per token costs more than the rest of the packing.
+        self.input_ids, self.token_type_ids = text.encoding["input_ids"], text.encoding["token_type_ids"]
+        self.tokens, self.type_ids = text.tokens, text.type_ids
         self.limit, self.cap, self.marker_id = limit, cap, marker_id
         self.special_tokens = sum(text.encoding["special_tokens_mask"])
         self.content = _content_bounds(text.encoding["special_tokens_mask"])
-        self.text_type_ids = [0] * len(text.encoding["input_ids"])  # every entity's type on its tokens
+        self.text_type_ids = [0] * len(self.input_ids)  # every entity's type on its tokens
         for index in sorted(range(len(text.tokens)), key=lambda i: -len(text.tokens[i])):  # a nested entity's wins
             for position in text.tokens[index]:
                 self.text_type_ids[position] = text.type_ids[index]
@@ -534,20 +536,20 @@ class _SubjectPacking:
         """The text tokens (special tokens included) a sequence of the subject and `objects` needs: the whole text,
         or the span from the first to the last of their tokens."""
         positions = [p for index in (subject, *objects) for p in (self.tokens[index][0], self.tokens[index][-1])]
-        return min(len(self.encoding["input_ids"]), max(positions) - min(positions) + 1 + self.special_tokens)
+        return min(len(self.input_ids), max(positions) - min(positions) + 1 + self.special_tokens)
 
     def features(self, subject: int, objects: list[int]) -> dict[str, list[int]]:
         """The text (cut to a window around the subject and `objects` when needed) and two markers per object."""
-        length, subject_positions = len(self.encoding["input_ids"]), set(self.tokens[subject])
+        length, subject_positions = len(self.input_ids), set(self.tokens[subject])
         keep: Sequence[int] = range(length)
         budget = max(self.limit - 2 * len(objects), self._text_tokens(subject, objects))
         if length > budget:  # a window around the entities, found from their positions alone (documents are long)
             positions = [position for index in (subject, *objects) for position in self.tokens[index]]
             keep = _window(self.content, length, min(positions), max(positions), budget)
         features = {
-            "input_ids": [self.encoding["input_ids"][p] for p in keep],
+            "input_ids": [self.input_ids[p] for p in keep],
             "attention_mask": [1] * len(keep),
-            "token_type_ids": [self.encoding["token_type_ids"][p] for p in keep],
+            "token_type_ids": [self.token_type_ids[p] for p in keep],
             "entity_type_ids": [self.text_type_ids[p] for p in keep],
             "entity_role_ids": [SUBJECT_ROLE if p in subject_positions else 0 for p in keep],
             "position_ids": list(range(len(keep))),

@@ -9,7 +9,6 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import warnings
@@ -296,8 +295,17 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     @staticmethod
     def _chunk(features, entities, pairs, skipped, is_last, beyond_reach) -> dict[str, Any]:
+        """One sequence's model inputs, each `(1, length)` (the inputs of one length are rows of one tensor: a tensor
+        per input costs more than the rest of the encoding), and which pairs of which input it holds."""
+        names_of: dict[int, list[str]] = {}
+        for name, values in features.items():
+            names_of.setdefault(len(values), []).append(name)
+        tensors = {}
+        for names in names_of.values():
+            rows = torch.tensor([features[name] for name in names], dtype=torch.long)
+            tensors |= {name: rows[index : index + 1] for index, name in enumerate(names)}
         return {
-            **{name: torch.tensor([values]) for name, values in features.items()},
+            **tensors,
             "pairs": ChunkPairs(entities, pairs, skipped if is_last else [], beyond_reach if is_last else 0),
             "is_last": is_last,
         }
@@ -317,13 +325,12 @@ class RelationClassificationPipeline(ChunkPipeline):
         id2label = self.model.config.id2label
         chunks = [output["pairs"] for output in model_outputs]
         if chunks[0].entities is None:  # one pair
-            probabilities = model_outputs[0]["logits"][0, 0].softmax(-1)
-            ranked = _ranked(probabilities, id2label, top_k or 1, threshold)
+            ranked = _ranked(model_outputs[0]["logits"][0, :1].softmax(-1), id2label, top_k or 1, threshold)[0]
             return ranked if top_k is not None or threshold is not None else ranked[0]
         results = [(i, j, extra) for chunk in chunks for i, j, extra in chunk.skipped]
         for output, chunk in zip(model_outputs, chunks, strict=True):
-            for row, (i, j) in enumerate(chunk.pairs):
-                ranked = _ranked(output["logits"][0, row].softmax(-1), id2label, top_k or 1, None)
+            rows = _ranked(output["logits"][0, : len(chunk.pairs)].softmax(-1), id2label, top_k or 1, None)
+            for (i, j), ranked in zip(chunk.pairs, rows, strict=True):
                 if ranked[0]["label"] == NO_RELATION and not keep_no_relation:
                     continue  # the pair holds no relation
                 for prediction in ranked:
@@ -389,22 +396,66 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         if not any(name.endswith("ForTokenClassification") for name in architectures):
             super().check_model_type(supported_models)
 
-    def aggregate_words(self, entities: list[dict], aggregation_strategy) -> list[dict]:
-        """transformers' words (a word is its first token and the `is_subword` tokens after it), tagged along
-        `constrained_bio_path` over the words' tag probabilities as the strategy reads them (`word_probabilities`),
-        all words of a window at once."""
-        if aggregation_strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE) or not entities:
-            return super().aggregate_words(entities, aggregation_strategy)
-        starts = [index for index, token in enumerate(entities) if index == 0 or not token["is_subword"]]
+    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
+        """transformers' postprocess, except that with a word-level strategy (`first`, `average`, `max`) the words of
+        each window get the most probable tag sequence that BIO allows (`window_words`), read from the window's
+        tensors at once rather than from a dict per token, and are grouped into entities as transformers groups
+        them (`group_words`)."""
+        if aggregation_strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE):
+            return super().postprocess(all_outputs, aggregation_strategy, ignore_labels)
+        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
+        entities = [entity for output in all_outputs
+                    for entity in self.group_words(self.window_words(output, all_outputs[0], aggregation_strategy),
+                                                   ignore_labels)]  # fmt: skip
+        return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
+
+    def window_words(self, output: dict[str, Any], first: dict[str, Any], strategy: AggregationStrategy) -> WindowWords:
+        """The words of one window (`output`: its logits `(1, seq, labels)` and inputs; `first`: the first window's,
+        which holds the sentence), as transformers' `gather_pre_entities` and `aggregate_words` find them (a word is
+        a token that is not a subword and the subwords after it; an unknown token is a word of its text), tagged
+        along `constrained_bio_path` over the words' tag probabilities (`word_probabilities`)."""
+        sentence, keep = first["sentence"], ~output["special_tokens_mask"][0].bool()
+        ids, offsets = output["input_ids"][0][keep].tolist(), output["offset_mapping"][0]
+        if not ids:
+            return WindowWords([], [], [], [])
+        if output.get("word_ids") is not None and first.get("word_to_chars_map") is not None:
+            starts = [0 if word is None else first["word_to_chars_map"][word][0] for word in output["word_ids"]]
+            offsets = offsets + torch.tensor(starts).unsqueeze(1)
+        spans = offsets[keep].tolist()
+        texts = [sentence[start:end] for start, end in spans]
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        if getattr(self.tokenizer.backend_tokenizer.model, "continuing_subword_prefix", None):
+            subword = [len(token) != len(text) for token, text in zip(tokens, texts, strict=True)]
+        else:  # transformers' heuristic (and its warning) for tokenizers that do not mark subwords
+            warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=2)
+            subword = [start > 0 and " " not in sentence[start - 1 : start + 1] for start, _ in spans]
+        unknown = [token_id == self.tokenizer.unk_token_id for token_id in ids]
+        tokens = [text if is_unknown else token for token, text, is_unknown in zip(tokens, texts, unknown, strict=True)]
+        starts = [index for index, flag in enumerate(subword) if index == 0 or not flag or unknown[index]]
+        probabilities = word_probabilities(output["logits"][0][keep].float().softmax(-1), starts, strategy)
         labels = [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
-        path = constrained_bio_path(word_probabilities(entities, starts, aggregation_strategy), labels)
-        words = []
-        for start, end, (tag, probability) in zip(starts, [*starts[1:], len(entities)], path, strict=True):
-            tokens = entities[start:end]
-            words.append({"entity": labels[tag], "score": probability, "start": tokens[0]["start"],
-                          "word": self.tokenizer.convert_tokens_to_string([token["word"] for token in tokens]),
-                          "end": tokens[-1]["end"]})  # fmt: skip
-        return words
+        return WindowWords(tokens, spans, starts, constrained_bio_path(probabilities, labels))
+
+    def group_words(self, words: WindowWords, ignore_labels: Sequence[str]) -> list[dict]:
+        """transformers' `group_entities` over tagged words: a word joins the group before it when its tag has the
+        group's type and does not begin an entity (`B-`); a group is an entity of the first word's type with the mean
+        of its words' scores, unless that type is in `ignore_labels`."""
+        labels, groups = self.model.config.id2label, []
+        for index, (tag, _) in enumerate(words.path):
+            bi, kind = self.get_tag(labels[tag])
+            if groups and bi != "B" and kind == groups[-1][0]:
+                groups[-1][1].append(index)
+            else:
+                groups.append((kind, [index]))
+        entities = []
+        for _, group in groups:
+            name = labels[words.path[group[0]][0]].split("-", 1)[-1]
+            if name not in ignore_labels:
+                entities.append({"entity_group": name, "score": sum(words.path[w][1] for w in group) / len(group),
+                                 "word": self.tokenizer.convert_tokens_to_string(
+                                     [self.tokenizer.convert_tokens_to_string(words.tokens_of(w)) for w in group]),
+                                 "start": words.span(group[0])[0], "end": words.span(group[-1])[1]})  # fmt: skip
+        return entities
 
     @staticmethod
     def _word_shape_ids(sentence, model_inputs: dict[str, Any], preprocess_params: dict[str, Any]) -> torch.Tensor:
@@ -418,15 +469,39 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
                        for w, (a, b) in zip(words, offsets, strict=True)]  # fmt: skip
         else:
             text = sentence
-        return torch.tensor([word_shape_ids(text, offsets)])
+        return torch.tensor([word_shape_ids(text, offsets)], dtype=torch.long)
 
 
-def word_probabilities(tokens: list[dict], starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
-    """`(words, tags)`: the tag probabilities of each word (its tokens from `starts[w]` to the next start), as
-    transformers' aggregation reads them: its first token's (`first`), those of its token with the highest
-    probability (`max`), or the mean over its tokens (`average`); NaN scores are left out."""
-    scores = torch.stack([torch.as_tensor(token["scores"]) for token in tokens]).double()
-    word = torch.zeros(len(tokens), dtype=torch.long)
+@dataclass
+class WindowWords:
+    """The words of one window of the entity model (`TypedBertTokenClassificationPipeline.window_words`): each
+    non-special token's string (an unknown token's text) and character span, the index of each word's first token,
+    and each word's `(tag, probability)` along the BIO-constrained path."""
+
+    tokens: list[str]
+    spans: list[list[int]]
+    starts: list[int]
+    path: list[tuple[int, float]]
+
+    def tokens_of(self, word: int) -> list[str]:
+        """The token strings of a word."""
+        return self.tokens[self.starts[word] : self._end(word)]
+
+    def span(self, word: int) -> tuple[int, int]:
+        """The characters `(start, end)` of a word."""
+        return self.spans[self.starts[word]][0], self.spans[self._end(word) - 1][1]
+
+    def _end(self, word: int) -> int:
+        return self.starts[word + 1] if word + 1 < len(self.starts) else len(self.tokens)
+
+
+def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
+    """`(words, tags)`: the tag probabilities of each word, from its tokens' `scores` `(tokens, tags)` (a word's
+    tokens run from `starts[w]` to the next start), as transformers' aggregation reads them: its first token's
+    (`first`), those of its token with the highest probability (`max`), or the mean over its tokens (`average`); NaN
+    scores are left out."""
+    scores = scores.double()
+    word = torch.zeros(len(scores), dtype=torch.long)
     word[starts[1:]] = 1
     word = word.cumsum(0)
     if strategy == AggregationStrategy.FIRST:
@@ -434,8 +509,8 @@ def word_probabilities(tokens: list[dict], starts: list[int], strategy: Aggregat
     if strategy == AggregationStrategy.MAX:
         confidence = scores.nan_to_num(float("-inf")).max(dim=1).values
         best = torch.full((len(starts),), float("-inf"), dtype=scores.dtype).scatter_reduce(0, word, confidence, "amax")
-        chosen = torch.arange(len(tokens))[confidence == best[word]]
-        first = torch.full((len(starts),), len(tokens)).scatter_reduce(0, word[chosen], chosen, "amin")
+        chosen = torch.arange(len(scores))[confidence == best[word]]
+        first = torch.full((len(starts),), len(scores)).scatter_reduce(0, word[chosen], chosen, "amin")
         return scores[first]
     sums = torch.zeros(len(starts), scores.shape[1], dtype=scores.dtype).index_add_(0, word, scores.nan_to_num())
     return sums / torch.zeros_like(sums).index_add_(0, word, (~scores.isnan()).to(sums.dtype))
@@ -444,23 +519,26 @@ def word_probabilities(tokens: list[dict], starts: list[int], strategy: Aggregat
 def constrained_bio_path(probabilities: torch.Tensor, labels: list[str]) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
     right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
-    Tags without a `B-`/`I-` prefix are unconstrained. In Python floats: a sentence's few words and tags cost less
-    than one tensor operation per word."""
+    Tags without a `B-`/`I-` prefix are unconstrained. In Python floats (a sentence's few words and tags cost less
+    than one tensor operation per word), the best previous tag found once per distinct set of allowed ones."""
     inside = [label.startswith("I-") for label in labels]
-    sources = [[frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
-                labels[to][2:])] for to in range(len(labels))]  # fmt: skip
-    emissions = [[math.log(max(value, 1e-12)) for value in row] for row in probabilities.double().tolist()]
+    sources = [tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
+               labels[to][2:])) for to in range(len(labels))]  # fmt: skip
+    distinct = list(dict.fromkeys(sources))
+    source_set = [distinct.index(allowed) for allowed in sources]
+    rows, emissions = probabilities.double().tolist(), probabilities.double().clamp_min(1e-12).log().tolist()
     score = [float("-inf") if inside[tag] else value for tag, value in enumerate(emissions[0])]
     back = []
     for emission in emissions[1:]:
-        best = [max(allowed, key=score.__getitem__) for allowed in sources]
+        best_of = [max(allowed, key=score.__getitem__) for allowed in distinct]
+        best = [best_of[index] for index in source_set]
         score = [score[frm] + value for frm, value in zip(best, emission, strict=True)]
         back.append(best)
     path = [max(range(len(score)), key=score.__getitem__)]
     for best in reversed(back):
         path.append(best[path[-1]])
     path.reverse()
-    return [(tag, float(probabilities[word, tag])) for word, tag in enumerate(path)]
+    return [(tag, rows[word][tag]) for word, tag in enumerate(path)]
 
 
 def _repository_commit(config) -> str | None:
@@ -622,11 +700,12 @@ def _typed_entities(item: Any, entity_types: list[str], type_map: Mapping[str, s
     return {**item, "entities": entities}
 
 
-def _ranked(probabilities: torch.Tensor, id2label: dict[int, str], k: int, threshold: float | None) -> list[dict]:
-    """The `k` most probable labels `{"label", "score"}`, best first, without those scoring below `threshold`."""
-    scores, indices = probabilities.topk(min(k, len(probabilities)))
+def _ranked(probabilities: torch.Tensor, id2label: dict[int, str], k: int, threshold: float | None) -> list[list[dict]]:
+    """For each row of label probabilities `(rows, labels)`, the `k` most probable labels `{"label", "score"}`, best
+    first, without those scoring below `threshold`; all rows at once (a chunk's pairs)."""
+    scores, indices = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
+    kept = (scores >= threshold if threshold is not None else torch.ones_like(scores, dtype=torch.bool)).tolist()
     return [
-        {"label": id2label[int(index)], "score": float(score)}
-        for score, index in zip(scores, indices, strict=True)
-        if threshold is None or score >= threshold
+        [{"label": id2label[index], "score": score} for score, index, keep in zip(*row, strict=True) if keep]
+        for row in zip(scores.tolist(), indices.tolist(), kept, strict=True)
     ]

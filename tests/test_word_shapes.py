@@ -263,7 +263,8 @@ def test_word_probabilities_are_those_transformers_aggregation_reads(strategy):
     stub = TokenClassificationPipeline.__new__(TokenClassificationPipeline)
     stub.tokenizer = type("Tokenizer", (), {"convert_tokens_to_string": staticmethod(" ".join)})()
     stub.model = type("Model", (), {"config": type("Config", (), {"id2label": dict(enumerate("abcde"))})()})()
-    words = word_probabilities(tokens, starts, AggregationStrategy(strategy))
+    words = word_probabilities(torch.as_tensor(np.stack([token["scores"] for token in tokens])), starts,
+                               AggregationStrategy(strategy))
     for word, (start, end) in zip(words, zip(starts, [*starts[1:], len(tokens)], strict=True), strict=True):
         expected = TokenClassificationPipeline.aggregate_word(stub, tokens[start:end], AggregationStrategy(strategy))
         assert "abcde"[int(np.nanargmax(word.numpy()))] == expected["entity"]
