@@ -9,6 +9,7 @@ works in one line. It imports only torch, transformers and the other uploaded fi
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -429,11 +430,13 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         else:  # transformers' heuristic (and its warning) for tokenizers that do not mark subwords
             warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=2)
             subword = [start > 0 and " " not in sentence[start - 1 : start + 1] for start, _ in spans]
-        unknown = [token_id == self.tokenizer.unk_token_id for token_id in ids]
+        unknown_id = self.tokenizer.unk_token_id  # a lookup of its own each time it is read
+        unknown = [token_id == unknown_id for token_id in ids]
         tokens = [text if is_unknown else token for token, text, is_unknown in zip(tokens, texts, unknown, strict=True)]
         starts = [index for index, flag in enumerate(subword) if index == 0 or not flag or unknown[index]]
         probabilities = word_probabilities(output["logits"][0][keep].float().softmax(-1), starts, strategy)
-        labels = [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
+        id2label = self.model.config.id2label
+        labels = [id2label[index] for index in range(len(id2label))]
         return WindowWords(tokens, spans, starts, constrained_bio_path(probabilities, labels))
 
     def group_words(self, words: WindowWords, ignore_labels: Sequence[str]) -> list[dict]:
@@ -441,8 +444,9 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         group's type and does not begin an entity (`B-`); a group is an entity of the first word's type with the mean
         of its words' scores, unless that type is in `ignore_labels`."""
         labels, groups = self.model.config.id2label, []
+        tags = {tag: self.get_tag(label) for tag, label in labels.items()}
         for index, (tag, _) in enumerate(words.path):
-            bi, kind = self.get_tag(labels[tag])
+            bi, kind = tags[tag]
             if groups and bi != "B" and kind == groups[-1][0]:
                 groups[-1][1].append(index)
             else:
@@ -516,15 +520,22 @@ def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: Aggreg
     return sums / torch.zeros_like(sums).index_add_(0, word, (~scores.isnan()).to(sums.dtype))
 
 
-def constrained_bio_path(probabilities: torch.Tensor, labels: list[str]) -> list[tuple[int, float]]:
+@functools.lru_cache(maxsize=16)
+def _bio_sources(labels: tuple[str, ...]) -> tuple[list[bool], list[tuple[int, ...]]]:
+    """For each tag of `labels`: whether it is an `I-` tag, and the tags that BIO allows right before it."""
+    inside = [label.startswith("I-") for label in labels]
+    sources = [tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
+               labels[to][2:])) for to in range(len(labels))]  # fmt: skip
+    return inside, sources
+
+
+def constrained_bio_path(probabilities: torch.Tensor, labels: Sequence[str]) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
     right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
     Tags without a `B-`/`I-` prefix are unconstrained. When each word's own best tag makes an allowed sequence, that
     is the path; otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor
     operation per word), the best previous tag found once per distinct set of allowed ones."""
-    inside = [label.startswith("I-") for label in labels]
-    sources = [tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
-               labels[to][2:])) for to in range(len(labels))]  # fmt: skip
+    inside, sources = _bio_sources(tuple(labels))
     rows = probabilities.double().tolist()
     own = probabilities.argmax(-1).tolist()  # each word's best tag: the path itself when BIO allows it (most texts)
     if not inside[own[0]] and all(before in sources[tag] for before, tag in zip(own[:-1], own[1:], strict=True)):
