@@ -269,3 +269,61 @@ def test_word_probabilities_are_those_transformers_aggregation_reads(strategy):
         expected = TokenClassificationPipeline.aggregate_word(stub, tokens[start:end], AggregationStrategy(strategy))
         assert "abcde"[int(np.nanargmax(word.numpy()))] == expected["entity"]
         assert float(np.nanmax(word.numpy())) == pytest.approx(float(expected["score"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["first", "average", "max"])
+def test_the_entities_of_a_window_are_those_transformers_postprocess_gives(tmp_path, strategy):
+    """Where each word's own best tag already follows BIO (so the constraint changes nothing), the words, tags,
+    spans, texts and scores that `window_words` / `group_words` read from a window's tensors equal those of
+    transformers' own postprocess (a dict per token, then its aggregation and grouping): with subwords, an unknown
+    token, pre-tokenized words and a text read in overlapping windows."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.pipelines import TokenClassificationPipeline
+
+    from pipeline_typed_bert import TypedBertTokenClassificationPipeline
+
+    labels = bio_labels(["PER", "ORG"])
+    folder = _tiny_tagger(tmp_path / "bert", labels)
+    pipe = TypedBertTokenClassificationPipeline(model=AutoModelForTokenClassification.from_pretrained(folder),
+                                                tokenizer=AutoTokenizer.from_pretrained(folder))  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    cases = [
+        (TEXT, {}),
+        ("Ms. ☃ McAllister-Wong met IBM ☃ in Chuncheon.", {}),
+        (["Son", "Heung-min", "met", "McAllister", "in", "Chuncheon", "."], {"is_split_into_words": True}),
+        (" ".join([TEXT] * 4), {"max_length": 24, "stride": 6}),
+    ]
+    found = 0
+    for sentence, options in cases:
+        preprocess, _, postprocess = pipe._sanitize_parameters(aggregation_strategy=strategy, **options)
+        outputs = [pipe._forward(inputs) for inputs in pipe.preprocess(sentence, **preprocess)]
+        for output in outputs:
+            output["logits"] = _logits_of_bio_words(pipe, output, outputs[0], labels, generator)
+        ours = pipe.postprocess(outputs, **postprocess)
+        theirs = TokenClassificationPipeline.postprocess(pipe, outputs, **postprocess)
+        assert ours
+        found += len(ours)
+        assert [{**entity, "score": pytest.approx(float(entity["score"]), abs=1e-6)} for entity in theirs] == ours
+    assert found >= 10
+
+
+def _logits_of_bio_words(pipe, output, first, labels, generator) -> torch.Tensor:
+    """Logits `(1, seq, labels)` that give every token of a word (as transformers' `gather_pre_entities` finds
+    words) the word's tag, clearly, with noise; the words' tags a random sequence that BIO allows."""
+    from transformers.pipelines import TokenClassificationPipeline
+    from transformers.pipelines.token_classification import AggregationStrategy
+
+    seq = output["input_ids"].shape[1]
+    tokens = TokenClassificationPipeline.gather_pre_entities(
+        pipe, first["sentence"], output["input_ids"][0], torch.zeros(seq, len(labels)).numpy(),
+        output["offset_mapping"][0], output["special_tokens_mask"][0].numpy(), AggregationStrategy.FIRST,
+        word_ids=output.get("word_ids"), word_to_chars_map=first.get("word_to_chars_map"),
+    )  # fmt: skip
+    logits = torch.randn(1, seq, len(labels), generator=generator) * 0.5
+    tag = 0
+    for token in tokens:
+        if not token["is_subword"]:
+            choices = [0, 1, 3] + ([tag + 1 if labels[tag].startswith("B-") else tag] if tag else [])
+            tag = choices[int(torch.randint(len(choices), (1,), generator=generator))]
+        logits[0, token["index"], tag] += 8.0
+    return logits
