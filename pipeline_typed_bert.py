@@ -410,15 +410,13 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
                                                    ignore_labels)]  # fmt: skip
         return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
 
-    def window_words(self, output: dict[str, Any], first: dict[str, Any], strategy: AggregationStrategy) -> WindowWords:
+    def window_words(self, output: dict[str, Any], first: dict[str, Any], strategy: AggregationStrategy) -> list:
         """The words of one window (`output`: its logits `(1, seq, labels)` and inputs; `first`: the first window's,
-        which holds the sentence), as transformers' `gather_pre_entities` and `aggregate_words` find them (a word is
-        a token that is not a subword and the subwords after it; an unknown token is a word of its text), tagged
-        along `constrained_bio_path` over the words' tag probabilities (`word_probabilities`)."""
+        which holds the sentence) as transformers' `gather_pre_entities` and `aggregate_words` find them (a token that
+        is not a subword and the subwords after it; an unknown token is a word of its text): `(tag, probability,
+        tokens, start, end)` each, tagged along `constrained_bio_path` over their tag probabilities."""
         sentence, keep = first["sentence"], ~output["special_tokens_mask"][0].bool()
         ids, offsets = output["input_ids"][0][keep].tolist(), output["offset_mapping"][0]
-        if not ids:
-            return WindowWords([], [], [], [])
         if output.get("word_ids") is not None and first.get("word_to_chars_map") is not None:
             starts = [0 if word is None else first["word_to_chars_map"][word][0] for word in output["word_ids"]]
             offsets = offsets + torch.tensor(starts).unsqueeze(1)
@@ -430,36 +428,35 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         else:  # transformers' heuristic (and its warning) for tokenizers that do not mark subwords
             warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=2)
             subword = [start > 0 and " " not in sentence[start - 1 : start + 1] for start, _ in spans]
-        unknown_id = self.tokenizer.unk_token_id  # a lookup of its own each time it is read
-        unknown = [token_id == unknown_id for token_id in ids]
-        tokens = [text if is_unknown else token for token, text, is_unknown in zip(tokens, texts, unknown, strict=True)]
-        starts = [index for index, flag in enumerate(subword) if index == 0 or not flag or unknown[index]]
+        unknown = self.tokenizer.unk_token_id  # read once: each read is a vocabulary lookup
+        tokens = [text if token_id == unknown else token
+                  for token, text, token_id in zip(tokens, texts, ids, strict=True)]  # fmt: skip
+        starts = [index for index, flag in enumerate(subword) if index == 0 or not flag or ids[index] == unknown]
+        if not starts:
+            return []
         probabilities = word_probabilities(output["logits"][0][keep].float().softmax(-1), starts, strategy)
         id2label = self.model.config.id2label
-        labels = [id2label[index] for index in range(len(id2label))]
-        return WindowWords(tokens, spans, starts, constrained_bio_path(probabilities, labels))
+        path = constrained_bio_path(probabilities, [id2label[index] for index in range(len(id2label))])
+        return [(tag, probability, tokens[start:end], spans[start][0], spans[end - 1][1])
+                for (tag, probability), start, end in zip(path, starts, [*starts[1:], len(tokens)], strict=True)]
 
-    def group_words(self, words: WindowWords, ignore_labels: Sequence[str]) -> list[dict]:
-        """transformers' `group_entities` over tagged words: a word joins the group before it when its tag has the
-        group's type and does not begin an entity (`B-`); a group is an entity of the first word's type with the mean
-        of its words' scores, unless that type is in `ignore_labels`."""
+    def group_words(self, words: list, ignore_labels: Sequence[str]) -> list[dict]:
+        """transformers' `group_entities` over tagged words (`window_words`): a word joins the group before it when its
+        tag has the group's type and does not begin an entity (`B-`); a group is an entity of the first word's type
+        with the mean of its words' scores, unless that type is in `ignore_labels`."""
         labels, groups = self.model.config.id2label, []
         tags = {tag: self.get_tag(label) for tag, label in labels.items()}
-        for index, (tag, _) in enumerate(words.path):
-            bi, kind = tags[tag]
+        for word in words:
+            bi, kind = tags[word[0]]
             if groups and bi != "B" and kind == groups[-1][0]:
-                groups[-1][1].append(index)
+                groups[-1][1].append(word)
             else:
-                groups.append((kind, [index]))
-        entities = []
-        for _, group in groups:
-            name = labels[words.path[group[0]][0]].split("-", 1)[-1]
-            if name not in ignore_labels:
-                entities.append({"entity_group": name, "score": sum(words.path[w][1] for w in group) / len(group),
-                                 "word": self.tokenizer.convert_tokens_to_string(
-                                     [self.tokenizer.convert_tokens_to_string(words.tokens_of(w)) for w in group]),
-                                 "start": words.span(group[0])[0], "end": words.span(group[-1])[1]})  # fmt: skip
-        return entities
+                groups.append((kind, [word]))
+        text = self.tokenizer.convert_tokens_to_string
+        return [{"entity_group": name, "score": sum(word[1] for word in group) / len(group),
+                 "word": text([text(word[2]) for word in group]), "start": group[0][3], "end": group[-1][4]}
+                for name, group in ((labels[group[0][0]].split("-", 1)[-1], group) for _, group in groups)
+                if name not in ignore_labels]  # fmt: skip
 
     @staticmethod
     def _word_shape_ids(sentence, model_inputs: dict[str, Any], preprocess_params: dict[str, Any]) -> torch.Tensor:
@@ -474,29 +471,6 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         else:
             text = sentence
         return torch.tensor([word_shape_ids(text, offsets)], dtype=torch.long)
-
-
-@dataclass
-class WindowWords:
-    """The words of one window of the entity model (`TypedBertTokenClassificationPipeline.window_words`): each
-    non-special token's string (an unknown token's text) and character span, the index of each word's first token,
-    and each word's `(tag, probability)` along the BIO-constrained path."""
-
-    tokens: list[str]
-    spans: list[list[int]]
-    starts: list[int]
-    path: list[tuple[int, float]]
-
-    def tokens_of(self, word: int) -> list[str]:
-        """The token strings of a word."""
-        return self.tokens[self.starts[word] : self._end(word)]
-
-    def span(self, word: int) -> tuple[int, int]:
-        """The characters `(start, end)` of a word."""
-        return self.spans[self.starts[word]][0], self.spans[self._end(word) - 1][1]
-
-    def _end(self, word: int) -> int:
-        return self.starts[word + 1] if word + 1 < len(self.starts) else len(self.tokens)
 
 
 def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
