@@ -503,7 +503,7 @@ class _SubjectPacking:
     tokens, sequences of at most `cap`."""
 
     def __init__(self, text: EncodedText, limit: int, cap: int, marker_id: int) -> None:
-        # The encoding's lists, read once: a `BatchEncoding` lookup per token costs more than the rest of the packing.
+        # The encoding's lists, read once rather than through a `BatchEncoding` lookup per token (a Python call each).
         self.input_ids, self.token_type_ids = text.encoding["input_ids"], text.encoding["token_type_ids"]
         self.tokens, self.type_ids = text.tokens, text.type_ids
         self.limit, self.cap, self.marker_id = limit, cap, marker_id
