@@ -518,11 +518,8 @@ class _SubjectPacking:
         """The subject's objects within reach, in text order, in chunks that fill a sequence while it holds at most
         `per_sequence` of them and `cap` tokens (their markers included); an object that no window of `limit` holds
         with the subject is added to `skipped`."""
-        ordered = sorted(objects, key=lambda index: self.tokens[index][0])
-        if len(self.input_ids) + 2 * per_sequence <= self.limit:  # the whole text holds any objects beside it
-            return [ordered[start : start + per_sequence] for start in range(0, len(ordered), per_sequence)]
         chunks, chunk = [], []
-        for j in ordered:
+        for j in sorted(objects, key=lambda index: self.tokens[index][0]):
             if self._text_tokens(subject, [j]) + 2 > self.limit:
                 skipped.append((subject, j, EntitiesTooFarApartError(
                     f"entities {subject} and {j} lie further apart than max_length={self.limit} allows, so no window "
