@@ -496,11 +496,12 @@ def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: Aggreg
 
 
 @functools.lru_cache(maxsize=16)
-def _bio_sources(labels: tuple[str, ...]) -> tuple[list[bool], list[tuple[int, ...]]]:
-    """For each tag of `labels`: whether it is an `I-` tag, and the tags that BIO allows right before it."""
-    inside = [label.startswith("I-") for label in labels]
-    sources = [tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and labels[frm][2:] ==
-               labels[to][2:])) for to in range(len(labels))]  # fmt: skip
+def _bio_sources(labels: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[tuple[int, ...], ...]]:
+    """For each tag of `labels`: whether it is an `I-` tag, and the tags that BIO allows right before it (tuples: the
+    result is cached and shared)."""
+    inside = tuple(label.startswith("I-") for label in labels)
+    sources = tuple(tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and
+                    labels[frm][2:] == labels[to][2:])) for to in range(len(labels)))  # fmt: skip
     return inside, sources
 
 
