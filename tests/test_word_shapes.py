@@ -115,14 +115,18 @@ def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_
         import json
         from transformers import pipeline
         recognize = pipeline("token-classification", model={str(folder)!r}, trust_remote_code=True)
+        words = pipeline("token-classification", model={str(folder)!r}, trust_remote_code=True,
+                         aggregation_strategy="average")
         print(json.dumps({{"class": type(recognize).__name__,
-                          "tokens": [[int(t["index"]), t["entity"], float(t["score"])] for t in recognize({TEXT!r})]}}))
+                          "tokens": [[int(t["index"]), t["entity"], float(t["score"])] for t in recognize({TEXT!r})],
+                          "entities": [[e["entity_group"], e["start"], e["end"]] for e in words([{TEXT!r}])[0]]}}))
         """,
         tmp_path,
     )
     assert result["class"] == "TypedBertTokenClassificationPipeline"
     encoding = AutoTokenizer.from_pretrained(folder)(TEXT, return_offsets_mapping=True, return_tensors="pt")
-    shapes = torch.tensor([word_shape_ids(TEXT, encoding.pop("offset_mapping")[0].tolist())])
+    offsets = encoding.pop("offset_mapping")[0].tolist()
+    shapes = torch.tensor([word_shape_ids(TEXT, offsets)])
     with torch.no_grad():
         with_shapes = model(**encoding, word_shape_ids=shapes).logits.softmax(-1)[0]
         without = model(**encoding).logits.softmax(-1)[0]
@@ -130,6 +134,25 @@ def test_the_standard_token_classification_pipeline_reads_the_shapes_in_a_clean_
     assert [[i, label] for i, label, _ in result["tokens"]] == [[i, label] for i, label, _ in expected]
     assert [score for *_, score in result["tokens"]] == pytest.approx([score for *_, score in expected], abs=1e-5)
     assert with_shapes.argmax(-1).tolist() != without.argmax(-1).tolist()  # the shapes decided some tags
+    assert result["entities"] == _bio_entities(with_shapes, encoding.word_ids(), offsets, labels)
+
+
+def _bio_entities(probabilities, word_ids, offsets, labels) -> list[list]:
+    """`[type, start, end]` of the entities that the words' averaged tag probabilities give along the BIO-constrained
+    path (`constrained_bio_path`): a word `B-T` starts one, `I-T` extends it."""
+    from pipeline_typed_bert import constrained_bio_path
+
+    words = sorted({word for word in word_ids if word is not None})
+    tokens = [[i for i, w in enumerate(word_ids) if w == word] for word in words]
+    average = torch.stack([probabilities[positions].mean(0) for positions in tokens])
+    entities = []
+    for positions, (tag, _) in zip(tokens, constrained_bio_path(average.double(), labels), strict=True):
+        start, end = offsets[positions[0]][0], offsets[positions[-1]][1]
+        if labels[tag].startswith("I-"):
+            entities[-1][2] = end
+        elif labels[tag] != "O":
+            entities.append([labels[tag][2:], start, end])
+    return entities
 
 
 def test_push_to_hub_then_the_standard_pipeline_from_the_repo_reads_the_shapes(tmp_path, local_hub):
