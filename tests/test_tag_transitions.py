@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, pipeline
@@ -90,6 +91,7 @@ def test_a_tagger_converts_losslessly_and_its_saved_transitions_steer_the_standa
     assert reloaded(TEXT) == recognize(TEXT) != before
 
 
+@pytest.mark.slow
 def test_train_entities_with_tag_transitions_learns_and_saves_them(tiny_bert_dir, tmp_path):
     data = entity_slices(tmp_path / "data", 40, 20)
     run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
