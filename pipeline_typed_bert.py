@@ -512,17 +512,16 @@ def constrained_bio_path(
 ) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
     right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
-    Tags without a `B-`/`I-` prefix are unconstrained. When each word's own best tag makes an allowed sequence, that
-    is the path; otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor
-    operation per word), the best previous tag found once per distinct set of allowed ones. `transitions` `(tags + 1,
-    tags)` (a CRF's, `TypedBertTagTransitions`) adds a score per pair of consecutive tags, the last row before the
-    first tag."""
+    Tags without a `B-`/`I-` prefix are unconstrained. `transitions` `(tags + 1, tags)` (a CRF's,
+    `TypedBertTagTransitions`) adds a score per pair of consecutive tags, the last row before the first tag. When each
+    word's own best tag makes an allowed sequence (and outweighs the transitions: `_outweighs`), that is the path;
+    otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor operation per word),
+    the best previous tag found once per distinct set of allowed ones."""
     inside, sources = _bio_sources(tuple(labels))
     rows = probabilities.double().tolist()
     own = probabilities.argmax(-1).tolist()  # each word's best tag: the path itself when BIO allows it (most texts)
-    if transitions is None and not inside[own[0]] and all(
-        before in sources[tag] for before, tag in zip(own[:-1], own[1:], strict=True)
-    ):
+    if (not inside[own[0]] and all(before in sources[tag] for before, tag in zip(own[:-1], own[1:], strict=True))
+            and (transitions is None or _outweighs(probabilities, transitions))):  # fmt: skip
         return [(tag, rows[word][tag]) for word, tag in enumerate(own)]
     emissions = probabilities.double().clamp_min(1e-12).log().tolist()
     weights = transitions.double().tolist() if transitions is not None else None
@@ -546,6 +545,16 @@ def constrained_bio_path(
         path.append(best[path[-1]])
     path.reverse()
     return [(tag, rows[word][tag]) for word, tag in enumerate(path)]
+
+
+def _outweighs(probabilities: torch.Tensor, transitions: torch.Tensor) -> bool:
+    """Whether each word's best tag beats its second best by more log probability than twice the spread of the
+    transition scores: then a path that changes some words loses more in them than it can gain in the transitions
+    around them (two per word at most), and the words' own best tags are the CRF's path."""
+    if probabilities.shape[1] < 2:
+        return True
+    best = probabilities.double().clamp_min(1e-12).log().topk(2, dim=-1).values
+    return bool((best[:, 0] - best[:, 1]).min() > 2 * (transitions.max() - transitions.min()))
 
 
 def _repository_commit(config) -> str | None:

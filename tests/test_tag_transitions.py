@@ -37,10 +37,10 @@ def test_decoding_with_transitions_is_the_best_sequence_bio_allows():
     """Against every allowed tag sequence of up to four words: the path has the highest log probability plus
     transition scores; zero transitions decode as BIO alone."""
     generator = torch.Generator().manual_seed(0)
-    for words in range(1, 5):
+    for words, scale in itertools.product(range(1, 5), (2.0, 0.3)):  # 0.3: confident words outweigh transitions
         for _ in range(20):
-            probabilities = (torch.randn(words, len(LABELS), generator=generator) * 2).softmax(-1).double()
-            transitions = torch.randn(len(LABELS) + 1, len(LABELS), generator=generator).double() * 2
+            probabilities = (torch.randn(words, len(LABELS), generator=generator) * 4).softmax(-1).double()
+            transitions = torch.randn(len(LABELS) + 1, len(LABELS), generator=generator).double() * scale
             best = max((tags for tags in itertools.product(range(len(LABELS)), repeat=words) if _allowed(tags)),
                        key=lambda tags: _path_score(probabilities.log(), transitions, tags))  # fmt: skip
             assert [tag for tag, _ in constrained_bio_path(probabilities, LABELS, transitions)] == list(best)
