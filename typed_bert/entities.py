@@ -1,6 +1,6 @@
 """Entity recognition for end-to-end extraction: a token classifier with BIO tags over the entity types of entity-list
-files (by default TypedBert's, with a word-shape table; `word_shapes=False`: a standard
-`AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
+files (by default TypedBert's, with a word-shape table, optionally a CRF over the words' tags; `word_shapes=False`:
+a standard `AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
 `pipeline("token-classification", aggregation_strategy="average")` (word-level aggregation, as the
 relation-classification pipeline runs it); and the span scores papers report.
 
@@ -70,15 +70,21 @@ class EntitySettings:
     # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
     word_shapes: bool = field(default=True, metadata={
         "help": "a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token "
-        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification)",
+        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification, without the table or the CRF)",
     })  # fmt: skip
     table_learning_rate: float = field(default=1e-3, metadata={"help": "for the word-shape table"})
+    # Not the default: CoNLL04 dev +0.4 entity F1, +0.6 end to end (3 seeds); SciERC dev +0.7 entity F1 but -0.6 end
+    # to end (4 seeds): docs/results/entities
     tag_transitions: bool = field(default=False, metadata={
-        "help": "a linear-chain CRF over the words' tags, trained with the tagger (TypedBert's token classifier only)",
+        "help": "a linear-chain CRF over the words' tags, zero at the start and trained with the tagger, which the "
+        "BIO decoding adds (TypedBert's token classifier: not with --no-word-shapes)",
     })  # fmt: skip
     transitions_learning_rate: float = field(default=1e-2, metadata={"help": "for the CRF's tag transitions"})
 
     def __post_init__(self) -> None:
+        if self.tag_transitions and not self.word_shapes:
+            raise InputError("--tag-transitions (a CRF) needs TypedBert's token classifier; expected no "
+                             "--no-word-shapes, or no --tag-transitions for a standard AutoModelForTokenClassification")
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, max_steps={self.max_steps}; expected epochs > 0, "
@@ -383,7 +389,8 @@ def _entity_results(
 
 def _load_entity_model(settings: EntitySettings, label2id: dict[str, int]):
     """The token classifier to train, with a new head for the tags of `label2id`: TypedBert's with a word shape table
-    (and no entity tables) for `settings.word_shapes`, else a standard `AutoModelForTokenClassification`."""
+    (and no entity tables; tag transitions with `settings.tag_transitions`) for `settings.word_shapes`, else a
+    standard `AutoModelForTokenClassification`."""
     head = {"num_labels": len(label2id), "id2label": {i: label for label, i in label2id.items()}, "label2id": label2id}
     if settings.word_shapes:
         return TypedBertForTokenClassification.from_pretrained(
@@ -403,8 +410,9 @@ def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype
 def _entity_model_kind(settings: EntitySettings) -> str:
     """What the model card calls the entity model."""
     if settings.word_shapes:
+        crf = " and a CRF over the words' tags (`tag_transitions`)" if settings.tag_transitions else ""
         return ("A TypedBert token classifier (custom code: load it with `trust_remote_code=True`) whose input "
-                "embeddings also carry each word's letter case (a word-shape table)")  # fmt: skip
+                f"embeddings also carry each word's letter case (a word-shape table){crf}")  # fmt: skip
     return "A standard `AutoModelForTokenClassification`"
 
 
