@@ -87,10 +87,6 @@ class TypedBertConfig(BertConfig):
             Title, UPPER, mixed, digits, other; each also glued to the word before), a table that starts at zero.
             For uncased vocabularies, whose tokenizer lowercases the strongest cue of a name, and for any WordPiece
             one, which drops the spaces; the pipelines compute the ids from the text.
-        tag_transitions (`bool`, *optional*, defaults to `False`):
-            Whether a token classifier also learns a score for each pair of consecutive word tags (and for each first
-            tag), zero at the start: a linear-chain CRF over words, trained with the tagger, which the BIO decoding of
-            `TypedBertTokenClassificationPipeline` adds to the words' log probabilities.
         position_id_offset (`int`, *optional*, defaults to 0):
             The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
@@ -109,7 +105,6 @@ class TypedBertConfig(BertConfig):
         position_id_offset: int = 0,
         entity_model: str | None = None,
         word_shapes: bool = False,
-        tag_transitions: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,9 +130,6 @@ class TypedBertConfig(BertConfig):
         if not isinstance(word_shapes, bool):
             raise ValueError(f"word_shapes={word_shapes!r} must be a bool.")
         self.word_shapes = word_shapes
-        if not isinstance(tag_transitions, bool):
-            raise ValueError(f"tag_transitions={tag_transitions!r} must be a bool.")
-        self.tag_transitions = tag_transitions
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):

@@ -72,18 +72,6 @@ class TypedBertEntityEmbedding(nn.Embedding):
         nn.init.zeros_(self.weight)
 
 
-class TypedBertTagTransitions(nn.Module):
-    """Scores of consecutive word tags for a token classifier's linear-chain CRF: `weight[i, j]` for tag `j` after
-    tag `i`, and the last row for `j` first; zero at initialisation, so decoding starts as BIO alone decodes."""
-
-    def __init__(self, num_labels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(num_labels + 1, num_labels))
-
-    def reset_parameters(self) -> None:
-        nn.init.zeros_(self.weight)
-
-
 class TypedBertEmbeddings(BertEmbeddings):
     """BERT's embeddings plus the entity type table and the entity role table (those of the two the input mode uses:
     `entity_type_embeddings` or `entity_role_embeddings` is None when it has none), and the word shape table with
@@ -145,7 +133,7 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
     accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (TypedBertEntityEmbedding, TypedBertTagTransitions)):
+        if isinstance(module, TypedBertEntityEmbedding):
             if not getattr(module.weight, "_is_hf_initialized", False):  # transformers 5 flags loaded weights
                 module.reset_parameters()
         else:
@@ -490,7 +478,6 @@ class TypedBertForTokenClassification(TypedBertPreTrainedModel):
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.tag_transitions = TypedBertTagTransitions(config.num_labels) if config.tag_transitions else None
         self.post_init()
 
     def forward(

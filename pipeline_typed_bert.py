@@ -437,9 +437,7 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
             return []
         probabilities = word_probabilities(output["logits"][0][keep].float().softmax(-1), starts, strategy)
         id2label = self.model.config.id2label
-        transitions = getattr(self.model, "tag_transitions", None)
-        transitions = None if transitions is None else transitions.weight.detach().float().cpu()
-        path = constrained_bio_path(probabilities, [id2label[index] for index in range(len(id2label))], transitions)
+        path = constrained_bio_path(probabilities, [id2label[index] for index in range(len(id2label))])
         return [(tag, probability, tokens[start:end], spans[start][0], spans[end - 1][1])
                 for (tag, probability), start, end in zip(path, starts, [*starts[1:], len(tokens)], strict=True)]
 
@@ -507,54 +505,32 @@ def _bio_sources(labels: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[tuple
     return inside, sources
 
 
-def constrained_bio_path(
-    probabilities: torch.Tensor, labels: Sequence[str], transitions: torch.Tensor | None = None
-) -> list[tuple[int, float]]:
+def constrained_bio_path(probabilities: torch.Tensor, labels: Sequence[str]) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
     right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
-    Tags without a `B-`/`I-` prefix are unconstrained. `transitions` `(tags + 1, tags)` (a CRF's,
-    `TypedBertTagTransitions`) adds a score per pair of consecutive tags, the last row before the first tag. When each
-    word's own best tag makes an allowed sequence (and outweighs the transitions: `_outweighs`), that is the path;
-    otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor operation per word),
-    the best previous tag found once per distinct set of allowed ones."""
+    Tags without a `B-`/`I-` prefix are unconstrained. When each word's own best tag makes an allowed sequence, that
+    is the path; otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor
+    operation per word), the best previous tag found once per distinct set of allowed ones."""
     inside, sources = _bio_sources(tuple(labels))
     rows = probabilities.double().tolist()
     own = probabilities.argmax(-1).tolist()  # each word's best tag: the path itself when BIO allows it (most texts)
-    if (not inside[own[0]] and all(before in sources[tag] for before, tag in zip(own[:-1], own[1:], strict=True))
-            and (transitions is None or _outweighs(probabilities, transitions))):  # fmt: skip
+    if not inside[own[0]] and all(before in sources[tag] for before, tag in zip(own[:-1], own[1:], strict=True)):
         return [(tag, rows[word][tag]) for word, tag in enumerate(own)]
-    emissions = probabilities.double().clamp_min(1e-12).log().tolist()
-    weights = transitions.double().tolist() if transitions is not None else None
-    first = weights[-1] if weights else [0.0] * len(labels)
-    score = [float("-inf") if inside[tag] else value + first[tag] for tag, value in enumerate(emissions[0])]
     distinct = list(dict.fromkeys(sources))
     source_set = [distinct.index(allowed) for allowed in sources]
+    emissions = probabilities.double().clamp_min(1e-12).log().tolist()
+    score = [float("-inf") if inside[tag] else value for tag, value in enumerate(emissions[0])]
     back = []
     for emission in emissions[1:]:
-        if weights is None:
-            best_of = [max(allowed, key=score.__getitem__) for allowed in distinct]
-            best = [best_of[index] for index in source_set]
-            score = [score[frm] + value for frm, value in zip(best, emission, strict=True)]
-        else:
-            best = [max(allowed, key=lambda frm, to=to: score[frm] + weights[frm][to])
-                    for to, allowed in enumerate(sources)]  # fmt: skip
-            score = [score[frm] + weights[frm][to] + emission[to] for to, frm in enumerate(best)]
+        best_of = [max(allowed, key=score.__getitem__) for allowed in distinct]
+        best = [best_of[index] for index in source_set]
+        score = [score[frm] + value for frm, value in zip(best, emission, strict=True)]
         back.append(best)
     path = [max(range(len(score)), key=score.__getitem__)]
     for best in reversed(back):
         path.append(best[path[-1]])
     path.reverse()
     return [(tag, rows[word][tag]) for word, tag in enumerate(path)]
-
-
-def _outweighs(probabilities: torch.Tensor, transitions: torch.Tensor) -> bool:
-    """Whether each word's best tag beats its second best by more log probability than twice the spread of the
-    transition scores: then a path that changes some words loses more in them than it can gain in the transitions
-    around them (two per word at most), and the words' own best tags are the CRF's path."""
-    if probabilities.shape[1] < 2:
-        return True
-    best = probabilities.double().clamp_min(1e-12).log().topk(2, dim=-1).values
-    return bool((best[:, 0] - best[:, 1]).min() > 2 * (transitions.max() - transitions.min()))
 
 
 def _repository_commit(config) -> str | None:

@@ -86,8 +86,6 @@ CASES = [
     ("convert: missing base", {}, lambda p, m: ["scripts/convert.py", "--base-model", p["nope"], "--entity-types", "PER", "--output-dir", p["out"]],
      "--base-model"),
     ("push: missing folder", {}, lambda p, m: ["scripts/push.py", "--model", p["nope"], "--repo-id", "org/x", "--no-verify"], "{nope}: no such folder"),
-    ("train-entities: a CRF without TypedBert's tagger", {}, lambda p, m: ["scripts/train_entities.py", "--base-model", m, "--train-file", p["nope"],
-     "--validation-file", p["nope"], "--output-dir", p["out"], "--no-word-shapes", "--tag-transitions"], "--tag-transitions (a CRF) needs TypedBert's token classifier"),
 ]  # fmt: skip
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-from safetensors.torch import load_file
 from transformers import pipeline
 
 from encoding_typed_bert import MODEL_INPUT_NAMES, PACKED_INPUT_NAMES
@@ -39,11 +38,11 @@ def command(*args, cwd, env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A subject-packed tiny relation model with a word-shape entity model with a CRF, exported with int8 graphs by
-    the command, run from its folder with relative paths."""
+    """A subject-packed tiny relation model with a word-shape entity model, exported with int8 graphs by the command,
+    run from its folder with relative paths."""
     root = tmp_path_factory.mktemp("onnx")
     relations = save_tiny_classifier(root / "relations", ENTITY_TYPES, pair_encoding="per_subject")
-    _, tagger = _saved_shape_tagger(root / "tagger", bio_labels(["PER", "ORG"]), tag_transitions=True)
+    _, tagger = _saved_shape_tagger(root / "tagger", bio_labels(["PER", "ORG"]))
     bundle_entity_model(relations, tagger)
     (root / "check.jsonl").write_text("".join(json.dumps(text) + "\n" for text in TEXTS))
     result = command("export", "--format", "onnx", "--model", "relations", "--output-dir", "exported", "--quantize",
@@ -64,8 +63,6 @@ def test_export_writes_checked_graphs_for_both_models(exported):
     }
     entities = json.loads((folder / "entities" / "config.json").read_text())["onnx"]
     assert entities["input_names"] == ["input_ids", "attention_mask", "token_type_ids", "word_shape_ids"]
-    transitions = load_file(exported / "tagger" / "typed" / "model.safetensors")["tag_transitions.weight"]
-    assert entities["tag_transitions"] == transitions.tolist()  # the decoding's, beside the graph
     assert not list(folder.rglob("*.safetensors"))  # no torch weights: the graphs hold them
 
 

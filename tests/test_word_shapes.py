@@ -89,20 +89,15 @@ def test_a_bert_tagger_converts_losslessly_and_the_table_then_changes_the_logits
         assert not torch.allclose(typed(**encoding, word_shape_ids=shapes).logits, expected)
 
 
-def _saved_shape_tagger(
-    tmp_path, labels, tag_transitions: bool = False
-) -> tuple[TypedBertForTokenClassification, object]:
-    """A tiny word-shape tagger whose shape table holds noise (so the shapes decide some tags; with
-    `tag_transitions`, a CRF whose transitions hold noise too), saved with MiniLM's tokenizer to TMP/typed; the model
-    and the folder."""
+def _saved_shape_tagger(tmp_path, labels) -> tuple[TypedBertForTokenClassification, object]:
+    """A tiny word-shape tagger whose shape table holds noise (so the shapes decide some tags), saved with MiniLM's
+    tokenizer to TMP/typed; the model and the folder."""
     model = TypedBertForTokenClassification.from_pretrained(
-        _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain", tag_transitions=tag_transitions
+        _tiny_tagger(tmp_path / "bert", labels), word_shapes=True, input_mode="plain"
     ).eval()
     torch.manual_seed(1)
     with torch.no_grad():
         model.bert.embeddings.word_shape_embeddings.weight[1:].normal_(std=3.0)
-        if tag_transitions:
-            model.tag_transitions.weight.normal_(std=3.0)
     folder = tmp_path / "typed"
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)

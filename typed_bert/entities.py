@@ -1,6 +1,6 @@
 """Entity recognition for end-to-end extraction: a token classifier with BIO tags over the entity types of entity-list
-files (by default TypedBert's, with a word-shape table, optionally a CRF over the words' tags; `word_shapes=False`:
-a standard `AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
+files (by default TypedBert's, with a word-shape table; `word_shapes=False`: a standard
+`AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
 `pipeline("token-classification", aggregation_strategy="average")` (word-level aggregation, as the
 relation-classification pipeline runs it); and the span scores papers report.
 
@@ -70,21 +70,11 @@ class EntitySettings:
     # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
     word_shapes: bool = field(default=True, metadata={
         "help": "a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token "
-        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification, without the table or the CRF)",
+        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification)",
     })  # fmt: skip
     table_learning_rate: float = field(default=1e-3, metadata={"help": "for the word-shape table"})
-    # Not the default: CoNLL04 dev +0.4 entity F1, +0.6 end to end (3 seeds); SciERC dev +0.7 entity F1 but -0.6 end
-    # to end (4 seeds): docs/results/entities
-    tag_transitions: bool = field(default=False, metadata={
-        "help": "a linear-chain CRF over the words' tags, zero at the start and trained with the tagger, which the "
-        "BIO decoding adds (TypedBert's token classifier: not with --no-word-shapes)",
-    })  # fmt: skip
-    transitions_learning_rate: float = field(default=1e-2, metadata={"help": "for the CRF's tag transitions"})
 
     def __post_init__(self) -> None:
-        if self.tag_transitions and not self.word_shapes:
-            raise InputError("--tag-transitions (a CRF) needs TypedBert's token classifier; expected no "
-                             "--no-word-shapes, or no --tag-transitions for a standard AutoModelForTokenClassification")
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
             raise InputError(
                 f"epochs={self.epochs}, batch_size={self.batch_size}, max_steps={self.max_steps}; expected epochs > 0, "
@@ -152,7 +142,6 @@ def tag_tokens(
         "input_ids": encoding["input_ids"],
         "attention_mask": encoding["attention_mask"],
         "word_shape_ids": word_shape_ids(text, encoding["offset_mapping"]),
-        "word_index": [-1 if word is None else word for word in encoding.word_ids()],
         "labels": labels,
     }
 
@@ -161,71 +150,14 @@ class TaggingCollator(DataCollatorForTokenClassification):
     """transformers' token-classification collator, with `word_shape_ids` padded (0) like the labels."""
 
     def torch_call(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        extra = {name: [feature.pop(name) for feature in features]
-                 for name in ("word_shape_ids", "word_index") if name in features[0]}  # fmt: skip
+        shapes = [feature.pop("word_shape_ids") for feature in features] if "word_shape_ids" in features[0] else None
         batch = super().torch_call(features)
-        length, left = batch["input_ids"].shape[1], self.tokenizer.padding_side == "left"
-        for name, rows in extra.items():
-            fill = -1 if name == "word_index" else 0
-            padding = [[fill] * (length - len(row)) for row in rows]
-            rows = [pad + row if left else row + pad for pad, row in zip(padding, rows, strict=True)]
-            batch[name] = torch.tensor(rows)
+        if shapes is not None:
+            length, left = batch["input_ids"].shape[1], self.tokenizer.padding_side == "left"
+            padding = [[0] * (length - len(row)) for row in shapes]
+            rows = [pad + row if left else row + pad for pad, row in zip(padding, shapes, strict=True)]
+            batch["word_shape_ids"] = torch.tensor(rows)
         return batch
-
-
-class TaggingTrainer(TypedBertTrainer):
-    """The entity model's Trainer: with the model's tag transitions (`config.tag_transitions`), the loss also holds the
-    negative log-likelihood per word of the words' gold tags under the CRF (`word_crf_loss`), and the transitions train
-    at `transitions_learning_rate`."""
-
-    def __init__(self, *args, transitions_learning_rate: float = 1e-2, **kwargs) -> None:
-        self.transitions_learning_rate = transitions_learning_rate
-        super().__init__(*args, **kwargs)
-
-    def create_optimizer(self, *args, **kwargs):
-        optimizer = super().create_optimizer(*args, **kwargs)
-        transitions = getattr(self.model, "tag_transitions", None)
-        if transitions is not None and not any(group.get("transitions") for group in optimizer.param_groups):
-            for group in optimizer.param_groups:
-                group["params"] = [parameter for parameter in group["params"] if parameter is not transitions.weight]
-            optimizer.add_param_group({"params": [transitions.weight], "lr": self.transitions_learning_rate,
-                                       "weight_decay": 0.0, "transitions": True})  # fmt: skip
-        return optimizer
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        word_index = inputs.pop("word_index", None)
-        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        transitions = getattr(self.accelerator.unwrap_model(model), "tag_transitions", None)
-        if transitions is not None and word_index is not None:
-            loss = loss + word_crf_loss(outputs.logits, inputs["labels"], word_index, transitions.weight)
-        return (loss, outputs) if return_outputs else loss
-
-
-def word_crf_loss(logits: torch.Tensor, labels: torch.Tensor, word_index: torch.Tensor,
-                  transitions: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The negative log-likelihood per word of each text's word tags (its first token's label) under a linear-chain
-    CRF whose emissions are the words' log mean token probabilities, as the pipeline's `average` aggregation reads
-    them. `logits` `(batch, seq, tags)`; `labels`, `word_index` (-1: no word) `(batch, seq)`; `transitions` `(tags +
-    1, tags)`, the last row before the first word."""
-    batch, length, tags = logits.shape
-    words = int(word_index.max()) + 1
-    slot = torch.where(word_index < 0, words, word_index)
-    sums = logits.new_zeros(batch, words + 1, tags, dtype=torch.float32)
-    sums.scatter_add_(1, slot.unsqueeze(2).expand(-1, -1, tags), logits.float().softmax(-1))
-    counts = sums.new_zeros(batch, words + 1).scatter_add_(1, slot, torch.ones_like(slot, dtype=sums.dtype))
-    emissions = (sums[:, :words] / counts[:, :words, None].clamp_min(1)).clamp_min(1e-12).log()
-    present = counts[:, :words] > 0
-    positions = torch.arange(length, device=logits.device).expand(batch, -1)
-    first = torch.full((batch, words + 1), length - 1, device=logits.device).scatter_reduce(1, slot, positions, "amin")
-    gold = labels.gather(1, first[:, :words]).clamp_min(0).masked_fill(~present, 0)
-    start, step = transitions[-1].float(), transitions[:-1].float()
-    score = start[gold[:, 0]] + (emissions.gather(2, gold.unsqueeze(2)).squeeze(2) * present).sum(1)
-    score = score + (step[gold[:, :-1], gold[:, 1:]] * present[:, 1:]).sum(1)
-    alpha = start + emissions[:, 0]
-    for word in range(1, words):
-        following = torch.logsumexp(alpha.unsqueeze(2) + step, dim=1) + emissions[:, word]
-        alpha = torch.where(present[:, word, None], following, alpha)
-    return (torch.logsumexp(alpha, 1) - score).sum() / present.sum()
 
 
 def span_scores(gold: Iterable[set], predicted: Iterable[set]) -> dict[str, float]:
@@ -279,11 +211,11 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
         model = _load_entity_model(settings, label2id)
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
-    train_set, validation_set = (tagged_dataset(tokenizer, split, label2id, max_length, settings)
+    train_set, validation_set = (tagged_dataset(tokenizer, split, label2id, max_length, settings.word_shapes)
                                  for split in (train_texts, validation_texts))  # fmt: skip
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))
-    trainer = TaggingTrainer(
+    trainer = TypedBertTrainer(
         model=model,
         args=entity_training_arguments(settings, checkpoints, precision),
         train_dataset=train_set,
@@ -291,7 +223,6 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         data_collator=TaggingCollator(tokenizer),
         compute_metrics=functools.partial(tag_metrics, labels),
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
-        transitions_learning_rate=settings.transitions_learning_rate,
     )
     try:
         outcome = trainer.train()
@@ -324,15 +255,13 @@ def check_entity_types(texts: Sequence[dict[str, Any]], entity_types: list[str],
 
 
 def tagged_dataset(tokenizer, texts: Sequence[dict[str, Any]], label2id: dict[str, int], max_length: int,
-                   settings: EntitySettings):  # fmt: skip
+                   word_shapes: bool):  # fmt: skip
     """The texts as a `datasets.Dataset` of tagged tokens (`tag_tokens`), without `word_shape_ids` for a model that
-    has no word-shape table and without `word_index` for one without tag transitions."""
+    has no word-shape table."""
     import datasets  # the training stack; the rest of this module runs on the remote-code stack alone
 
     rows = [tag_tokens(tokenizer, text["text"], text["entities"], label2id, max_length) for text in texts]
-    unused = [name for name, used in (("word_shape_ids", settings.word_shapes),
-                                      ("word_index", settings.tag_transitions)) if not used]  # fmt: skip
-    return datasets.Dataset.from_list(rows).remove_columns(unused)
+    return datasets.Dataset.from_list(rows).remove_columns([] if word_shapes else ["word_shape_ids"])
 
 
 def tag_metrics(labels: list[str], prediction) -> dict[str, float]:
@@ -358,7 +287,6 @@ def entity_training_arguments(settings: EntitySettings, checkpoints: Path, preci
         warmup_steps=settings.warmup_ratio,  # below 1: a fraction of the steps (transformers 5)
         lr_scheduler_type="linear", logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False,  # word_index, for the CRF's loss (tagged_dataset holds only what is used)
         **best_checkpoint_arguments(settings.max_steps, "entity_micro_f1"),
     )  # fmt: skip
 
@@ -389,13 +317,11 @@ def _entity_results(
 
 def _load_entity_model(settings: EntitySettings, label2id: dict[str, int]):
     """The token classifier to train, with a new head for the tags of `label2id`: TypedBert's with a word shape table
-    (and no entity tables; tag transitions with `settings.tag_transitions`) for `settings.word_shapes`, else a
-    standard `AutoModelForTokenClassification`."""
+    (and no entity tables) for `settings.word_shapes`, else a standard `AutoModelForTokenClassification`."""
     head = {"num_labels": len(label2id), "id2label": {i: label for label, i in label2id.items()}, "label2id": label2id}
     if settings.word_shapes:
         return TypedBertForTokenClassification.from_pretrained(
-            settings.base_model, ignore_mismatched_sizes=True, word_shapes=True, input_mode="plain",
-            tag_transitions=settings.tag_transitions, **head
+            settings.base_model, ignore_mismatched_sizes=True, word_shapes=True, input_mode="plain", **head
         )
     return AutoModelForTokenClassification.from_pretrained(settings.base_model, ignore_mismatched_sizes=True, **head)
 
@@ -410,9 +336,8 @@ def score_entity_model(model_source: str, texts: Sequence[dict[str, Any]], dtype
 def _entity_model_kind(settings: EntitySettings) -> str:
     """What the model card calls the entity model."""
     if settings.word_shapes:
-        crf = " and a CRF over the words' tags (`tag_transitions`)" if settings.tag_transitions else ""
         return ("A TypedBert token classifier (custom code: load it with `trust_remote_code=True`) whose input "
-                f"embeddings also carry each word's letter case (a word-shape table){crf}")  # fmt: skip
+                "embeddings also carry each word's letter case (a word-shape table)")  # fmt: skip
     return "A standard `AutoModelForTokenClassification`"
 
 

@@ -157,10 +157,8 @@ def _export_model(model, tokenizer, batch: dict, folder: Path, quantize: bool, m
             agreement = report["int8"]["label_agreement"]
             raise ExportError(f"the int8 graph's labels agree with PyTorch's on {agreement:.3f} of the check inputs "
                               f"(at least {min_agreement} required); nothing was written", folder.name)  # fmt: skip
-    config, entry = model.config, {"graphs": {p: GRAPH_FILES[p] for p in report}, "input_names": names}
-    if getattr(model, "tag_transitions", None) is not None:  # the CRF's scores, read by the decoding, not the graph
-        entry["tag_transitions"] = model.tag_transitions.weight.detach().float().tolist()
-    setattr(config, ONNX_CONFIG_KEY, entry)
+    config = model.config
+    setattr(config, ONNX_CONFIG_KEY, {"graphs": {p: GRAPH_FILES[p] for p in report}, "input_names": names})
     config.save_pretrained(folder)
     delattr(config, ONNX_CONFIG_KEY)
     tokenizer.save_pretrained(folder)

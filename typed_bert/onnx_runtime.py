@@ -20,7 +20,6 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, pipeline
 from transformers.modeling_outputs import ModelOutput
 
-from modeling_typed_bert import TypedBertTagTransitions
 from pipeline_typed_bert import ENTITY_AGGREGATION, RelationClassificationPipeline, TypedBertTokenClassificationPipeline
 from typed_bert.errors import InputError
 from typed_bert.hub.export import PICKLE_SUFFIXES
@@ -39,9 +38,8 @@ class OnnxModelOutput(ModelOutput):
 class OnnxModel(PreTrainedModel):
     """An exported TypedBert (or BERT) graph run by ONNX Runtime, in place of the PyTorch model in transformers'
     pipelines: it has the model's config and takes its keyword inputs; `forward` feeds the graph the inputs it names
-    (a missing `token_type_ids` is zeros) and returns `logits`. Its only parameters are an entity model's CRF
-    transitions (`tag_transitions`, which the decoding reads); it runs on the CPU (or where the session's execution
-    providers put it)."""
+    (a missing `token_type_ids` is zeros) and returns `logits`. It has no parameters; it runs on the CPU (or where the
+    session's execution providers put it)."""
 
     main_input_name = "input_ids"
 
@@ -49,10 +47,6 @@ class OnnxModel(PreTrainedModel):
         super().__init__(config)
         self.session = session
         self.input_names = [graph_input.name for graph_input in session.get_inputs()]
-        transitions = getattr(config, ONNX_CONFIG_KEY, {}).get("tag_transitions")
-        if transitions is not None:  # an entity model's CRF: the pipeline's decoding reads it, as from PyTorch's
-            self.tag_transitions = TypedBertTagTransitions(config.num_labels).requires_grad_(False)
-            self.tag_transitions.weight.copy_(torch.tensor(transitions))
 
     @property
     def device(self) -> torch.device:
