@@ -247,7 +247,7 @@ def test_a_plain_trainer_accumulates_the_mean_loss_of_its_batches(tmp_path):
 
 
 TORCHRUN_LOSS = """
-import json, sys
+import gc, json, sys
 import torch.distributed
 from transformers import AutoTokenizer, Trainer, TrainingArguments
 from modeling_typed_bert import TypedBertForSequenceClassification
@@ -264,7 +264,12 @@ trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Type
 trainer.train()
 if trainer.is_world_process_zero():
     open(log, "w").write(json.dumps(trainer.state.log_history))
-torch.distributed.destroy_process_group()  # PyTorch's documented shutdown; without it gloo can abort at exit
+# PyTorch's documented shutdown, after the last reference to the DDP-wrapped model is gone: the process group is then
+# freed here, joining gloo's worker threads, instead of at interpreter exit, where one of them could still be
+# releasing an all-gather's tensors (4.57's Trainer all-gathers the loss it logs) and abort the process (SIGABRT).
+del trainer, model
+gc.collect()
+torch.distributed.destroy_process_group()
 """
 
 

@@ -10,6 +10,7 @@ only rank 0 calls `write_output`.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -569,9 +570,12 @@ def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[s
 
 def leave_process_group() -> None:
     """Destroy torchrun's process group, if there is one, once training's collectives are over: PyTorch's documented
-    shutdown. Without it gloo's worker threads can abort the process as the interpreter exits (SIGABRT, "terminate
-    called without an active exception"), after a training that succeeded."""
+    shutdown. The finished Trainers and their DDP-wrapped models, which hold the group, are collected first, so that
+    the group is freed here and its gloo worker threads are joined while the interpreter is alive; one still releasing
+    a collective's tensors as the interpreter exits aborts the process (SIGABRT, "terminate called without an active
+    exception") after a training that succeeded."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.destroy_process_group()
 
 
