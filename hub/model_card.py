@@ -66,7 +66,9 @@ def render_model_card(
     if base_model and not hub_base:
         base_model = f"a local checkpoint ({Path(base_model).name})"  # no path of the author's machine in the card
     train_file = shown_path(train_file) if train_file else train_file
-    card_data = model_card_data(results, repo_id, is_classifier, hub_base, language or config.get("language"))
+    final_fit = bool(results.get("final_fit"))  # trained on the validation file too: no held-out scores to index
+    card_data = model_card_data({} if final_fit else results, repo_id, is_classifier, hub_base,
+                                language or config.get("language"))  # fmt: skip
     example = example_pair(entity_types)
     summary = [
         (name, f"{results[name]:.4f}")
@@ -93,6 +95,7 @@ def render_model_card(
         train_file=train_file or (results.get("settings") or results.get("args", {})).get("train_file", "not recorded"),
         train_description=f"{len(labels)} labels, entity types {entity_types[1:]}.",
         validation_file=results.get("validation_file", "not recorded"),
+        final_fit=final_fit,
         num_examples=results.get("num_examples", "?"),
         summary=summary,
         per_label=sorted(results.get("per_label", {}).items()),

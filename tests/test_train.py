@@ -282,6 +282,7 @@ def test_join_texts_trains_on_pseudo_documents_and_records_it(tmp_path, tiny_ber
         ({"join_texts": 0}, "join_texts=0"),
         ({"join_texts": True}, "join_texts=True"),
         ({"join_texts": 2, "strict": True}, "--strict with --join-texts"),
+        ({"final_fit": True, "patience": 2}, "--patience 2 with --final-fit"),
     ],
 )
 def test_join_texts_refuses_what_it_cannot_mean(given, named):
@@ -290,3 +291,33 @@ def test_join_texts_refuses_what_it_cannot_mean(given, named):
 
     with pytest.raises(InputError, match=named):
         TrainingSettings(base_model="b", train_file="t", validation_file="v", **given)
+
+
+def test_a_final_fit_trains_on_the_dev_file_too_keeps_the_last_epoch_and_says_so(tmp_path, tiny_bert_dir, small_data):
+    """`--final-fit`: the 60 dev pairs are trained on after the 160 training pairs, nothing is evaluated or
+    checkpointed during training, and the record and the card say the dev scores are not held out (no model-index
+    entries for the Hub to show as validation results)."""
+    out = tmp_path / "final"
+    train(tiny_bert_dir, small_data, out, "--final-fit", "--epochs", "1", steps=None)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["final_fit"] is True and results["train_pairs"] == 160 + 60
+    assert results["num_examples"] == 60
+    assert not [entry for entry in json.loads((out / "training_log.json").read_text()) if "eval_micro_f1" in entry]
+    card = (out / "README.md").read_text()
+    assert "which the model was trained on\ntoo: these are not held-out scores" in card
+    assert "model-index" not in card and "a final fit" in card
+
+
+def test_a_final_fit_of_the_entity_model_trains_on_the_dev_file_too(tmp_path, tiny_bert_dir):
+    """`train-entities --final-fit`: 40 + 20 texts in batches of 16 are 4 steps an epoch (3 without), the last state
+    is kept, and the record and the card say the dev scores are not held out."""
+    data = entity_slices(tmp_path / "data", 40, 20)
+    command = [sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir), "--train-file",
+               str(data["train"]), "--validation-file", str(data["dev"]), "--epochs", "2"]  # fmt: skip
+    run_script([*command, "--output-dir", str(tmp_path / "best")])
+    run_script([*command, "--output-dir", str(tmp_path / "final"), "--final-fit"])
+    best, final = (json.loads((tmp_path / name / "eval_results.json").read_text()) for name in ("best", "final"))
+    assert (best["train_steps"], final["train_steps"]) == (6, 8)
+    assert (best["final_fit"], final["final_fit"]) == (False, True)
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "on `train.jsonl` and `dev.jsonl`" in card and "not a held-out score" in card and "the last epoch" in card

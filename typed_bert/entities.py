@@ -47,9 +47,14 @@ from typed_bert.hardware import PRECISION_HELP, PRECISIONS, pick_precision
 from typed_bert.hub.model_card import shown_path
 from typed_bert.jsonl import json_rows
 from typed_bert.outputs import check_complete, check_destination, staged_folder, write_text_atomically
-from typed_bert.trainer import TypedBertTrainer, best_checkpoint_arguments
+from typed_bert.trainer import TypedBertTrainer, kept_state_arguments
 
 OUTSIDE = "O"
+FINAL_FIT_HELP = (
+    "train on the training and validation files together for --epochs and keep the last epoch (SpERT's protocol: the "
+    "epochs chosen on dev first); the validation file is still scored, and eval_results.json and the card say that "
+    "the model trained on it"
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class EntitySettings:
         "classifier (--no-word-shapes: a standard AutoModelForTokenClassification)",
     })  # fmt: skip
     table_learning_rate: float = field(default=1e-3, metadata={"help": "for the word-shape table"})
+    final_fit: bool = field(default=False, metadata={"help": FINAL_FIT_HELP})
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size <= 0 or self.max_steps == 0:
@@ -191,9 +197,10 @@ def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs) -
 
 
 def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1, write the
-    Hub-ready folder (safetensors, config with the BIO labels, tokenizer, eval_results.json, model card) and return
-    its dev scores, measured on character spans through the token-classification pipeline. The folder is written
+    """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1 (a `final_fit`
+    trains on the dev file too and keeps the last), write the Hub-ready folder (safetensors, config with the BIO
+    labels, tokenizer, eval_results.json, model card) and return its dev scores, measured on character spans through
+    the token-classification pipeline. The folder is written
     beside `output_dir` and renamed into place when complete (`staged_folder`); an existing `output_dir` is refused
     before training unless `overwrite`. Under `torchrun` every rank trains (DDP) and rank 0 alone writes and scores
     the folder; the other ranks return `{}`."""
@@ -211,15 +218,16 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
         model = _load_entity_model(settings, label2id)
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    fit_texts = train_texts + validation_texts if settings.final_fit else train_texts
     train_set, validation_set = (tagged_dataset(tokenizer, split, label2id, max_length, settings.word_shapes)
-                                 for split in (train_texts, validation_texts))  # fmt: skip
+                                 for split in (fit_texts, validation_texts))  # fmt: skip
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))
     trainer = TypedBertTrainer(
         model=model,
         args=entity_training_arguments(settings, checkpoints, precision),
         train_dataset=train_set,
-        eval_dataset=validation_set,
+        eval_dataset=None if settings.final_fit else validation_set,
         data_collator=TaggingCollator(tokenizer),
         compute_metrics=functools.partial(tag_metrics, labels),
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
@@ -231,7 +239,7 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     seconds = round(time.perf_counter() - started, 1)
     if not trainer.is_world_process_zero():
         return {}
-    nested = sum(outermost(text["entities"])[1] for text in train_texts)
+    nested = sum(outermost(text["entities"])[1] for text in fit_texts)
     with staged_folder(output_dir, overwrite) as staging:
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -279,7 +287,8 @@ def tag_metrics(labels: list[str], prediction) -> dict[str, float]:
 
 def entity_training_arguments(settings: EntitySettings, checkpoints: Path, precision: str) -> TrainingArguments:
     """The Trainer's arguments of an entity-model run: an evaluation and a weights-only checkpoint per epoch (or once,
-    after `max_steps`), the best by dev entity micro-F1 loaded at the end, length-grouped batches."""
+    after `max_steps`), the best by dev entity micro-F1 loaded at the end (a final fit: the last state, no
+    evaluation), length-grouped batches."""
     return TrainingArguments(
         output_dir=str(checkpoints), bf16=precision == "bf16", num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
@@ -287,7 +296,7 @@ def entity_training_arguments(settings: EntitySettings, checkpoints: Path, preci
         warmup_steps=settings.warmup_ratio,  # below 1: a fraction of the steps (transformers 5)
         lr_scheduler_type="linear", logging_steps=50, seed=settings.seed, data_seed=settings.seed, report_to="none",
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        **best_checkpoint_arguments(settings.max_steps, "entity_micro_f1"),
+        **kept_state_arguments(settings.max_steps, "entity_micro_f1", settings.final_fit),
     )  # fmt: skip
 
 
@@ -300,6 +309,7 @@ def _entity_results(
     scores = score_entity_model(str(folder), texts, dtype=dtype)
     return {
         "validation_file": Path(settings.validation_file).name,
+        "final_fit": settings.final_fit,  # trained on the validation file too: its scores are not held out
         **{f"entity_{key}": value for key, value in scores.items()},
         "entity_micro_f1": scores["f1"],
         "nested_entities_left_out_of_training": nested,
@@ -352,7 +362,7 @@ base_model: {Path(settings.base_model).name}
 # Entity recognizer ({", ".join(entity_types)})
 
 {_entity_model_kind(settings)} with BIO tags over the entity types {entity_types}, fine-tuned from
-`{Path(settings.base_model).name}` on `{Path(settings.train_file).name}` with typed-bert's `train-entities`. It is
+`{Path(settings.base_model).name}` on {_trained_on(settings)} with typed-bert's `train-entities`. It is
 the entity model of a TypedBert relation model when it sits in that repository's `entities/` folder.
 
 ```python
@@ -362,13 +372,22 @@ recognize = pipeline("token-classification", model="PATH_OR_REPO", aggregation_s
     ", trust_remote_code=True" if settings.word_shapes else ""})
 ```
 
-On `{results["validation_file"]}`: entity micro-F1 {results["entity_micro_f1"]:.4f} (precision
-{results["entity_precision"]:.4f}, recall {results["entity_recall"]:.4f}; an entity counts when its character
-boundaries and type match). Trained for {settings.epochs:g} epochs at lr {settings.learning_rate:g}, batch
-{settings.batch_size}, {results["precision"]}, in {results["train_runtime_s"]:.0f} s; the best epoch by dev entity
-micro-F1 is kept.
+On `{results["validation_file"]}`{FINAL_FIT_CAVEAT if settings.final_fit else ""}: entity micro-F1
+{results["entity_micro_f1"]:.4f} (precision {results["entity_precision"]:.4f}, recall {results["entity_recall"]:.4f};
+an entity counts when its character boundaries and type match). Trained for {settings.epochs:g} epochs at lr
+{settings.learning_rate:g}, batch {settings.batch_size}, {results["precision"]}, in {results["train_runtime_s"]:.0f}
+s; {"the last epoch" if settings.final_fit else "the best epoch by dev entity micro-F1"} is kept.
 """
     (folder / "README.md").write_text(card)
+
+
+FINAL_FIT_CAVEAT = " (which the model was trained on too, a final fit: not a held-out score)"
+
+
+def _trained_on(settings: EntitySettings) -> str:
+    """The card's training files: the training file, and the validation file after a final fit."""
+    files = [settings.train_file, settings.validation_file] if settings.final_fit else [settings.train_file]
+    return " and ".join(f"`{Path(name).name}`" for name in files)
 
 
 ENTITY_MODEL_FOLDER = "entities"

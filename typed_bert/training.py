@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from transformers import (
@@ -56,7 +57,7 @@ from typed_bert.data import (
     pair_max_length,
     unencodable_counts,
 )
-from typed_bert.entities import bundle_entity_model, check_entity_model
+from typed_bert.entities import FINAL_FIT_HELP, bundle_entity_model, check_entity_model
 from typed_bert.errors import InputError, reading
 from typed_bert.evaluation import evaluate
 from typed_bert.hardware import PRECISION_HELP, PRECISIONS, pick_precision
@@ -64,7 +65,7 @@ from typed_bert.hub.export import FAMILIES, check_base_model, load_typed_from_en
 from typed_bert.hub.model_card import shown_path, write_model_card
 from typed_bert.metrics import plot_training_curve, relation_metrics, with_no_relation_rows
 from typed_bert.outputs import staged_folder
-from typed_bert.trainer import ENTITY_TABLES, RelationTrainer, best_checkpoint_arguments
+from typed_bert.trainer import ENTITY_TABLES, RelationTrainer, kept_state_arguments
 
 # The best mean dev micro-F1 over CoNLL04 and SciERC (docs/results.md, "choosing the default"); per_subject packing
 # cannot carry markers in the text and takes the best mode without them.
@@ -153,6 +154,7 @@ class TrainingSettings:
     strict: bool = field(default=False, metadata={
         "help": "refuse pairs the model cannot read (nested, too far apart)"
     })  # fmt: skip
+    final_fit: bool = field(default=False, metadata={"help": FINAL_FIT_HELP})
     base_model_id: str | None = field(default=None, metadata={
         "help": "Hub id of a local --base-model, for the model card"
     })  # fmt: skip
@@ -183,6 +185,11 @@ class TrainingSettings:
             raise InputError(
                 "--strict with --join-texts; expected one of them (--strict refuses the file's pairs that cannot be "
                 "read, and the pairs across joined texts are not the file's)"
+            )
+        if self.final_fit and self.patience:
+            raise InputError(
+                f"--patience {self.patience} with --final-fit; expected one of them (patience stops on dev scores, and "
+                "a final fit trains on the dev file)"
             )
         if not (0 <= self.warmup_ratio < 1):
             raise InputError(f"warmup_ratio={self.warmup_ratio}; expected a fraction of the steps, from 0 to below 1")
@@ -391,14 +398,16 @@ def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingRes
 
 
 def read_data(settings: TrainingSettings):
-    """The training file (joined into pseudo-documents for `join_texts` > 1) and the dev file, as pair datasets;
-    every dev entity type and label must be one of the training file's."""
-    train_raw = load_relations(settings.train_file)
-    if settings.join_texts > 1:
-        train_raw = joined_texts(train_raw, settings.join_texts, settings.seed)
-    validation_raw = load_relations(settings.validation_file)
+    """The training data (the training file, followed by the dev file for a `final_fit`; joined into
+    pseudo-documents for `join_texts` > 1) and the dev file, as pair datasets; every dev entity type and label must
+    be one of the training file's."""
+    train_raw, validation_raw = load_relations(settings.train_file), load_relations(settings.validation_file)
     check_vocabulary(validation_raw, settings.validation_file, entity_type_names(train_raw), label_names(train_raw),
                      f"the training file {settings.train_file}")  # fmt: skip
+    if settings.final_fit:
+        train_raw = datasets.concatenate_datasets([train_raw, validation_raw])
+    if settings.join_texts > 1:
+        train_raw = joined_texts(train_raw, settings.join_texts, settings.seed)
     return train_raw, validation_raw
 
 
@@ -436,10 +445,11 @@ class EncodedSplits:
         """Encode both files with the model's pair encoding; report the pairs it cannot read, refuse dev pairs that
         cannot be scored; the dev set sorted by length (its batches then need almost no padding)."""
         max_length = pair_max_length(tokenizer, config, settings.max_length)
-        (train_set, train_reasons), (validation_set, validation_reasons) = (
+        # dev first: a final fit's training data holds the dev file's pairs, whose errors then name the dev file
+        (validation_set, validation_reasons), (train_set, train_reasons) = (
             encode_dataset(raw, tokenizer, pair_encoding_for(config), config.entity_types, config.label2id,
                            max_length, path, settings.strict)
-            for raw, path in ((train_raw, settings.train_file), (validation_raw, settings.validation_file))
+            for raw, path in ((validation_raw, settings.validation_file), (train_raw, settings.train_file))
         )  # fmt: skip
         unencodable = {"train": unencodable_counts(train_reasons), "validation": unencodable_counts(validation_reasons)}
         if any(unencodable.values()) and is_main_process():
@@ -478,14 +488,14 @@ class EncodedSplits:
 
 def training_arguments(settings: TrainingSettings, checkpoint_dir: Path, precision: str) -> TrainingArguments:
     """The Trainer's arguments of a run: an evaluation and a weights-only checkpoint per epoch (or once, after
-    `max_steps`), the best by dev micro-F1 loaded at the end."""
+    `max_steps`), the best by dev micro-F1 loaded at the end (a final fit: the last state, no evaluation)."""
     return TrainingArguments(
         output_dir=str(checkpoint_dir), bf16=precision == "bf16", num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
         learning_rate=settings.learning_rate, weight_decay=settings.weight_decay, logging_steps=20,
         seed=settings.seed, data_seed=settings.seed, report_to="none", dataloader_num_workers=0,
         remove_unused_columns=True, use_cpu=not torch.cuda.is_available(),
-        **best_checkpoint_arguments(settings.max_steps, "micro_f1"),
+        **kept_state_arguments(settings.max_steps, "micro_f1", settings.final_fit),
         ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient, whatever the pooling
     )  # fmt: skip
 
@@ -530,6 +540,7 @@ def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[s
     )  # fmt: skip
     results = {
         "validation_file": shown_path(settings.validation_file),
+        "final_fit": settings.final_fit,  # trained on the validation file too: its scores are not held out
         **metrics,
         "train_runtime_s": result.seconds,
         "train_steps": result.steps,
@@ -555,7 +566,7 @@ def _write_folder(result: TrainingResult, output_dir: Path, name: str) -> dict[s
     curve = plot_training_curve(
         result.log_history,
         output_dir / "training_curve.png",
-        f"{name}: trained on {Path(settings.train_file).name}, scored on "
+        f"{name}: trained on {Path(settings.train_file).name}{' + dev' if settings.final_fit else ''}, scored on "
         f"{Path(settings.validation_file).name}",
     )
     write_model_card(
