@@ -66,9 +66,7 @@ def render_model_card(
     if base_model and not hub_base:
         base_model = f"a local checkpoint ({Path(base_model).name})"  # no path of the author's machine in the card
     train_file = shown_path(train_file) if train_file else train_file
-    final_fit = bool(results.get("final_fit"))  # trained on the validation file too: no held-out scores to index
-    card_data = model_card_data({} if final_fit else results, repo_id, is_classifier, hub_base,
-                                language or config.get("language"))  # fmt: skip
+    card_data = model_card_data(results, repo_id, is_classifier, hub_base, language or config.get("language"))
     example = example_pair(entity_types)
     summary = [
         (name, f"{results[name]:.4f}")
@@ -95,7 +93,7 @@ def render_model_card(
         train_file=train_file or (results.get("settings") or results.get("args", {})).get("train_file", "not recorded"),
         train_description=f"{len(labels)} labels, entity types {entity_types[1:]}.",
         validation_file=results.get("validation_file", "not recorded"),
-        final_fit=final_fit,
+        final_fit=bool(results.get("final_fit")),
         num_examples=results.get("num_examples", "?"),
         summary=summary,
         per_label=sorted(results.get("per_label", {}).items()),
@@ -108,7 +106,7 @@ def model_card_data(
     results: dict, repo_id: str, is_classifier: bool, hub_base: str | None, language: str | list[str] | None
 ) -> ModelCardData:
     """The card's metadata: tags, pipeline tag, the Hub base model, and the dev scores of `results`
-    (eval_results.json) as model-index entries."""
+    (eval_results.json) as model-index entries, unless a final fit trained on that dev file (they are not held out)."""
     dataset_name = Path(results.get("validation_file", "relation data")).parent.name or "relation data"
     eval_results = [
         EvalResult(
@@ -122,7 +120,7 @@ def model_card_data(
             metric_value=round(results[name], 4),
         )
         for name in ("micro_f1", "auprc", "accuracy")
-        if name in results
+        if name in results and not results.get("final_fit")
     ]
     return ModelCardData(
         language=language,
@@ -201,9 +199,11 @@ def write_card(folder: str | Path, generated: ModelCard) -> Path:
         text = f"{before}{body}{after}"
     else:
         text = f"{text.rstrip()}\n\n{body}\n"
-    # The user's metadata stays (license, their tags, ...); what describes the model itself is regenerated.
+    # The user's metadata stays (license, their tags, ...); what describes the model itself is regenerated, and
+    # results the new card does not claim (none recorded, or a final fit's, which are not held out) go.
     ours = generated.data.to_dict()
-    metadata = {**existing.data.to_dict(), **{key: ours[key] for key in GENERATED_FIELDS if key in ours}}
+    theirs = {key: value for key, value in existing.data.to_dict().items() if key != "model-index" or key in ours}
+    metadata = {**theirs, **{key: ours[key] for key in GENERATED_FIELDS if key in ours}}
     metadata["tags"] = sorted(set(existing.data.to_dict().get("tags") or []) | set(ours.get("tags") or []))
     write_text_atomically(path, str(ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n{text}")))
     return path

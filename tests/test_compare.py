@@ -82,3 +82,14 @@ def test_flags_that_compare_sets_are_refused_in_the_shared_arguments(tmp_path, t
     refused = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert refused.returncode == 2
     assert "training arguments ['--seed'] are set by compare for each run" in refused.stderr
+
+
+def test_a_final_fit_is_refused_because_compare_ranks_by_the_validation_file(tmp_path):
+    from typed_bert.commands.compare import parse_args
+    from typed_bert.errors import InputError
+
+    own = ["--base-model", str(tmp_path), "--train-file", "t.jsonl", "--validation-file", "v.jsonl", "--output-dir",
+           str(tmp_path / "c"), "--variants", "plain", "--seeds", "1"]  # fmt: skip
+    with pytest.raises(InputError, match="--final-fit trains on the validation file"):
+        parse_args([*own, "--", "--epochs", "2", "--final-fit"])
+    assert parse_args([*own, "--", "--epochs", "2"]).train_args == ["--epochs", "2"]

@@ -39,6 +39,22 @@ def test_users_readme_is_kept_and_only_the_generated_section_changes(tmp_path):
     assert "github.com" not in second
 
 
+def test_a_final_fit_card_claims_no_held_out_results_even_over_an_earlier_card(tmp_path):
+    """A card written over one that indexed dev results, after a final fit (trained on the dev file too): the
+    model-index entries go, the user's metadata stays, and the text says the scores are not held out."""
+    folder = classifier_folder(tmp_path)
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# My model\n")
+    write_model_card(folder, repo_id="org/m", revision="v1")
+    assert "model-index" in (folder / "README.md").read_text()
+    results = json.loads((folder / "eval_results.json").read_text())
+    (folder / "eval_results.json").write_text(json.dumps({**results, "final_fit": True}))
+    write_model_card(folder, repo_id="org/m", revision="v2", train_file="data/train.jsonl")
+    card = (folder / "README.md").read_text()
+    assert "model-index" not in card and "license: mit" in card and "# My model" in card
+    assert "these are not held-out scores" in " ".join(card.split())
+    assert "`data/train.jsonl` and `data/dev.jsonl` (a final fit" in card
+
+
 def test_language_is_not_guessed_and_training_curve_is_shown(tmp_path):
     folder = classifier_folder(tmp_path)
     write_model_card(folder, training_curve="training_curve.png")

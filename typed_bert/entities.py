@@ -55,6 +55,7 @@ FINAL_FIT_HELP = (
     "epochs chosen on dev first); the validation file is still scored, and eval_results.json and the card say that "
     "the model trained on it"
 )
+FINAL_FIT_CAVEAT = " (which the model was trained on too, a final fit: not a held-out score)"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class EntitySettings:
 
     base_model: str = field(metadata={"help": "a BERT-family checkpoint: a folder or a Hub id"})
     train_file: str = field(metadata={"help": "entity-list JSON Lines"})
-    validation_file: str = field(metadata={"help": "entity-list JSON Lines, for the best epoch and eval_results.json"})
+    validation_file: str = field(metadata={
+        "help": "entity-list JSON Lines, for the best epoch (trained on too with --final-fit) and eval_results.json"
+    })  # fmt: skip
     epochs: float = 8.0
     batch_size: int = field(default=16, metadata={"help": "texts per step"})
     learning_rate: float = 2e-4  # over 1e-4: CoNLL04 dev +1.1 entity F1, SciERC dev +1.2 (3 seeds each): docs/results
@@ -200,10 +203,9 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
     """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1 (a `final_fit`
     trains on the dev file too and keeps the last), write the Hub-ready folder (safetensors, config with the BIO
     labels, tokenizer, eval_results.json, model card) and return its dev scores, measured on character spans through
-    the token-classification pipeline. The folder is written
-    beside `output_dir` and renamed into place when complete (`staged_folder`); an existing `output_dir` is refused
-    before training unless `overwrite`. Under `torchrun` every rank trains (DDP) and rank 0 alone writes and scores
-    the folder; the other ranks return `{}`."""
+    the token-classification pipeline. The folder is written beside `output_dir` and renamed into place when complete
+    (`staged_folder`); an existing `output_dir` is refused before training unless `overwrite`. Under `torchrun` every
+    rank trains (DDP) and rank 0 alone writes and scores the folder; the other ranks return `{}`."""
     check_destination(output_dir, overwrite, (settings.train_file, settings.validation_file, settings.base_model))
     if Path(settings.base_model).is_dir():
         check_complete(settings.base_model)
@@ -380,8 +382,6 @@ s; {"the last epoch" if settings.final_fit else "the best epoch by dev entity mi
 """
     (folder / "README.md").write_text(card)
 
-
-FINAL_FIT_CAVEAT = " (which the model was trained on too, a final fit: not a held-out score)"
 
 
 def _trained_on(settings: EntitySettings) -> str:

@@ -107,7 +107,7 @@ def with_no_relation_rows(
 
 
 def plot_training_curve(log_history: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Write training loss (per logging step, against epoch) and dev micro-F1 (per evaluation) as a PNG."""
+    """Write training loss (per logging step, against epoch) and dev micro-F1 (per evaluation, if any) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,11 +120,11 @@ def plot_training_curve(log_history: Sequence[dict], path: str | Path, title: st
         loss_axes.plot(*zip(*losses, strict=True), color="tab:blue", label="training loss")
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("training loss", color="tab:blue")
-    f1_axes = loss_axes.twinx()
-    if scores:
+    if scores:  # none after a final fit, which does not evaluate
+        f1_axes = loss_axes.twinx()
         f1_axes.plot(*zip(*scores, strict=True), "o-", color="tab:orange", label="dev micro-F1")
-    f1_axes.set_ylabel("dev micro-F1", color="tab:orange")
-    f1_axes.set_ylim(0, 1)
+        f1_axes.set_ylabel("dev micro-F1", color="tab:orange")
+        f1_axes.set_ylim(0, 1)
     loss_axes.set_title(title)
     figure.tight_layout()
     path = Path(path)

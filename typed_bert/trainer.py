@@ -8,6 +8,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from huggingface_hub import upload_folder
@@ -26,7 +27,7 @@ TRAINING_ARGS_PICKLE = "training_args.bin"
 TRAINING_ARGS_JSON = "training_args.json"
 
 
-def kept_state_arguments(max_steps: int, metric: str, final_fit: bool) -> dict:
+def kept_state_arguments(max_steps: int, metric: str, final_fit: bool) -> dict[str, Any]:
     """`TrainingArguments` of what a run keeps: its best state (`best_checkpoint_arguments`), or for a `final_fit`
     (training on the dev file too, for epochs chosen on dev before) its last, with no evaluation or checkpoint."""
     if final_fit:
@@ -34,7 +35,7 @@ def kept_state_arguments(max_steps: int, metric: str, final_fit: bool) -> dict:
     return best_checkpoint_arguments(max_steps, metric)
 
 
-def best_checkpoint_arguments(max_steps: int, metric: str) -> dict:
+def best_checkpoint_arguments(max_steps: int, metric: str) -> dict[str, Any]:
     """`TrainingArguments` of a run that keeps its best state: an evaluation and a weights-only checkpoint per epoch
     (or once, after `max_steps` > 0), the best by dev `metric` loaded at the end."""
     by_epoch = max_steps < 0

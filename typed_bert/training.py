@@ -99,7 +99,9 @@ class TrainingSettings:
 
     base_model: str = field(metadata={"help": "a BERT-family or TypedBert checkpoint: a folder or a Hub id"})
     train_file: str = field(metadata={"help": "relation JSON Lines (docs/cli.md)"})
-    validation_file: str = field(metadata={"help": "relation JSON Lines, for the best epoch and eval_results.json"})
+    validation_file: str = field(metadata={
+        "help": "relation JSON Lines, for the best epoch (trained on too with --final-fit) and eval_results.json"
+    })  # fmt: skip
     input_mode: str | None = field(default=None, metadata={
         "choices": list(INPUT_MODES),
         "help": f"{BY_CHECKPOINT} {DEFAULT_INPUT_MODE} ({DEFAULT_PACKED_INPUT_MODE} with --pair-encoding per_subject)",
@@ -353,8 +355,9 @@ def with_lora(model: PreTrainedModel, rank: int, alpha: float | None):
 
 def train(settings: TrainingSettings, checkpoint_dir: str | Path) -> TrainingResult:
     """One fine-tuning run. Epoch checkpoints (weights only) go to `checkpoint_dir`, shared by all DDP ranks so that
-    each loads the same best one at the end; it is removed when training ends. The best epoch by dev micro-F1 is
-    kept. Data is read and checked (every dev type and label known from the training file) before the model loads.
+    each loads the same best one at the end; it is removed when training ends. The best epoch by dev micro-F1 is kept (a
+    final fit: the last, no checkpoints). Data is read and checked (every dev type and label known from the training
+    file) before the model loads.
     """
     started = time.perf_counter()
     with reading(settings.base_model, "a BERT-family or TypedBert checkpoint folder or Hub id"):
@@ -502,7 +505,8 @@ def training_arguments(settings: TrainingSettings, checkpoint_dir: Path, precisi
 
 def run_trainer(trainer: RelationTrainer, checkpoint_dir: Path):
     """`trainer.train()` with `checkpoint_dir` emptied before (rank 0) and removed after, or on a failure or Ctrl-C,
-    so that no checkpoint folder is left beside the output; every rank has loaded the best checkpoint first."""
+    so that no checkpoint folder is left beside the output; every rank has loaded the best checkpoint first (a final
+    fit keeps its last state and writes none)."""
     if trainer.is_world_process_zero():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()

@@ -72,6 +72,12 @@ def parse_args(argv: list[str]):
             f"training arguments {refused} are set by compare for each run; expected only the shared budget after "
             "'--' (e.g. -- --epochs 4 --batch-size 32)"
         )
+    if "--final-fit" in train_args:
+        raise InputError(
+            "training argument --final-fit trains on the validation file, whose scores compare ranks the variants by; "
+            "expected runs that keep the validation file held out (compare first, then train the winner with "
+            "--final-fit)"
+        )
     args.train_args = train_args
     return args
 

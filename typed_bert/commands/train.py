@@ -5,10 +5,11 @@
 `--base-model` is a BERT-family checkpoint (converted on the fly, entity types and labels read from the training
 data) or a TypedBert checkpoint, whose input mode, pooling, entity types and (when the data's labels are among its
 labels) trained head are kept unless the command line says otherwise. Works under `torchrun --nproc_per_node N`
-(DDP; gloo on CPU): all ranks share one checkpoint folder and end with the same, best, model. `--lora-rank R` trains
-LoRA adapters (plus the entity tables and the head) and writes the merged model. OUT is a complete Hub-ready folder:
-safetensors weights, config (id2label, entity_types, auto_map, custom_pipelines), tokenizer, code files,
-eval_results.json, training_log.json and a model card.
+(DDP; gloo on CPU): all ranks share one checkpoint folder and end with the same, best, model (the last with
+`--final-fit`, which trains on the dev file too). `--lora-rank R` trains LoRA adapters (plus the entity tables and
+the head) and writes the merged model. OUT is a complete Hub-ready folder: safetensors weights, config (id2label,
+entity_types, auto_map, custom_pipelines), tokenizer, code files, eval_results.json, training_log.json and a model
+card.
 """
 
 from __future__ import annotations

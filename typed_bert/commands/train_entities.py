@@ -9,9 +9,9 @@ there too; they are ignored). OUT is a Hub-ready folder that `AutoModelForTokenC
 the model is TypedBert's token classifier with a zero-initialised word-shape table, the letter case an uncased
 tokenizer throws away; with --no-word-shapes a standard one, loaded without custom code); `typed-bert train
 --entity-model OUT` (or `typed-bert push --entity-model OUT`) puts it into a relation model's repository, whose
-pipeline then extracts from raw text. The best epoch by dev entity micro-F1 is kept and scored on character spans
-(boundaries and type must match) in eval_results.json. Works under `torchrun --nproc_per_node N` (DDP; rank 0
-writes OUT).
+pipeline then extracts from raw text. The best epoch by dev entity micro-F1 is kept (with --final-fit, which trains on
+the dev file too, the last) and scored on character spans (boundaries and type must match) in eval_results.json. Works
+under `torchrun --nproc_per_node N` (DDP; rank 0 writes OUT).
 """
 
 from __future__ import annotations
