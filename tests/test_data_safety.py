@@ -175,6 +175,8 @@ from typed_bert import cli
 from typed_bert.outputs import STAGING_SUFFIX
 
 point, number = sys.argv[1], getattr(signal, sys.argv[2])
+# Ctrl-C as a terminal delivers it, also when the tests run in a background job (which starts with SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 model_class, trainer_class = transformers.PreTrainedModel, transformers.Trainer
 load, save, step = model_class.from_pretrained.__func__, model_class.save_pretrained, trainer_class.training_step
 steps = []
