@@ -383,7 +383,6 @@ s; {"the last epoch" if settings.final_fit else "the best epoch by dev entity mi
     (folder / "README.md").write_text(card)
 
 
-
 def _trained_on(settings: EntitySettings) -> str:
     """The card's training files: the training file, and the validation file after a final fit."""
     files = [settings.train_file, settings.validation_file] if settings.final_fit else [settings.train_file]
