@@ -201,11 +201,10 @@ def entity_pipeline(model_source: str, device=None, dtype=None, **load_kwargs) -
 
 def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Fine-tune a token classifier on the training file, keep the best epoch by dev entity micro-F1 (a `final_fit`
-    trains on the dev file too and keeps the last), write the Hub-ready folder (safetensors, config with the BIO
-    labels, tokenizer, eval_results.json, model card) and return its dev scores, measured on character spans through
-    the token-classification pipeline. The folder is written beside `output_dir` and renamed into place when complete
-    (`staged_folder`); an existing `output_dir` is refused before training unless `overwrite`. Under `torchrun` every
-    rank trains (DDP) and rank 0 alone writes and scores the folder; the other ranks return `{}`."""
+    trains on the dev file too and keeps the last), write the Hub-ready folder (safetensors, BIO labels, tokenizer,
+    eval_results.json, card) and return its dev scores on character spans through the token-classification pipeline.
+    The folder is staged beside `output_dir` and renamed into place when complete (`staged_folder`); an existing one
+    is refused unless `overwrite`. Under `torchrun` all ranks train (DDP); rank 0 writes, the others return `{}`."""
     check_destination(output_dir, overwrite, (settings.train_file, settings.validation_file, settings.base_model))
     if Path(settings.base_model).is_dir():
         check_complete(settings.base_model)
@@ -221,15 +220,16 @@ def train_entities(settings: EntitySettings, output_dir: str | Path, overwrite: 
         model = _load_entity_model(settings, label2id)
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     fit_texts = train_texts + validation_texts if settings.final_fit else train_texts
-    train_set, validation_set = (tagged_dataset(tokenizer, split, label2id, max_length, settings.word_shapes)
-                                 for split in (fit_texts, validation_texts))  # fmt: skip
+    train_set = tagged_dataset(tokenizer, fit_texts, label2id, max_length, settings.word_shapes)
+    validation_set = None if settings.final_fit else tagged_dataset(tokenizer, validation_texts, label2id, max_length,
+                                                                    settings.word_shapes)  # fmt: skip
     precision = pick_precision(settings.precision, "cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = Path(tempfile.mkdtemp(prefix="typed-bert-entities-"))
     trainer = TypedBertTrainer(
         model=model,
         args=entity_training_arguments(settings, checkpoints, precision),
         train_dataset=train_set,
-        eval_dataset=None if settings.final_fit else validation_set,
+        eval_dataset=validation_set,
         data_collator=TaggingCollator(tokenizer),
         compute_metrics=functools.partial(tag_metrics, labels),
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,

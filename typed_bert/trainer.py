@@ -28,16 +28,11 @@ TRAINING_ARGS_JSON = "training_args.json"
 
 
 def kept_state_arguments(max_steps: int, metric: str, final_fit: bool) -> dict[str, Any]:
-    """`TrainingArguments` of what a run keeps: its best state (`best_checkpoint_arguments`), or for a `final_fit`
-    (training on the dev file too, for epochs chosen on dev before) its last, with no evaluation or checkpoint."""
+    """`TrainingArguments` of what a run keeps: its best state, from an evaluation and a weights-only checkpoint per
+    epoch (or once, after `max_steps` > 0), the best by dev `metric` loaded at the end; or for a `final_fit` (training
+    on the dev file too, for epochs chosen on dev before) its last, with no evaluation or checkpoint."""
     if final_fit:
         return {"max_steps": max_steps, "eval_strategy": "no", "save_strategy": "no"}
-    return best_checkpoint_arguments(max_steps, metric)
-
-
-def best_checkpoint_arguments(max_steps: int, metric: str) -> dict[str, Any]:
-    """`TrainingArguments` of a run that keeps its best state: an evaluation and a weights-only checkpoint per epoch
-    (or once, after `max_steps` > 0), the best by dev `metric` loaded at the end."""
     by_epoch = max_steps < 0
     return {"max_steps": max_steps, "eval_strategy": "epoch" if by_epoch else "steps",
             "eval_steps": None if by_epoch else max_steps, "save_strategy": "epoch" if by_epoch else "steps",
