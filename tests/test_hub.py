@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -229,3 +230,22 @@ def test_push_of_a_base_encoder_publishes_card_tag_and_verifies_hidden_states(tm
     card = (tmp_path / "encoder" / "README.md").read_text()
     assert "pipeline_tag: feature-extraction" in card and "AutoModel.from_pretrained" in card
     assert "## Labels" not in card and "github.com" not in card
+
+
+@pytest.mark.slow
+def test_a_final_fit_pushed_with_the_command_claims_no_held_out_results_on_the_hub(tmp_path, local_hub, tiny_bert_dir,
+                                                                                   small_data):  # fmt: skip
+    """`train --final-fit` then `typed-bert push`, which writes the card again for its tag: the card on the Hub says the
+    dev scores are not held out and its metadata indexes no results (the Hub would show them as validation scores)."""
+    from huggingface_hub import hf_hub_download
+
+    from tests.conftest import HUB_TOKEN, train_tiny
+
+    out = tmp_path / "final"
+    train_tiny(tiny_bert_dir, small_data, out, "--final-fit", "--epochs", "1", steps=None)
+    result = json.loads(push(out, local_hub).stdout.strip().splitlines()[-1])
+    card = hf_hub_download("org/typed-bert", "README.md", revision=result["commit"], endpoint=local_hub.endpoint,
+                           token=HUB_TOKEN, cache_dir=tmp_path / "cache")  # fmt: skip
+    text = " ".join(Path(card).read_text(encoding="utf-8").split())
+    assert "model-index" not in text and "which the model was trained on too: these are not held-out scores" in text
+    assert f'revision="{result["tag"]}"' in text
