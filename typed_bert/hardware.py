@@ -9,8 +9,8 @@ import torch
 # --precision / --dtype: auto picks bf16 where the hardware has bf16 units (see pick_precision).
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = (
-    "auto: bf16 autocast on CUDA GPUs and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the model is saved in "
-    "fp32 either way"
+    "auto: bf16 autocast on CUDA GPUs that support it and on CPUs with bf16 units (AVX512-BF16, AMX), else fp32; the "
+    "model is saved in fp32 either way"
 )
 
 
