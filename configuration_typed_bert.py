@@ -92,6 +92,10 @@ class TypedBertConfig(BertConfig):
             RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
             checkpoint converted from them keeps, together with their own `type_vocab_size` (1) and
             `layer_norm_eps` (1e-5).
+        max_span_width (`int`, *optional*, defaults to 14):
+            The longest candidate entity of [`TypedBertForSpanClassification`], in words (as the tokenizer's
+            pre-tokenizer splits them): the rows of its width table. 14 reaches every CoNLL04 training entity and all
+            but 20 of SciERC's 5,598.
     """
 
     model_type = "typed_bert"
@@ -105,6 +109,7 @@ class TypedBertConfig(BertConfig):
         position_id_offset: int = 0,
         entity_model: str | None = None,
         word_shapes: bool = False,
+        max_span_width: int = 14,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -130,6 +135,9 @@ class TypedBertConfig(BertConfig):
         if not isinstance(word_shapes, bool):
             raise ValueError(f"word_shapes={word_shapes!r} must be a bool.")
         self.word_shapes = word_shapes
+        if not isinstance(max_span_width, int) or isinstance(max_span_width, bool) or max_span_width < 1:
+            raise ValueError(f"max_span_width={max_span_width!r} must be an int of at least 1 (words).")
+        self.max_span_width = max_span_width
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):

@@ -114,6 +114,60 @@ def word_shape_ids(text: str, offsets: Sequence[Sequence[int]]) -> list[int]:
     return [shapes.get(start, 0) if end > start else 0 for start, end in offsets]
 
 
+@dataclass
+class SpanCandidates:
+    """The candidate entities of one sequence (`span_candidates`), one entry per candidate in each list: its first and
+    last token, its width in words minus one, and its `(start, end)` character offsets in `text`."""
+
+    text: str
+    first: list[int]
+    last: list[int]
+    widths: list[int]
+    characters: list[tuple[int, int]]
+
+
+def span_candidates(
+    word_ids: Sequence[int | None], offsets: Sequence[Sequence[int]], text: str, max_width: int
+) -> SpanCandidates:
+    """Every run of up to `max_width` words of one tokenized sequence of `text` (a window of a long one): its
+    tokens' `word_ids` and `(start, end)` character `offsets`, as a fast tokenizer gives them. Words are the
+    tokenizer's pre-tokenized words, so a candidate never starts or ends inside one."""
+    words: list[list[int]] = []
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is not None and word == previous:
+            words[-1][1] = position
+        elif word is not None:
+            words.append([position, position])
+        previous = word
+    candidates = SpanCandidates(text, [], [], [], [])
+    for a, (first, _) in enumerate(words):
+        for b in range(a, min(len(words), a + max_width)):
+            last = words[b][1]
+            candidates.first.append(first)
+            candidates.last.append(last)
+            candidates.widths.append(b - a)
+            candidates.characters.append((int(offsets[first][0]), int(offsets[last][1])))
+    return candidates
+
+
+def span_inputs(candidates: Sequence[SpanCandidates]) -> dict[str, torch.Tensor]:
+    """The span inputs of a batch of sequences (one `SpanCandidates` each): `span_positions` `(batch, spans, window)`,
+    each candidate's tokens from first to last, its last repeated up to the batch's longest candidate (`window`
+    tokens, so a max over them is the max over the candidate), and `span_widths` `(batch, spans)`. Rows with fewer
+    candidates are padded with candidates of token 0 and width 0."""
+    spans = max([1, *(len(candidate.first) for candidate in candidates)])
+    first, last, widths = (torch.zeros(len(candidates), spans, dtype=torch.long) for _ in range(3))
+    for row, candidate in enumerate(candidates):
+        count = len(candidate.first)
+        first[row, :count] = torch.tensor(candidate.first, dtype=torch.long)
+        last[row, :count] = torch.tensor(candidate.last, dtype=torch.long)
+        widths[row, :count] = torch.tensor(candidate.widths, dtype=torch.long)
+    window = int((last - first).max()) + 1
+    positions = torch.minimum(first.unsqueeze(-1) + torch.arange(window), last.unsqueeze(-1))
+    return {"span_positions": positions, "span_widths": widths}
+
+
 def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:
     """The most tokens a sequence may have, special tokens included: `max_length` when given, else the tokenizer's
     `model_max_length`, never more than the model's position table allows (`model_limit`, the config's

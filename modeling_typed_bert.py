@@ -524,14 +524,124 @@ class TypedBertForTokenClassification(TypedBertPreTrainedModel):
         )
 
 
+# The size of the span classifier's width vectors (PURE's and SpERT's width embeddings are 150 and 25).
+SPAN_WIDTH_SIZE = 64
+
+
+class TypedBertSpanHead(nn.Module):
+    """Scores candidate spans from the encoder's states, as PURE's and SpERT's entity models do: each span is read as
+    [its first token's state; its last token's; the max over its tokens; a vector of its width in words], then a
+    two-layer feed-forward network gives a score per label."""
+
+    def __init__(self, config: TypedBertConfig) -> None:
+        super().__init__()
+        self.width_embeddings = nn.Embedding(config.max_span_width, SPAN_WIDTH_SIZE)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(3 * config.hidden_size + SPAN_WIDTH_SIZE, config.hidden_size)
+        self.activation = nn.GELU()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self, states: torch.Tensor, span_positions: torch.LongTensor, span_widths: torch.LongTensor
+    ) -> torch.Tensor:
+        """`states` `(batch, seq, hidden)`, `span_positions` `(batch, spans, window)` (each span's tokens, its last
+        repeated: `span_inputs`), `span_widths` `(batch, spans)` → logits `(batch, spans, num_labels)`."""
+        batch, spans, window = span_positions.shape
+        index = span_positions.reshape(batch, spans * window, 1).expand(-1, -1, states.shape[-1])
+        tokens = states.gather(1, index).view(batch, spans, window, states.shape[-1])
+        width = self.width_embeddings(span_widths)
+        features = torch.cat([tokens[:, :, 0], tokens[:, :, -1], tokens.amax(2), width], dim=-1)
+        return self.classifier(self.dropout(self.activation(self.dense(self.dropout(features)))))
+
+
+class TypedBertForSpanClassification(TypedBertPreTrainedModel):
+    """TypedBert with a span classifier (`TypedBertSpanHead`): an entity model that types whole candidate spans (runs of
+    up to `config.max_span_width` words) as `config.id2label[0]` ("O", no entity) or an entity type, instead of
+    tagging tokens; it can see where a span ends before typing it. With `config.word_shapes` its input embeddings
+    also carry each word's shape. Its checkpoint loads with `AutoModelForTokenClassification` (`auto_map`) and
+    announces `TypedBertSpanClassificationPipeline` for `pipeline("token-classification", trust_remote_code=True)`,
+    which makes the candidates, decodes the most probable ones that do not overlap, and returns entities as
+    transformers' aggregated token classification does."""
+
+    _custom_pipelines = {
+        ENTITY_TASK: {
+            "impl": "pipeline_typed_bert.TypedBertSpanClassificationPipeline",
+            "pt": ["AutoModelForTokenClassification"],
+            "tf": [],
+            "type": "text",
+        }
+    }
+
+    def __init__(self, config: TypedBertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = TypedBertModel(config, add_pooling_layer=False)
+        self.span_head = TypedBertSpanHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        word_shape_ids: torch.LongTensor | None = None,
+        span_positions: torch.LongTensor | None = None,
+        span_widths: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput | tuple[torch.Tensor, ...]:
+        r"""
+        Args:
+            word_shape_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): see `TypedBertModel`.
+            span_positions (`torch.LongTensor` of shape `(batch, spans, window)`):
+                The tokens of each candidate span, first to last, the last repeated to `window`
+                (`encoding_typed_bert.span_inputs`).
+            span_widths (`torch.LongTensor` of shape `(batch, spans)`): each span's width in words minus one.
+            labels (`torch.LongTensor` of shape `(batch, spans)`, *optional*): label ids, -100 for padding spans.
+            The other arguments are those of `TypedBertModel`.
+
+        Returns:
+            `TokenClassifierOutput` with `logits` `(batch, spans, num_labels)`, and `loss` when `labels` is given.
+        """
+        if span_positions is None or span_widths is None:
+            raise ValueError("TypedBertForSpanClassification needs span_positions and span_widths (span_inputs).")
+        return_dict = kwargs.pop("return_dict", None)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            word_shape_ids=word_shape_ids,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.span_head(outputs.last_hidden_state, span_positions, span_widths)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.reshape(-1, self.num_labels).float(), labels.reshape(-1))
+        if not return_dict:
+            output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
+            return ((loss,) + output) if loss is not None else output
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 TypedBertModel.register_for_auto_class("AutoModel")
 TypedBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 TypedBertForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+TypedBertForSpanClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
     "TypedBertEmbeddings",
     "TypedBertEntityEmbedding",
     "TypedBertForSequenceClassification",
+    "TypedBertForSpanClassification",
     "TypedBertForTokenClassification",
     "TypedBertModel",
     "TypedBertPreTrainedModel",

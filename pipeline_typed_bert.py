@@ -20,23 +20,29 @@ from typing import Any
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 from transformers.pipelines import TokenClassificationPipeline
-from transformers.pipelines.base import ChunkPipeline
+from transformers.pipelines.base import ChunkPipeline, Pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 
 try:
     from .configuration_typed_bert import NO_RELATION, TypedBertConfig
     from .encoding_typed_bert import (
+        SpanCandidates,
         max_sequence_length,
         pair_encoding_for,
         pair_logits,
+        span_candidates,
+        span_inputs,
         word_shape_ids,
     )
 except ImportError:  # imported as a top-level module from a checkout, not as part of a package
     from configuration_typed_bert import NO_RELATION, TypedBertConfig
     from encoding_typed_bert import (
+        SpanCandidates,
         max_sequence_length,
         pair_encoding_for,
         pair_logits,
+        span_candidates,
+        span_inputs,
         word_shape_ids,
     )
 
@@ -46,6 +52,9 @@ DEFAULT_BATCH_SIZE = 32
 # ends inside a word (CoNLL04 dev entity micro-F1 0.750 with "simple", 0.758 with "average"; docs/results).
 ENTITY_AGGREGATION = "average"
 
+
+# The architecture of an entity model that types whole spans (`TypedBertForSpanClassification`), not tokens.
+SPAN_CLASSIFIER = "TypedBertForSpanClassification"
 
 # The windows of a document (a text longer than the models' limit) when the caller gives no max_length: 48 tokens,
 # which hold every gold relation of CoNLL04 and SciERC dev but one in each; models trained on sentences read longer
@@ -190,7 +199,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         return window, stride
 
     @property
-    def entity_recognizer(self) -> TokenClassificationPipeline:
+    def entity_recognizer(self) -> Pipeline:
         """The token-classification pipeline that finds the entities of raw text: the one given at construction, else
         transformers' (`ENTITY_AGGREGATION`) over the repository's entity model, loaded at first use."""
         if self._recognizer is None:
@@ -474,6 +483,83 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         return torch.tensor([word_shape_ids(text, offsets)], dtype=torch.long)
 
 
+class TypedBertSpanClassificationPipeline(ChunkPipeline):
+    """The entity recognizer of a span classifier (`TypedBertForSpanClassification`), called as transformers'
+    token-classification pipeline with aggregation is: a text, a list or a generator of texts →
+    `[{"entity_group", "score", "word", "start", "end"}, ...]` per text. Each window of `max_length` tokens (default
+    the model's limit; `stride` tokens shared between windows) gives every run of up to `config.max_span_width`
+    words as a candidate; the most probable candidates that are not "O" are kept first, each unless it overlaps one
+    already kept (`decode_spans`), over all windows of a text together."""
+
+    def _sanitize_parameters(self, stride: int | None = None, max_length: int | None = None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}; expected "
+                            "stride, max_length and batch_size")  # fmt: skip
+        limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        window = max_sequence_length(self.tokenizer, limit, max_length)
+        stride = 0 if stride is None else stride
+        if not isinstance(stride, int) or not 0 <= stride < window - self.tokenizer.num_special_tokens_to_add():
+            raise ValueError(f"stride={stride!r} must be an int from 0 to less than the text tokens of a window of "
+                             f"{window} (max_length): it is how many tokens two windows share.")  # fmt: skip
+        return {"max_length": window, "stride": stride}, {}, {}
+
+    def preprocess(self, sentence: str, max_length: int, stride: int) -> Iterator[dict[str, Any]]:
+        """One chunk per window of `sentence`: its model inputs `(1, seq)` and its `SpanCandidates`."""
+        if self.tokenizer.padding_side != "right":  # the span positions count from the first token
+            raise ValueError(f"padding_side={self.tokenizer.padding_side!r}; a span classifier needs 'right'.")
+        if not isinstance(sentence, str) or not self.tokenizer.is_fast:
+            raise ValueError(f"{type(self).__name__} reads a text (a str) through a fast tokenizer's offsets; got "
+                             f"{type(sentence).__name__} and a {type(self.tokenizer).__name__}.")  # fmt: skip
+        encoding = self.tokenizer(sentence, return_offsets_mapping=True, return_overflowing_tokens=True,
+                                  truncation=True, max_length=max_length, stride=stride)  # fmt: skip
+        windows = len(encoding["input_ids"])
+        for row in range(windows):
+            inputs = {name: torch.tensor([encoding[name][row]], dtype=torch.long)
+                      for name in self.tokenizer.model_input_names if name in encoding}  # fmt: skip
+            if getattr(self.model.config, "word_shapes", False):
+                inputs["word_shape_ids"] = torch.tensor([word_shape_ids(sentence, encoding["offset_mapping"][row])])
+            candidates = span_candidates(encoding.word_ids(row), encoding["offset_mapping"][row], sentence,
+                                         self.model.config.max_span_width)  # fmt: skip
+            yield {**inputs, "candidates": candidates, "is_last": row == windows - 1}
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        """The label probabilities `(batch, spans, num_labels)` of a batch of windows' candidates."""
+        candidates, is_last = model_inputs.pop("candidates"), model_inputs.pop("is_last")
+        batch = [candidates] if isinstance(candidates, SpanCandidates) else candidates
+        spans = {name: tensor.to(self.device) for name, tensor in span_inputs(batch).items()}
+        logits = self.model(**model_inputs, **spans).logits
+        return {"probabilities": logits.float().softmax(-1), "candidates": candidates, "is_last": is_last}
+
+    def postprocess(self, all_outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entities of one text, from the candidates of all its windows (`decode_spans`)."""
+        characters, probabilities = [], []
+        for output in all_outputs:
+            candidates = output["candidates"]
+            characters += candidates.characters
+            probabilities.append(output["probabilities"][0, : len(candidates.characters)])
+        text = all_outputs[0]["candidates"].text
+        return [{**entity, "word": text[entity["start"] : entity["end"]]}
+                for entity in decode_spans(characters, torch.cat(probabilities), self.model.config.id2label)]
+
+
+def decode_spans(
+    characters: Sequence[tuple[int, int]], probabilities: torch.Tensor, id2label: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """The entities among candidate spans (`characters`, their label `probabilities` `(spans, num_labels)`, label 0
+    "no entity"): the most probable candidates whose best label is an entity type first, each kept unless it overlaps
+    one already kept; `{"entity_group", "score", "start", "end"}` in text order. The same span found in two windows
+    is kept once."""
+    scores, labels = probabilities.max(-1)
+    found = [(score, start, end, label) for score, (start, end), label
+             in zip(scores.tolist(), characters, labels.tolist(), strict=True) if label != 0]  # fmt: skip
+    kept: list[tuple[float, int, int, int]] = []
+    for score, start, end, label in sorted(found, key=lambda candidate: -candidate[0]):
+        if all(end <= other[1] or other[2] <= start for other in kept):
+            kept.append((score, start, end, label))
+    return [{"entity_group": id2label[label], "score": score, "start": start, "end": end}
+            for score, start, end, label in sorted(kept, key=lambda entity: entity[1])]  # fmt: skip
+
+
 def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
     """`(words, tags)`: the tag probabilities of each word, from its tokens' `scores` `(tokens, tags)` (a word's
     tokens run from `starts[w]` to the next start), as transformers' aggregation reads them: its first token's
@@ -561,25 +647,29 @@ def load_entity_model(source: str, dtype=None, **load_kwargs) -> tuple[torch.nn.
     return model, tokenizer
 
 
-def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> TypedBertTokenClassificationPipeline:
-    """The entity recognizer over an entity model (`load_entity_model`): `TypedBertTokenClassificationPipeline`
-    aggregated as `ENTITY_AGGREGATION`."""
+def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> Pipeline:
+    """The entity recognizer over an entity model (`load_entity_model`): `TypedBertSpanClassificationPipeline` for a
+    span classifier, else `TypedBertTokenClassificationPipeline` aggregated as `ENTITY_AGGREGATION`."""
     model, tokenizer = load_entity_model(source, dtype, **load_kwargs)
+    if SPAN_CLASSIFIER in (model.config.architectures or []):
+        return TypedBertSpanClassificationPipeline(model=model, tokenizer=tokenizer, device=device)
     return TypedBertTokenClassificationPipeline(
         model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION, device=device
     )
 
 
 def _token_classifier_class(source: str, **load_kwargs) -> type:
-    """The class of the entity model in `source`: TypedBert's token classifier for a TypedBert checkpoint (read from
-    this repository's own code), transformers' Auto class for any other."""
+    """The class of the entity model in `source`: TypedBert's span or token classifier for a TypedBert checkpoint
+    (read from this repository's own code), transformers' Auto class for any other."""
     config_dict, _ = PretrainedConfig.get_config_dict(source, **load_kwargs)
     if config_dict.get("model_type") != TypedBertConfig.model_type:
         return AutoModelForTokenClassification
     try:  # imported here: the modeling file imports this one
-        from .modeling_typed_bert import TypedBertForTokenClassification
+        from .modeling_typed_bert import TypedBertForSpanClassification, TypedBertForTokenClassification
     except ImportError:  # imported as a top-level module from a checkout, not as part of a package
-        from modeling_typed_bert import TypedBertForTokenClassification
+        from modeling_typed_bert import TypedBertForSpanClassification, TypedBertForTokenClassification
+    if SPAN_CLASSIFIER in (config_dict.get("architectures") or []):
+        return TypedBertForSpanClassification
     return TypedBertForTokenClassification
 
 

@@ -24,7 +24,8 @@ from tests.conftest import (
     train_tiny,
 )
 from tests.test_standard_paths import TRAINER_PUSH
-from typed_bert.entities import bio_labels, bundle_entity_model, outermost, span_scores
+from typed_bert.entities import bundle_entity_model
+from typed_bert.entity_heads import bio_labels, outermost, span_scores
 
 pytestmark = pytest.mark.remote_code
 

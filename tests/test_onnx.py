@@ -15,7 +15,8 @@ from transformers import pipeline
 from encoding_typed_bert import MODEL_INPUT_NAMES, PACKED_INPUT_NAMES
 from tests.conftest import REPO_ROOT, hub_env, save_tiny_classifier
 from tests.test_word_shapes import _saved_shape_tagger
-from typed_bert.entities import bio_labels, bundle_entity_model
+from typed_bert.entities import bundle_entity_model
+from typed_bert.entity_heads import bio_labels
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

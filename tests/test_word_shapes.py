@@ -23,7 +23,8 @@ from tests.conftest import (
     run_script,
     save_tiny_classifier,
 )
-from typed_bert.entities import bio_labels, bundle_entity_model
+from typed_bert.entities import bundle_entity_model
+from typed_bert.entity_heads import bio_labels
 
 TEXT = "Bill Gates founded MICROSOFT in 1975, with McAllister."
 

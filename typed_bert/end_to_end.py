@@ -16,7 +16,8 @@ from typing import Any
 from transformers import pipeline
 
 from configuration_typed_bert import NO_RELATION
-from typed_bert.entities import entity_spans, load_entity_texts, span_scores
+from typed_bert.entities import load_entity_texts
+from typed_bert.entity_heads import entity_spans, span_scores
 from typed_bert.errors import InputError, reading
 
 Span = tuple[int, int, str]
@@ -90,6 +91,34 @@ def relation_errors(
     return errors
 
 
+def end_to_end_scores(texts: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Entity micro-F1 and strict end-to-end relation micro-F1, with precision, recall and counts of each, and
+    `errors` (`entity_errors`, `relation_errors`), of `outputs` (per text, `{"entities", "relations"}` as the
+    relation-classification pipeline returns them for raw text) against the gold entity-list `texts`."""
+    gold_entities = [entity_spans(text["entities"]) for text in texts]
+    found_entities = [entity_spans(output["entities"]) for output in outputs]
+    gold_relations = [gold_triples(text) for text in texts]
+    found_relations = [relation_triples(output["relations"]) for output in outputs]
+    entities = span_scores(gold_entities, found_entities)
+    relations = span_scores(gold_relations, found_relations)
+    return {
+        "entity_micro_f1": entities["f1"],
+        "entity_precision": entities["precision"],
+        "entity_recall": entities["recall"],
+        "end_to_end_relation_micro_f1": relations["f1"],
+        "end_to_end_relation_precision": relations["precision"],
+        "end_to_end_relation_recall": relations["recall"],
+        "gold_entities": entities["gold"],
+        "predicted_entities": entities["predicted"],
+        "gold_relations": relations["gold"],
+        "predicted_relations": relations["predicted"],
+        "errors": {
+            **entity_errors(gold_entities, found_entities),
+            **relation_errors(gold_relations, found_relations, gold_entities, found_entities),
+        },
+    }
+
+
 def evaluate_end_to_end(
     model_source: str,
     data_file: str,
@@ -118,29 +147,10 @@ def evaluate_end_to_end(
     windows = {name: value for name, value in (windows or {}).items() if value is not None}
     outputs = classify([text["text"] for text in texts], batch_size=batch_size, **windows)
     seconds = time.perf_counter() - started
-    gold_entities = [entity_spans(text["entities"]) for text in texts]
-    found_entities = [entity_spans(output["entities"]) for output in outputs]
-    gold_relations = [gold_triples(text) for text in texts]
-    found_relations = [relation_triples(output["relations"]) for output in outputs]
-    entities = span_scores(gold_entities, found_entities)
-    relations = span_scores(gold_relations, found_relations)
-    errors = {
-        **entity_errors(gold_entities, found_entities),
-        **relation_errors(gold_relations, found_relations, gold_entities, found_entities),
-    }
+    scores = end_to_end_scores(texts, outputs)
     return {
-        "entity_micro_f1": entities["f1"],
-        "entity_precision": entities["precision"],
-        "entity_recall": entities["recall"],
-        "end_to_end_relation_micro_f1": relations["f1"],
-        "end_to_end_relation_precision": relations["precision"],
-        "end_to_end_relation_recall": relations["recall"],
-        "gold_entities": entities["gold"],
-        "predicted_entities": entities["predicted"],
-        "gold_relations": relations["gold"],
-        "predicted_relations": relations["predicted"],
-        "errors": errors,
+        **scores,
         "texts": len(texts),
         "texts_per_s": len(texts) / seconds,
-        "relations_per_s": relations["predicted"] / seconds,
+        "relations_per_s": scores["predicted_relations"] / seconds,
     }

@@ -3,12 +3,12 @@
 
 The relation model becomes `model.onnx` with the inputs of its pair encoding (`PairEncoding.input_names`: five for
 one sequence per pair, eight for subject-packed sequences) and dynamic batch, sequence and pair axes; a bundled
-entity model becomes `entities/model.onnx` (`input_ids`, `attention_mask`, `token_type_ids`, and `word_shape_ids`
-when it has a word shape table). Each graph is run by ONNX Runtime on real encodings (the texts and entities of
-`--check-file`, else sentences made of the model's entity types) and refused when a logit differs from PyTorch's by
-more than `MAX_LOGIT_DIFFERENCE`. `--quantize int8` adds `model.int8.onnx` graphs (ONNX Runtime's dynamic
-quantization of the linear layers' weights), refused when their labels agree with PyTorch's on fewer than
-`min_agreement` of the check file's pairs or tokens.
+entity model becomes `entities/model.onnx` (`input_ids`, `attention_mask`, `token_type_ids`, `word_shape_ids`
+when it has a word shape table, and a span classifier's `span_positions` and `span_widths`). Each graph is run by
+ONNX Runtime on real encodings (the texts and entities of `--check-file`, else sentences made of the model's entity
+types) and refused when a logit differs from PyTorch's by more than `MAX_LOGIT_DIFFERENCE`. `--quantize int8` adds
+`model.int8.onnx` graphs (ONNX Runtime's dynamic quantization of the linear layers' weights), refused when their
+labels agree with PyTorch's on fewer than `min_agreement` of the check file's pairs, candidate spans or tokens.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from encoding_typed_bert import pair_encoding_for, word_shape_ids
-from pipeline_typed_bert import load_entity_recognizer
+from encoding_typed_bert import pair_encoding_for, span_candidates, span_inputs, word_shape_ids
+from pipeline_typed_bert import SPAN_CLASSIFIER, load_entity_recognizer
 from typed_bert.batching import TypedBertDataCollator
 from typed_bert.errors import InputError, reading
 from typed_bert.onnx_runtime import require_onnx
@@ -62,12 +62,12 @@ def export_onnx(
     with reading(model_dir, "a TypedBert relation model folder (typed-bert train or convert)"):
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    entity_model = getattr(model.config, "entity_model", None)
     texts = check_texts(check_file, model.config.entity_types)
     report: dict[str, Any] = {}
     with staged_folder(output_dir, overwrite) as staging:
         report["relations"] = _export_model(model, tokenizer, _relation_batch(model, tokenizer, texts), staging,
                                             quantize, min_agreement)  # fmt: skip
-        entity_model = getattr(model.config, "entity_model", None)
         if entity_model and (Path(model_dir) / entity_model).is_dir():
             recognizer = load_entity_recognizer(str(Path(model_dir) / entity_model))
             report["entities"] = _export_model(
@@ -124,6 +124,10 @@ def _entity_batch(recognizer, texts: list[dict]) -> dict:
     if getattr(recognizer.model.config, "word_shapes", False):
         inputs["word_shape_ids"] = torch.tensor([word_shape_ids(text, rows.tolist())
                                                  for text, rows in zip(strings, offsets, strict=True)])  # fmt: skip
+    if SPAN_CLASSIFIER in (recognizer.model.config.architectures or []):
+        width = recognizer.model.config.max_span_width
+        inputs |= span_inputs([span_candidates(batch.word_ids(row), offsets[row].tolist(), text, width)
+                               for row, text in enumerate(strings)])  # fmt: skip
     return inputs
 
 
@@ -171,6 +175,9 @@ def _export_graph(model: PreTrainedModel, names: list[str], batch: dict, path: P
     axes = {name: {0: torch.export.Dim.AUTO, 1: sequence} for name in names}
     if "object_positions" in axes:
         axes["object_positions"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
+    if "span_positions" in axes:  # a span classifier: (batch, spans, window) and (batch, spans)
+        axes["span_positions"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO}
+        axes["span_widths"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
     torch.onnx.export(
         _GraphInputs(model, names).eval(), tuple(batch[name] for name in names), str(path), input_names=names,
         output_names=["logits"], dynamic_shapes={"inputs": tuple(axes[name] for name in names)},
@@ -185,7 +192,8 @@ def _compare(model: PreTrainedModel, path: Path, batch: dict) -> dict[str, Any]:
     onnxruntime = require_onnx()["onnxruntime"]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     length = int(batch["attention_mask"][0].sum())
-    first = {name: value[:1] if name == "object_positions" else value[:1, :length] for name, value in batch.items()}
+    whole = ("object_positions", "span_positions", "span_widths")  # not token axes
+    first = {name: value[:1] if name in whole else value[:1, :length] for name, value in batch.items()}
     difference, agreement = 0.0, []
     for inputs in (batch, first):
         with torch.no_grad():
@@ -198,10 +206,13 @@ def _compare(model: PreTrainedModel, path: Path, batch: dict) -> dict[str, Any]:
 
 
 def _scored(inputs: dict, logits: torch.Tensor) -> torch.Tensor:
-    """Which rows of `logits.argmax(-1)` are real: packed pairs (`object_positions` 0 pads), the tokens of a token
-    classifier (`attention_mask`), or every pair."""
+    """Which rows of `logits.argmax(-1)` are real: packed pairs (`object_positions` 0 pads), a span classifier's
+    candidates (a padding span ends at token 0), the tokens of a token classifier (`attention_mask`), or every
+    pair."""
     if "object_positions" in inputs:
         return inputs["object_positions"] != 0
+    if "span_positions" in inputs:
+        return inputs["span_positions"][..., -1] != 0
     if logits.dim() == 3:
         return inputs["attention_mask"].bool()
     return torch.ones(logits.shape[0], dtype=torch.bool)

@@ -20,7 +20,13 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, pipeline
 from transformers.modeling_outputs import ModelOutput
 
-from pipeline_typed_bert import ENTITY_AGGREGATION, RelationClassificationPipeline, TypedBertTokenClassificationPipeline
+from pipeline_typed_bert import (
+    ENTITY_AGGREGATION,
+    SPAN_CLASSIFIER,
+    RelationClassificationPipeline,
+    TypedBertSpanClassificationPipeline,
+    TypedBertTokenClassificationPipeline,
+)
 from typed_bert.errors import InputError
 from typed_bert.hub.export import PICKLE_SUFFIXES
 from typed_bert.outputs import ONNX_CONFIG_KEY, is_onnx_export
@@ -57,9 +63,9 @@ class OnnxModel(PreTrainedModel):
         return torch.float32
 
     def forward(self, **inputs: torch.Tensor) -> OnnxModelOutput:
-        """`inputs`: the model's tensors `(batch, seq)` (and `object_positions` `(batch, pairs)` for a packed model).
-        Returns `logits` as the PyTorch model's: `(batch, num_labels)`, `(batch, pairs, num_labels)` or `(batch, seq,
-        num_labels)`."""
+        """`inputs`: the model's tensors `(batch, seq)` (and `object_positions` `(batch, pairs)` for a packed model, a
+        span classifier's `span_positions` and `span_widths`). Returns `logits` as the PyTorch model's: `(batch,
+        num_labels)`, `(batch, pairs, num_labels)`, `(batch, spans, num_labels)` or `(batch, seq, num_labels)`."""
         shape = inputs["input_ids"].shape
         feed = {
             name: (inputs[name] if name in inputs else torch.zeros(shape, dtype=torch.long)).numpy()
@@ -168,10 +174,13 @@ def relation_pipeline(
 
 def entity_recognizer(
     folder: str | Path, precision: str = "fp32", threads: int | None = None
-) -> TypedBertTokenClassificationPipeline:
-    """The entity model's pipeline (`ENTITY_AGGREGATION`, BIO-constrained words) over its exported graph."""
+) -> TypedBertTokenClassificationPipeline | TypedBertSpanClassificationPipeline:
+    """The entity model's pipeline over its exported graph: a span classifier's own, or a tagger's
+    (`ENTITY_AGGREGATION`, BIO-constrained words)."""
     model = OnnxModel.from_folder(folder, precision, threads)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    if SPAN_CLASSIFIER in (model.config.architectures or []):
+        return TypedBertSpanClassificationPipeline(model=model, tokenizer=tokenizer)
     return TypedBertTokenClassificationPipeline(
         model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION
     )

@@ -48,7 +48,8 @@ class TypedBertTrainer(Trainer):
     and that JSON. `hub_strategy="checkpoint"` / `"all_checkpoints"`, which upload optimizer and RNG state
     pickles, are refused. A plain `Trainer(push_to_hub=True)` works with TypedBert too, but uploads
     `training_args.bin`. `table_learning_rate`, when given, is the rate of TypedBert's own tables (`ENTITY_TABLES`,
-    no weight decay); the other parameters train at `args.learning_rate`.
+    no weight decay), `head_learning_rate` that of the layers outside the encoder (a span classifier's head); the
+    other parameters train at `args.learning_rate`.
     """
 
     def __init__(
@@ -57,9 +58,11 @@ class TypedBertTrainer(Trainer):
         args: TrainingArguments | None = None,
         *more,
         table_learning_rate: float | None = None,
+        head_learning_rate: float | None = None,
         **kwargs,
     ) -> None:
         self.table_learning_rate = table_learning_rate
+        self.head_learning_rate = head_learning_rate
         if args is not None and args.push_to_hub and args.hub_strategy in ("checkpoint", "all_checkpoints"):
             raise ValueError(
                 f"hub_strategy={args.hub_strategy.value!r} uploads optimizer, scheduler and RNG state pickles; "
@@ -68,17 +71,21 @@ class TypedBertTrainer(Trainer):
         super().__init__(model, args, *more, **kwargs)
 
     def create_optimizer(self, *args, **kwargs):
-        """AdamW with weight decay except on biases and LayerNorms, and TypedBert's tables at
-        `table_learning_rate`; transformers' own optimizer when that is None."""
-        if self.table_learning_rate is None:
+        """AdamW with weight decay except on biases and LayerNorms, TypedBert's tables at `table_learning_rate` (no
+        decay) and, with `head_learning_rate`, every parameter outside the encoder at that rate (with decay);
+        transformers' own optimizer when both are None."""
+        if self.table_learning_rate is None and self.head_learning_rate is None:
             return super().create_optimizer(*args, **kwargs)
         if self.optimizer is None:
-            entity, decay, no_decay = [], [], []
+            entity, head, decay, no_decay = [], [], [], []
+            encoder = f"{self.model.base_model_prefix}."
             for name, parameter in self.model.named_parameters():
                 if not parameter.requires_grad:
                     continue
-                if any(table in name for table in ENTITY_TABLES):
+                if self.table_learning_rate is not None and any(table in name for table in ENTITY_TABLES):
                     entity.append(parameter)
+                elif self.head_learning_rate is not None and not name.startswith(encoder):
+                    head.append(parameter)
                 elif name.endswith("bias") or "LayerNorm" in name:
                     no_decay.append(parameter)
                 else:
@@ -87,6 +94,7 @@ class TypedBertTrainer(Trainer):
                 {"params": decay, "weight_decay": self.args.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
                 {"params": entity, "weight_decay": 0.0, "lr": self.table_learning_rate},
+                {"params": head, "weight_decay": self.args.weight_decay, "lr": self.head_learning_rate},
             ]
             self.optimizer = torch.optim.AdamW(
                 [group for group in groups if group["params"]], lr=self.args.learning_rate

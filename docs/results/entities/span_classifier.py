@@ -33,8 +33,9 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup, pipelin
 
 from encoding_typed_bert import word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
-from typed_bert.end_to_end import entity_errors, gold_triples, relation_errors, relation_triples
-from typed_bert.entities import entity_spans, load_entity_texts, span_scores
+from typed_bert.end_to_end import end_to_end_scores
+from typed_bert.entities import load_entity_texts
+from typed_bert.entity_heads import entity_spans, span_scores
 
 Span = tuple[int, int, int, int, int]  # first token, last token, width - 1 (pieces), first character, end character
 
@@ -199,23 +200,17 @@ def train(model, train_features, dev_features, gold, types, args) -> tuple[dict,
 
 
 def end_to_end(relation_model: str, texts: list[dict], found: list[set]) -> dict[str, Any]:
-    """Strict end-to-end relation micro-F1 and the error breakdown, with `found` as each text's entities."""
+    """Strict end-to-end relation micro-F1 and the error breakdown (`end_to_end_scores`), with `found` as each text's
+    entities."""
     classify = pipeline("relation-classification", model=relation_model, trust_remote_code=True, dtype=torch.bfloat16)
-    outputs = [
-        classify({"text": text["text"], "entities": [{"start": s, "end": e, "type": t} for s, e, t in sorted(spans)]})
-        if spans else []
-        for text, spans in zip(texts, found, strict=True)
-    ]  # fmt: skip
-    gold_entities = [entity_spans(text["entities"]) for text in texts]
-    gold_relations = [gold_triples(text) for text in texts]
-    found_relations = [relation_triples(output) for output in outputs]
-    relations = span_scores(gold_relations, found_relations)
-    return {
-        "end_to_end_relation_micro_f1": relations["f1"], "end_to_end_relation_precision": relations["precision"],
-        "end_to_end_relation_recall": relations["recall"],
-        "errors": {**entity_errors(gold_entities, found),
-                   **relation_errors(gold_relations, found_relations, gold_entities, found)},
-    }  # fmt: skip
+    outputs = []
+    for text, spans in zip(texts, found, strict=True):
+        entities = [{"start": s, "end": e, "type": t} for s, e, t in sorted(spans)]
+        outputs.append({"entities": entities,
+                        "relations": classify({"text": text["text"], "entities": entities}) if spans else []})
+    scores = end_to_end_scores(texts, outputs)
+    return {key: scores[key] for key in ("end_to_end_relation_micro_f1", "end_to_end_relation_precision",
+                                         "end_to_end_relation_recall", "errors")}  # fmt: skip
 
 
 def main() -> None:

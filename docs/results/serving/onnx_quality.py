@@ -13,7 +13,8 @@ import sys
 from transformers import pipeline
 
 from typed_bert.end_to_end import gold_triples, relation_triples
-from typed_bert.entities import entity_spans, load_entity_texts, span_scores
+from typed_bert.entities import load_entity_texts
+from typed_bert.entity_heads import entity_spans, span_scores
 from typed_bert.onnx_runtime import onnx_pipeline
 
 
