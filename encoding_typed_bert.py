@@ -152,20 +152,16 @@ def span_candidates(
 
 
 def span_inputs(candidates: Sequence[SpanCandidates]) -> dict[str, torch.Tensor]:
-    """The span inputs of a batch of sequences (one `SpanCandidates` each): `span_positions` `(batch, spans, window)`,
-    each candidate's tokens from first to last, its last repeated up to the batch's longest candidate (`window`
-    tokens, so a max over them is the max over the candidate), and `span_widths` `(batch, spans)`. Rows with fewer
-    candidates are padded with candidates of token 0 and width 0."""
-    spans = max([1, *(len(candidate.first) for candidate in candidates)])
-    first, last, widths = (torch.zeros(len(candidates), spans, dtype=torch.long) for _ in range(3))
+    """The span inputs of a batch of sequences (one `SpanCandidates` each), every candidate of the batch in one row
+    `(n_spans,)`: `span_rows` (its sequence), `span_starts` and `span_ends` (its first and last token) and
+    `span_widths` (its width in words minus one). A model gives one row of logits per candidate, in this order."""
+    columns = {"span_rows": [], "span_starts": [], "span_ends": [], "span_widths": []}
     for row, candidate in enumerate(candidates):
-        count = len(candidate.first)
-        first[row, :count] = torch.tensor(candidate.first, dtype=torch.long)
-        last[row, :count] = torch.tensor(candidate.last, dtype=torch.long)
-        widths[row, :count] = torch.tensor(candidate.widths, dtype=torch.long)
-    window = int((last - first).max()) + 1
-    positions = torch.minimum(first.unsqueeze(-1) + torch.arange(window), last.unsqueeze(-1))
-    return {"span_positions": positions, "span_widths": widths}
+        columns["span_rows"] += [row] * len(candidate.first)
+        columns["span_starts"] += candidate.first
+        columns["span_ends"] += candidate.last
+        columns["span_widths"] += candidate.widths
+    return {name: torch.tensor(values, dtype=torch.long) for name, values in columns.items()}
 
 
 def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:

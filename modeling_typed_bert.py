@@ -531,7 +531,9 @@ SPAN_WIDTH_SIZE = 64
 class TypedBertSpanHead(nn.Module):
     """Scores candidate spans from the encoder's states, as PURE's and SpERT's entity models do: each span is read as
     [its first token's state; its last token's; the max over its tokens; a vector of its width in words], then a
-    two-layer feed-forward network gives a score per label."""
+    two-layer feed-forward network gives a score per label. The max over a span is read from a sparse table (the
+    running maxima over 1, 2, 4, ... tokens), two lookups a span however long: no per-span loop or window, and no
+    data-dependent shape."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
@@ -541,18 +543,41 @@ class TypedBertSpanHead(nn.Module):
         self.dense = nn.Linear(3 * config.hidden_size + SPAN_WIDTH_SIZE, config.hidden_size)
         self.activation = nn.GELU()
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        # Levels of the sparse table: spans of up to 2 ** levels tokens, the longest sequence the positions allow.
+        self.levels = max(config.max_position_embeddings.bit_length() - 1, 0)
 
     def forward(
-        self, states: torch.Tensor, span_positions: torch.LongTensor, span_widths: torch.LongTensor
+        self,
+        states: torch.Tensor,
+        span_rows: torch.LongTensor,
+        span_starts: torch.LongTensor,
+        span_ends: torch.LongTensor,
+        span_widths: torch.LongTensor,
     ) -> torch.Tensor:
-        """`states` `(batch, seq, hidden)`, `span_positions` `(batch, spans, window)` (each span's tokens, its last
-        repeated: `span_inputs`), `span_widths` `(batch, spans)` → logits `(batch, spans, num_labels)`."""
-        batch, spans, window = span_positions.shape
-        index = span_positions.reshape(batch, spans * window, 1).expand(-1, -1, states.shape[-1])
-        tokens = states.gather(1, index).view(batch, spans, window, states.shape[-1])
-        width = self.width_embeddings(span_widths)
-        features = torch.cat([tokens[:, :, 0], tokens[:, :, -1], tokens.amax(2), width], dim=-1)
+        """`states` `(batch, seq, hidden)` and the spans `(n_spans,)` (`encoding_typed_bert.span_inputs`) → logits
+        `(n_spans, num_labels)`."""
+        features = torch.cat([states[span_rows, span_starts], states[span_rows, span_ends],
+                              self.span_max(states, span_rows, span_starts, span_ends),
+                              self.width_embeddings(span_widths)], dim=-1)  # fmt: skip
         return self.classifier(self.dropout(self.activation(self.dense(self.dropout(features)))))
+
+    def span_max(
+        self, states: torch.Tensor, rows: torch.LongTensor, starts: torch.LongTensor, ends: torch.LongTensor
+    ) -> torch.Tensor:
+        """The max over each span's tokens `(n_spans, hidden)`: level k of the table holds the max over the 2 ** k
+        tokens from each position, and a span of n tokens is the max of two overlapping runs of the largest 2 ** k
+        <= n, one from its first token and one ending at its last."""
+        length = states.shape[1]
+        positions = torch.arange(length, device=states.device)
+        table = [states]
+        for level in range(1, self.levels + 1):
+            ahead = (positions + 2 ** (level - 1)).clamp(max=length - 1)  # past the end: never read
+            table.append(torch.maximum(table[-1], table[-1][:, ahead]))
+        table = torch.stack(table, dim=1).flatten(1, 2)  # (batch, (levels + 1) * seq, hidden)
+        powers = 2 ** torch.arange(1, self.levels + 1, device=states.device)
+        level = ((ends - starts + 1).unsqueeze(-1) >= powers).sum(-1)
+        second = ends - 2**level + 1
+        return torch.maximum(table[rows, level * length + starts], table[rows, level * length + second])
 
 
 class TypedBertForSpanClassification(TypedBertPreTrainedModel):
@@ -588,7 +613,9 @@ class TypedBertForSpanClassification(TypedBertPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         word_shape_ids: torch.LongTensor | None = None,
-        span_positions: torch.LongTensor | None = None,
+        span_rows: torch.LongTensor | None = None,
+        span_starts: torch.LongTensor | None = None,
+        span_ends: torch.LongTensor | None = None,
         span_widths: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
@@ -596,18 +623,20 @@ class TypedBertForSpanClassification(TypedBertPreTrainedModel):
         r"""
         Args:
             word_shape_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): see `TypedBertModel`.
-            span_positions (`torch.LongTensor` of shape `(batch, spans, window)`):
-                The tokens of each candidate span, first to last, the last repeated to `window`
-                (`encoding_typed_bert.span_inputs`).
-            span_widths (`torch.LongTensor` of shape `(batch, spans)`): each span's width in words minus one.
-            labels (`torch.LongTensor` of shape `(batch, spans)`, *optional*): label ids, -100 for padding spans.
+            span_rows, span_starts, span_ends, span_widths (`torch.LongTensor` of shape `(n_spans,)`):
+                The candidate spans of the whole batch, row by row (`encoding_typed_bert.span_inputs`): each one's
+                sequence, its first and last token, and its width in words minus one.
+            labels (`torch.LongTensor` of shape `(batch, spans)`, *optional*): the label ids of each sequence's
+                spans in order, padded with -100 (what the Trainer gathers by sequence).
             The other arguments are those of `TypedBertModel`.
 
         Returns:
-            `TokenClassifierOutput` with `logits` `(batch, spans, num_labels)`, and `loss` when `labels` is given.
+            `TokenClassifierOutput` with `logits` `(n_spans, num_labels)`, and `loss` when `labels` is given.
         """
-        if span_positions is None or span_widths is None:
-            raise ValueError("TypedBertForSpanClassification needs span_positions and span_widths (span_inputs).")
+        spans = (span_rows, span_starts, span_ends, span_widths)
+        if any(tensor is None for tensor in spans):
+            raise ValueError("TypedBertForSpanClassification needs span_rows, span_starts, span_ends and span_widths "
+                             "(encoding_typed_bert.span_inputs).")  # fmt: skip
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.bert(
@@ -620,10 +649,12 @@ class TypedBertForSpanClassification(TypedBertPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        logits = self.span_head(outputs.last_hidden_state, span_positions, span_widths)
+        logits = self.span_head(outputs.last_hidden_state, *spans)
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.reshape(-1, self.num_labels).float(), labels.reshape(-1))
+            first = torch.searchsorted(span_rows, span_rows)  # each span's place in its row (rows in order)
+            targets = labels[span_rows, torch.arange(len(span_rows), device=logits.device) - first]
+            loss = CrossEntropyLoss()(logits.float(), targets)
         if not return_dict:
             output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
             return ((loss,) + output) if loss is not None else output

@@ -523,12 +523,15 @@ class TypedBertSpanClassificationPipeline(ChunkPipeline):
             yield {**inputs, "candidates": candidates, "is_last": row == windows - 1}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """The label probabilities `(batch, spans, num_labels)` of a batch of windows' candidates."""
+        """The label probabilities `(batch, spans, num_labels)` of a batch of windows' candidates (a row per window,
+        padded to the most candidates)."""
         candidates, is_last = model_inputs.pop("candidates"), model_inputs.pop("is_last")
         batch = [candidates] if isinstance(candidates, SpanCandidates) else candidates
         spans = {name: tensor.to(self.device) for name, tensor in span_inputs(batch).items()}
-        logits = self.model(**model_inputs, **spans).logits
-        return {"probabilities": logits.float().softmax(-1), "candidates": candidates, "is_last": is_last}
+        probabilities = self.model(**model_inputs, **spans).logits.float().softmax(-1)
+        rows = probabilities.split([len(candidate.first) for candidate in batch])
+        padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        return {"probabilities": padded, "candidates": candidates, "is_last": is_last}
 
     def postprocess(self, all_outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The entities of one text, from the candidates of all its windows (`decode_spans`)."""

@@ -147,7 +147,8 @@ def test_train_entities_then_train_with_it_then_evaluate_end_to_end(tiny_bert_di
     entity_slices(folder, 40, 20)
     run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
                 "--train-file", str(folder / "train.jsonl"), "--validation-file", str(folder / "dev.jsonl"),
-                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--no-word-shapes"])  # fmt: skip
+                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--head", "tagger",
+                "--no-word-shapes"])  # fmt: skip
     results = json.loads((tmp_path / "ner" / "eval_results.json").read_text())
     assert 0 <= results["entity_micro_f1"] <= 1 and results["train_steps"] == 3
     recognize = pipeline("token-classification", model=str(tmp_path / "ner"), aggregation_strategy="simple")

@@ -56,7 +56,7 @@ def _entities_of(model, tokenizer, text: str) -> list[list]:
     with torch.no_grad():
         logits = model(**encoding, word_shape_ids=torch.tensor([word_shape_ids(text, offsets)]),
                        **span_inputs([candidates])).logits  # fmt: skip
-    found = decode_spans(candidates.characters, logits[0].softmax(-1), model.config.id2label)
+    found = decode_spans(candidates.characters, logits.softmax(-1), model.config.id2label)
     return [[entity["entity_group"], entity["start"], entity["end"]] for entity in found]
 
 
@@ -75,11 +75,25 @@ def test_the_candidates_are_every_run_of_up_to_max_width_words():
     assert tokenizer.convert_ids_to_tokens(encoding["input_ids"][first : last + 1])[-1].startswith("##")
 
 
-def test_span_inputs_repeat_each_span_s_last_token_and_pad_with_empty_spans():
+def test_span_inputs_put_every_candidate_of_a_batch_in_one_row():
     candidates = [SpanCandidates("", [1, 1, 2], [1, 3, 2], [0, 1, 0], []), SpanCandidates("", [1], [2], [0], [])]
     inputs = span_inputs(candidates)
-    assert inputs["span_positions"].tolist() == [[[1, 1, 1], [1, 2, 3], [2, 2, 2]], [[1, 2, 2], [0, 0, 0], [0, 0, 0]]]
-    assert inputs["span_widths"].tolist() == [[0, 1, 0], [0, 0, 0]]
+    assert {name: tensor.tolist() for name, tensor in inputs.items()} == {
+        "span_rows": [0, 0, 0, 1], "span_starts": [1, 1, 2, 1], "span_ends": [1, 3, 2, 2], "span_widths": [0, 1, 0, 0]
+    }
+
+
+@pytest.mark.parametrize("length", [1, 5, 17, 64])
+def test_the_max_over_a_span_is_the_max_over_its_tokens_and_sends_its_gradient_there(length):
+    model = TypedBertForSpanClassification(tiny_config(num_labels=3)).eval()
+    states = torch.randn(2, length, 32, requires_grad=True)
+    pairs = [(row, a, b) for row in range(2) for a in range(length) for b in range(a, length)]
+    rows, starts, ends = (torch.tensor(column) for column in zip(*pairs, strict=True))
+    got = model.span_head.span_max(states, rows, starts, ends)
+    expected = torch.stack([states[row, a : b + 1].amax(0) for row, a, b in pairs])
+    assert torch.equal(got, expected)
+    got[-1].sum().backward()  # the last span: one token, the last of row 1
+    assert states.grad[1, -1].abs().sum() > 0 and states.grad.abs().sum() == states.grad[1, -1].abs().sum()
 
 
 def test_decoding_keeps_the_most_probable_spans_that_overlap_none_kept_before():
@@ -91,7 +105,7 @@ def test_decoding_keeps_the_most_probable_spans_that_overlap_none_kept_before():
     assert [e["score"] for e in found] == pytest.approx([0.9, 0.9])
 
 
-def test_the_span_model_ignores_padding_spans_in_its_loss_and_exports(tmp_path):
+def test_the_span_model_s_loss_and_its_exported_graph(tmp_path):
     model, _ = _span_model(tmp_path / "span")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     texts = [TEXT, "Bill Gates."]
@@ -99,17 +113,19 @@ def test_the_span_model_ignores_padding_spans_in_its_loss_and_exports(tmp_path):
     offsets = encoding.pop("offset_mapping").tolist()
     candidates = [span_candidates(encoding.word_ids(i), offsets[i], text, 14) for i, text in enumerate(texts)]
     spans = span_inputs(candidates)
-    labels = torch.full(spans["span_widths"].shape, -100)
-    labels[0, : len(candidates[0].first)] = 0
-    labels[1, : len(candidates[1].first)] = 1
+    flat = torch.randint(0, model.num_labels, spans["span_rows"].shape, generator=torch.Generator().manual_seed(0))
+    counts = [len(candidate.first) for candidate in candidates]
+    labels = torch.nn.utils.rnn.pad_sequence(flat.split(counts), batch_first=True, padding_value=-100)
     inputs = {**encoding, **spans, "word_shape_ids": torch.zeros_like(encoding["input_ids"])}
     with torch.no_grad():
         output = model(**inputs, labels=labels)
-        kept = labels.view(-1) >= 0
-        expected = torch.nn.functional.cross_entropy(output.logits.reshape(-1, model.num_labels)[kept],
-                                                     labels.view(-1)[kept])  # fmt: skip
+        first = {name: value[:1] for name, value in encoding.items()}
+        one = model(**first, word_shape_ids=inputs["word_shape_ids"][:1], **span_inputs(candidates[:1])).logits
         exported = torch.export.export(model, args=(), kwargs=inputs, strict=False).module()(**inputs)
-    torch.testing.assert_close(output.loss, expected)
+    assert output.logits.shape == (sum(counts), model.num_labels)
+    assert labels.shape == (2, max(counts)) and (labels[1] == -100).sum() == counts[0] - counts[1]
+    torch.testing.assert_close(output.loss, torch.nn.functional.cross_entropy(output.logits, flat))
+    torch.testing.assert_close(output.logits[: len(one)], one, atol=1e-5, rtol=0)  # padding changes nothing
     torch.testing.assert_close(exported.logits, output.logits)
 
 

@@ -201,7 +201,7 @@ def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_ra
     entity_slices(data, 40, 20)
     run_script([sys.executable, "scripts/train_entities.py", "--base-model", str(tiny_bert_dir),
                 "--train-file", str(data / "train.jsonl"), "--validation-file", str(data / "dev.jsonl"),
-                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--word-shapes"])  # fmt: skip
+                "--output-dir", str(tmp_path / "ner"), "--max-steps", "3", "--head", "tagger"])  # fmt: skip
     config = json.loads((tmp_path / "ner" / "config.json").read_text())
     assert config["word_shapes"] is True and config["architectures"] == ["TypedBertForTokenClassification"]
     card = (tmp_path / "ner" / "README.md").read_text()

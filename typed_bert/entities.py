@@ -1,15 +1,15 @@
-"""Entity recognition for end-to-end extraction: a token classifier with BIO tags over the entity types of entity-list
-files (by default TypedBert's, with a word-shape table; `word_shapes=False`: a standard
-`AutoModelForTokenClassification`), trained with the transformers `Trainer` and loaded with
-`pipeline("token-classification", aggregation_strategy="average")` (word-level aggregation, as the
-relation-classification pipeline runs it); and the span scores papers report.
+"""An entity-model run for end-to-end extraction: an entity model over the entity types of entity-list files, of the
+kind `EntitySettings.head` names (`typed_bert.entity_heads`: by default TypedBert's span classifier, else a BIO
+tagger; both with a word-shape table unless `word_shapes=False`), trained with the transformers `Trainer`, written
+as a Hub-ready folder that `pipeline("token-classification", trust_remote_code=True)` loads, and scored as papers
+score entities; and the bundling of such a folder into a relation model.
 
     settings = EntitySettings(base_model=..., train_file=..., validation_file=...)
     results = train_entities(settings, output_dir)  # the Hub-ready folder, scored on the validation file
 
 Entity-list files are JSON Lines of `{"text", "entities": [{"start", "end", "type"}, ...], ...}` (other fields, gold
-relations included, are ignored here). Nested entities cannot all be BIO-tagged: the outermost is kept, the nested
-ones are counted and left out of training (they still count as gold when scoring).
+relations included, are ignored here). Entities a model cannot learn (nested ones for a tagger, ones no candidate
+reaches for the span classifier) are counted in eval_results.json; they still count as gold when scoring.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ class EntitySettings:
     validation_file: str = field(metadata={
         "help": "entity-list JSON Lines, for the best epoch (trained on too with --final-fit) and eval_results.json"
     })  # fmt: skip
-    head: str = field(default="tagger", metadata={"choices": list(ENTITY_HEADS), "help": (
-        "tagger: a token classifier with BIO tags; span: TypedBert's span classifier, which types every run of up to "
-        "14 words as a whole (docs/results/entities)"
+    # The span head over the tagger: CoNLL04 dev entities +1.3, end to end +1.2; SciERC dev +2.4, +0.2 (3 seeds each)
+    head: str = field(default="span", metadata={"choices": list(ENTITY_HEADS), "help": (
+        "span: TypedBert's span classifier, which types every run of up to 14 words as a whole; tagger: a token "
+        "classifier with BIO tags (docs/results/entities)"
     )})  # fmt: skip
     epochs: float | None = field(default=None, metadata={"help": "default 8 for the tagger, 15 for the span head"})
     batch_size: int = field(default=16, metadata={"help": "texts per step"})
@@ -83,8 +84,8 @@ class EntitySettings:
     max_steps: int = field(default=-1, metadata={"help": "stop after N steps (smoke runs)"})
     # CoNLL04 dev +5.8 entity F1 (3 seeds), SciERC dev +0.4 (2 seeds): docs/results
     word_shapes: bool = field(default=True, metadata={
-        "help": "a zero-initialised word-shape (letter case) table in the input embeddings: a TypedBert token "
-        "classifier (--no-word-shapes: a standard AutoModelForTokenClassification)",
+        "help": "a zero-initialised word-shape (letter case) table in the input embeddings (--no-word-shapes: none; "
+        "with --head tagger, a standard AutoModelForTokenClassification)",
     })  # fmt: skip
     table_learning_rate: float = field(default=1e-3, metadata={"help": "for the word-shape table"})
     head_learning_rate: float = field(default=1e-3, metadata={"help": "for the span head's layers (--head span)"})
@@ -195,6 +196,7 @@ def _entity_trainer(
         data_collator=head.collator(tokenizer),
         compute_metrics=None if validation_rows is None else head.compute_metrics(model.config, validation_texts,
                                                                                   validation_rows),  # fmt: skip
+        preprocess_logits_for_metrics=None if validation_rows is None else head.preprocess_logits(validation_rows),
         table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
         head_learning_rate=settings.head_learning_rate if isinstance(head, SpanClassifier) else None,
     )

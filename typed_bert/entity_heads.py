@@ -149,6 +149,10 @@ class EntityHead:
         """The `TrainingArguments` this kind sets itself."""
         return {}
 
+    def preprocess_logits(self, rows: list[dict[str, list]]) -> Callable | None:
+        """The Trainer's `preprocess_logits_for_metrics` for the dev `rows`, if this kind needs one."""
+        return None
+
     def describe(self, settings: EntitySettings) -> str:
         """What the model card calls the model."""
         raise NotImplementedError
@@ -261,7 +265,11 @@ class SpanClassifier(EntityHead):
 
     def training_arguments(self) -> dict[str, Any]:
         # The candidates are not arguments of the model's forward: the Trainer must not drop them before the collator.
-        return {"train_sampling_strategy": "random", "remove_unused_columns": False, "per_device_eval_batch_size": 32}
+        return {"train_sampling_strategy": "random", "remove_unused_columns": False}
+
+    def preprocess_logits(self, rows: list[dict[str, list]]) -> Callable:
+        most = max(len(row["span_first"]) for row in rows)  # the same on every rank, so ranks gather alike
+        return lambda logits, labels: logits_per_text(logits, labels, most)
 
     def describe(self, settings: EntitySettings) -> str:
         shapes = " whose input embeddings also carry each word's letter case (a word-shape table)"
@@ -284,29 +292,28 @@ def _head_config(labels: Sequence[str]) -> dict[str, Any]:
 
 class SpanCollator:
     """Span-classifier rows → a batch: token inputs padded on the right (`input_ids` with `pad_token_id`, the rest
-    with 0), the span inputs of `span_inputs`, and `labels` `(batch, spans)` padded with -100."""
+    with 0), every candidate of the batch in one row (`span_inputs`), and the `labels` `(batch, spans)` of each text's
+    candidates, padded with -100."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        candidates = [SpanCandidates("", row["span_first"], row["span_last"], row["span_widths"], []) for row in rows]
-        batch = span_inputs(candidates)
+        batch = span_inputs([SpanCandidates("", row["span_first"], row["span_last"], row["span_widths"], [])
+                             for row in rows])  # fmt: skip
         length = max(len(row["input_ids"]) for row in rows)
         for name in rows[0]:
-            if name in ("span_first", "span_last", "span_widths", "span_characters", "labels"):
-                continue
-            padding = self.pad_token_id if name == "input_ids" else 0
-            batch[name] = torch.tensor([row[name] + [padding] * (length - len(row[name])) for row in rows])
-        labels = torch.full(batch["span_widths"].shape, -100, dtype=torch.long)
-        for index, row in enumerate(rows):
-            labels[index, : len(row["labels"])] = torch.tensor(row["labels"], dtype=torch.long)
-        batch["labels"] = labels
+            if name not in ("span_first", "span_last", "span_widths", "span_characters", "labels"):
+                padding = self.pad_token_id if name == "input_ids" else 0
+                batch[name] = torch.tensor([row[name] + [padding] * (length - len(row[name])) for row in rows])
+        batch["labels"] = torch.nn.utils.rnn.pad_sequence([torch.tensor(row["labels"], dtype=torch.long)
+                                                           for row in rows], batch_first=True, padding_value=-100)
         return batch
 
 
 def span_metrics(id2label, gold: list[set], characters: list, counts: list[int], prediction) -> dict[str, float]:
-    """The span classifier's `compute_metrics`: its dev logits `(texts, spans, num_labels)` decoded text by text."""
+    """The span classifier's `compute_metrics`: its dev logits `(texts, spans, num_labels)` (`logits_per_text`),
+    decoded text by text."""
     found = []
     for spans, count, logits in zip(characters, counts, prediction.predictions, strict=True):
         probabilities = torch.from_numpy(logits[:count]).float().softmax(-1)
@@ -315,3 +322,14 @@ def span_metrics(id2label, gold: list[set], characters: list, counts: list[int],
     scores = span_scores(gold, found)
     return {"entity_micro_f1": scores["f1"], "entity_precision": scores["precision"],
             "entity_recall": scores["recall"]}  # fmt: skip
+
+
+def logits_per_text(logits: torch.Tensor, labels: torch.Tensor, spans: int) -> torch.Tensor:
+    """The Trainer's `preprocess_logits_for_metrics` for the span classifier: a batch's logits `(n_spans,
+    num_labels)` as `(texts, spans, num_labels)`, padded with -100 to `spans` (the most candidates of a dev text, the
+    same on every rank), so that the Trainer gathers and keeps them by text; `labels` `(texts, spans)` (-100 pads)
+    says how many candidates each text has."""
+    padded = logits.new_full((labels.shape[0], spans, logits.shape[-1]), -100.0)
+    for row, text_logits in enumerate(logits.split((labels != -100).sum(-1).tolist())):
+        padded[row, : len(text_logits)] = text_logits
+    return padded

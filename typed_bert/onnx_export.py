@@ -4,11 +4,12 @@
 The relation model becomes `model.onnx` with the inputs of its pair encoding (`PairEncoding.input_names`: five for
 one sequence per pair, eight for subject-packed sequences) and dynamic batch, sequence and pair axes; a bundled
 entity model becomes `entities/model.onnx` (`input_ids`, `attention_mask`, `token_type_ids`, `word_shape_ids`
-when it has a word shape table, and a span classifier's `span_positions` and `span_widths`). Each graph is run by
-ONNX Runtime on real encodings (the texts and entities of `--check-file`, else sentences made of the model's entity
-types) and refused when a logit differs from PyTorch's by more than `MAX_LOGIT_DIFFERENCE`. `--quantize int8` adds
-`model.int8.onnx` graphs (ONNX Runtime's dynamic quantization of the linear layers' weights), refused when their
-labels agree with PyTorch's on fewer than `min_agreement` of the check file's pairs, candidate spans or tokens.
+when it has a word shape table, and a span classifier's candidates `span_rows`, `span_starts`, `span_ends`,
+`span_widths`). Each graph is run by ONNX Runtime on real encodings (the texts and entities of `--check-file`, else
+sentences made of the model's entity types) and refused when a logit differs from PyTorch's by more than
+`MAX_LOGIT_DIFFERENCE`. `--quantize int8` adds `model.int8.onnx` graphs (ONNX Runtime's dynamic quantization of the
+linear layers' weights), refused when their labels agree with PyTorch's on fewer than `min_agreement` of the check
+file's pairs, candidate spans or tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typed_bert.onnx_runtime import require_onnx
 from typed_bert.outputs import ONNX_CONFIG_KEY, check_complete, check_destination, staged_folder
 
 MAX_LOGIT_DIFFERENCE = 1e-4
+# A span classifier's candidate inputs (`span_inputs`), one row per candidate of the batch.
+SPAN_INPUTS = {"span_rows", "span_starts", "span_ends", "span_widths"}
 GRAPH_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 # Sentences for the parity check when no --check-file is given: each bracketed name gets one of the model's types.
 CHECK_TEMPLATES = (
@@ -175,9 +178,8 @@ def _export_graph(model: PreTrainedModel, names: list[str], batch: dict, path: P
     axes = {name: {0: torch.export.Dim.AUTO, 1: sequence} for name in names}
     if "object_positions" in axes:
         axes["object_positions"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
-    if "span_positions" in axes:  # a span classifier: (batch, spans, window) and (batch, spans)
-        axes["span_positions"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO}
-        axes["span_widths"] = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
+    for name in SPAN_INPUTS & set(axes):  # a span classifier's candidates, (n_spans,)
+        axes[name] = {0: torch.export.Dim.AUTO}
     torch.onnx.export(
         _GraphInputs(model, names).eval(), tuple(batch[name] for name in names), str(path), input_names=names,
         output_names=["logits"], dynamic_shapes={"inputs": tuple(axes[name] for name in names)},
@@ -192,8 +194,10 @@ def _compare(model: PreTrainedModel, path: Path, batch: dict) -> dict[str, Any]:
     onnxruntime = require_onnx()["onnxruntime"]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     length = int(batch["attention_mask"][0].sum())
-    whole = ("object_positions", "span_positions", "span_widths")  # not token axes
-    first = {name: value[:1] if name in whole else value[:1, :length] for name, value in batch.items()}
+    first = {name: value[:1] if name == "object_positions" else value[:1, :length] for name, value in batch.items()
+             if name not in SPAN_INPUTS}  # fmt: skip
+    if "span_rows" in batch:  # the first row's candidates
+        first |= {name: batch[name][batch["span_rows"] == 0] for name in SPAN_INPUTS}
     difference, agreement = 0.0, []
     for inputs in (batch, first):
         with torch.no_grad():
@@ -206,13 +210,10 @@ def _compare(model: PreTrainedModel, path: Path, batch: dict) -> dict[str, Any]:
 
 
 def _scored(inputs: dict, logits: torch.Tensor) -> torch.Tensor:
-    """Which rows of `logits.argmax(-1)` are real: packed pairs (`object_positions` 0 pads), a span classifier's
-    candidates (a padding span ends at token 0), the tokens of a token classifier (`attention_mask`), or every
-    pair."""
+    """Which rows of `logits.argmax(-1)` are real: packed pairs (`object_positions` 0 pads), the tokens of a token
+    classifier (`attention_mask`), or every pair (or candidate span)."""
     if "object_positions" in inputs:
         return inputs["object_positions"] != 0
-    if "span_positions" in inputs:
-        return inputs["span_positions"][..., -1] != 0
     if logits.dim() == 3:
         return inputs["attention_mask"].bool()
     return torch.ones(logits.shape[0], dtype=torch.bool)
