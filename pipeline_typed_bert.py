@@ -200,8 +200,9 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     @property
     def entity_recognizer(self) -> Pipeline:
-        """The token-classification pipeline that finds the entities of raw text: the one given at construction, else
-        transformers' (`ENTITY_AGGREGATION`) over the repository's entity model, loaded at first use."""
+        """The pipeline that finds the entities of raw text: the one given at construction, else the repository's
+        entity model's (`load_entity_recognizer`: a span classifier's, or a tagger's aggregated as
+        `ENTITY_AGGREGATION`), loaded at first use."""
         if self._recognizer is None:
             subfolder = getattr(self.model.config, "entity_model", None)
             if not subfolder:
@@ -512,13 +513,13 @@ class TypedBertSpanClassificationPipeline(ChunkPipeline):
                              f"{type(sentence).__name__} and a {type(self.tokenizer).__name__}.")  # fmt: skip
         encoding = self.tokenizer(sentence, return_offsets_mapping=True, return_overflowing_tokens=True,
                                   truncation=True, max_length=max_length, stride=stride)  # fmt: skip
-        windows = len(encoding["input_ids"])
+        windows, words = len(encoding["input_ids"]), _whole_words(encoding)
         for row in range(windows):
             inputs = {name: torch.tensor([encoding[name][row]], dtype=torch.long)
                       for name in self.tokenizer.model_input_names if name in encoding}  # fmt: skip
             if getattr(self.model.config, "word_shapes", False):
                 inputs["word_shape_ids"] = torch.tensor([word_shape_ids(sentence, encoding["offset_mapping"][row])])
-            candidates = span_candidates(encoding.word_ids(row), encoding["offset_mapping"][row], sentence,
+            candidates = span_candidates(words[row], encoding["offset_mapping"][row], sentence,
                                          self.model.config.max_span_width)  # fmt: skip
             yield {**inputs, "candidates": candidates, "is_last": row == windows - 1}
 
@@ -543,6 +544,28 @@ class TypedBertSpanClassificationPipeline(ChunkPipeline):
         text = all_outputs[0]["candidates"].text
         return [{**entity, "word": text[entity["start"] : entity["end"]]}
                 for entity in decode_spans(characters, torch.cat(probabilities), self.model.config.id2label)]
+
+
+def _whole_words(encoding) -> list[list[int | None]]:
+    """The `word_ids` of each window of `encoding`, None for the tokens of a word the window cuts (its other tokens are
+    in the window before or after): no candidate starts or ends in part of a word."""
+    rows = [_word_reach(encoding.word_ids(row), offsets) for row, offsets in enumerate(encoding["offset_mapping"])]
+    full: dict[int, tuple[int, int]] = {}
+    for reach in rows:
+        for word, (start, end) in reach.items():
+            known = full.get(word, (start, end))
+            full[word] = (min(known[0], start), max(known[1], end))
+    return [[word if word is not None and reach[word] == full[word] else None for word in encoding.word_ids(row)]
+            for row, reach in enumerate(rows)]  # fmt: skip
+
+
+def _word_reach(word_ids: Sequence[int | None], offsets: Sequence[Sequence[int]]) -> dict[int, tuple[int, int]]:
+    """The characters each word's tokens in one window cover, `(start, end)`."""
+    reach: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(word_ids, offsets, strict=True):
+        if word is not None:
+            reach[word] = (reach.get(word, (start, end))[0], end)
+    return reach
 
 
 def decode_spans(

@@ -170,6 +170,9 @@ def test_windows_give_non_overlapping_entities_each_one_a_candidate_of_a_window(
     assert found and spans == sorted(spans)
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
     assert max(end for _, end in spans) > len(TEXT) * 3  # windows reach the end of the document
+    words = [match.span() for match in re.finditer(r"\w+|[^\w\s]", document)]
+    starts, ends = {start for start, _ in words}, {end for _, end in words}
+    assert all(start in starts and end in ends for start, end in spans)  # no entity in part of a word a window cut
     assert recognize(TEXT, max_length=64) == recognize(TEXT)
     with pytest.raises(ValueError, match="stride=30"):
         recognize(TEXT, max_length=24, stride=30)
