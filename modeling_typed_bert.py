@@ -564,8 +564,10 @@ class TypedBertSpanHead(nn.Module):
     ) -> torch.Tensor:
         """`states` `(batch, seq, hidden)` and the spans `(n_spans,)` (`encoding_typed_bert.span_inputs`) → logits
         `(n_spans, num_labels)`."""
-        features = torch.cat([states[span_rows, span_starts], states[span_rows, span_ends],
-                              self.span_max(states, span_rows, span_starts, span_ends),
+        tokens = states.flatten(0, 1)  # (batch * seq, hidden); index_select's backward adds in a fixed order
+        first = tokens.index_select(0, span_rows * states.shape[1] + span_starts)
+        last = tokens.index_select(0, span_rows * states.shape[1] + span_ends)
+        features = torch.cat([first, last, self.span_max(states, span_rows, span_starts, span_ends),
                               self.width_embeddings(span_widths)], dim=-1)  # fmt: skip
         return self.classifier(self.dropout(self.activation(self.dense(self.dropout(features)))))
 
@@ -580,12 +582,12 @@ class TypedBertSpanHead(nn.Module):
         table = [states]
         for level in range(1, self.levels + 1):
             ahead = (positions + 2 ** (level - 1)).clamp(max=length - 1)  # past the end: never read
-            table.append(torch.maximum(table[-1], table[-1][:, ahead]))
-        table = torch.stack(table, dim=1).flatten(1, 2)  # (batch, (levels + 1) * seq, hidden)
+            table.append(torch.maximum(table[-1], table[-1].index_select(1, ahead)))
+        table = torch.stack(table, dim=1).flatten(0, 2)  # (batch * (levels + 1) * seq, hidden)
         powers = 2 ** torch.arange(1, self.levels + 1, device=states.device)
         level = ((ends - starts + 1).unsqueeze(-1) >= powers).sum(-1)
-        second = ends - 2**level + 1
-        return torch.maximum(table[rows, level * length + starts], table[rows, level * length + second])
+        start = (rows * (self.levels + 1) + level) * length
+        return torch.maximum(table.index_select(0, start + starts), table.index_select(0, start + ends - 2**level + 1))
 
 
 class TypedBertForSpanClassification(TypedBertPreTrainedModel):

@@ -197,8 +197,7 @@ def _entity_trainer(
         compute_metrics=None if validation_rows is None else head.compute_metrics(model.config, validation_texts,
                                                                                   validation_rows),  # fmt: skip
         preprocess_logits_for_metrics=None if validation_rows is None else head.preprocess_logits(validation_rows),
-        table_learning_rate=settings.table_learning_rate if settings.word_shapes else None,
-        head_learning_rate=settings.head_learning_rate if isinstance(head, SpanClassifier) else None,
+        **head.learning_rates(settings),
     )
     return trainer, train_rows
 

@@ -153,6 +153,10 @@ class EntityHead:
         """The Trainer's `preprocess_logits_for_metrics` for the dev `rows`, if this kind needs one."""
         return None
 
+    def learning_rates(self, settings: EntitySettings) -> dict[str, float | None]:
+        """`TypedBertTrainer`'s rates of its own: the word-shape table's, when the model has one."""
+        return {"table_learning_rate": settings.table_learning_rate if settings.word_shapes else None}
+
     def describe(self, settings: EntitySettings) -> str:
         """What the model card calls the model."""
         raise NotImplementedError
@@ -270,6 +274,10 @@ class SpanClassifier(EntityHead):
     def preprocess_logits(self, rows: list[dict[str, list]]) -> Callable:
         most = max(len(row["span_first"]) for row in rows)  # the same on every rank, so ranks gather alike
         return lambda logits, labels: logits_per_text(logits, labels, most)
+
+    def learning_rates(self, settings: EntitySettings) -> dict[str, float | None]:
+        """The table's rate, and the head's (`settings.head_learning_rate`)."""
+        return {**super().learning_rates(settings), "head_learning_rate": settings.head_learning_rate}
 
     def describe(self, settings: EntitySettings) -> str:
         shapes = " whose input embeddings also carry each word's letter case (a word-shape table)"
