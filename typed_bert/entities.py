@@ -306,11 +306,11 @@ def _trained_on(settings: EntitySettings) -> str:
 ENTITY_MODEL_FOLDER = "entities"
 
 
-def check_entity_model(entity_folder: str | Path, entity_types: Sequence[str]) -> None:
+def check_entity_model(entity_folder: str | Path, entity_types: Sequence[str]) -> dict[str, Any]:
     """Refuse, with an `InputError` naming the folder, an entity model that a relation model with `entity_types`
     (`"O"` first) cannot bundle: a folder an interrupted run left, no safetensors weights, not a token or span
     classifier, or labels that are not BIO tags (`O`, `B-T`, `I-T`; a span classifier's: `O`, `T`) of those entity
-    types."""
+    types. Returns the entity model's config.json."""
     entity_folder = Path(entity_folder)
     check_complete(entity_folder)
     with reading(entity_folder / "config.json", "an entity model folder from typed-bert train-entities"):
@@ -339,6 +339,7 @@ def check_entity_model(entity_folder: str | Path, entity_types: Sequence[str]) -
         )
     if not (entity_folder / "model.safetensors").is_file():
         raise InputError("no model.safetensors; expected a safetensors entity model folder", entity_folder)
+    return entity_config
 
 
 def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) -> Path:
@@ -351,21 +352,17 @@ def bundle_entity_model(relation_folder: str | Path, entity_folder: str | Path) 
     relation_config_file = relation_folder / "config.json"
     with reading(relation_config_file, "a TypedBert relation model folder"):
         relation_config = json.loads(relation_config_file.read_text(encoding="utf-8"))
-    check_entity_model(entity_folder, relation_config.get("entity_types", ["O"]))
+    entity_config = check_entity_model(entity_folder, relation_config.get("entity_types", ["O"]))
     target = relation_folder / ENTITY_MODEL_FOLDER
     if target.resolve() != entity_folder.resolve():
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(entity_folder, target, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt"))
-    if _is_span_classifier(target) and not _reads_span_classifiers(relation_folder):
+    if SPAN_CLASSIFIER in entity_config["architectures"] and not _reads_span_classifiers(relation_folder):
         for name in CODE_FILES:
             shutil.copyfile(Path(pipeline_typed_bert.__file__).with_name(name), relation_folder / name)
     relation_config["entity_model"] = ENTITY_MODEL_FOLDER
     write_text_atomically(relation_config_file, json.dumps(relation_config, indent=2, sort_keys=True) + "\n")
     return target
-
-
-def _is_span_classifier(entity_folder: Path) -> bool:
-    return SPAN_CLASSIFIER in (json.loads((entity_folder / "config.json").read_text()).get("architectures") or [])
 
 
 def _reads_span_classifiers(relation_folder: Path) -> bool:
