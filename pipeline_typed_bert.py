@@ -676,7 +676,13 @@ def load_entity_model(source: str, dtype=None, **load_kwargs) -> tuple[torch.nn.
 def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> Pipeline:
     """The entity recognizer over an entity model (`load_entity_model`): `TypedBertSpanClassificationPipeline` for a
     span classifier, else `TypedBertTokenClassificationPipeline` aggregated as `ENTITY_AGGREGATION`."""
-    model, tokenizer = load_entity_model(source, dtype, **load_kwargs)
+    return entity_recognizer_for(*load_entity_model(source, dtype, **load_kwargs), device=device)
+
+
+def entity_recognizer_for(model, tokenizer, device=None) -> Pipeline:
+    """The entity recognizer of a loaded entity model (a PyTorch model, or an exported graph in its place):
+    `TypedBertSpanClassificationPipeline` for a span classifier, else `TypedBertTokenClassificationPipeline`
+    aggregated as `ENTITY_AGGREGATION`."""
     if SPAN_CLASSIFIER in (model.config.architectures or []):
         return TypedBertSpanClassificationPipeline(model=model, tokenizer=tokenizer, device=device)
     return TypedBertTokenClassificationPipeline(

@@ -1,6 +1,6 @@
 """Inference from a folder that `typed-bert export --format onnx` wrote (or a Hub repo it was pushed to), through
 ONNX Runtime (`pip install "typed-bert[onnx]"`): the same pipelines as the PyTorch model
-(`RelationClassificationPipeline`, the entity model's `TypedBertTokenClassificationPipeline`), each model replaced
+(`RelationClassificationPipeline`, the entity model's `entity_recognizer_for`), each model replaced
 by `OnnxModel`, its graph run by an `onnxruntime.InferenceSession`. Entities, relations, labels and scores are those
 of the PyTorch model (the export checked the logits); no torch weights are read.
 
@@ -17,16 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, pipeline
+from transformers import AutoConfig, AutoTokenizer, Pipeline, PretrainedConfig, PreTrainedModel, pipeline
 from transformers.modeling_outputs import ModelOutput
 
-from pipeline_typed_bert import (
-    ENTITY_AGGREGATION,
-    SPAN_CLASSIFIER,
-    RelationClassificationPipeline,
-    TypedBertSpanClassificationPipeline,
-    TypedBertTokenClassificationPipeline,
-)
+from pipeline_typed_bert import RelationClassificationPipeline, entity_recognizer_for
 from typed_bert.errors import InputError
 from typed_bert.hub.export import PICKLE_SUFFIXES
 from typed_bert.outputs import ONNX_CONFIG_KEY, is_onnx_export
@@ -64,8 +58,9 @@ class OnnxModel(PreTrainedModel):
 
     def forward(self, **inputs: torch.Tensor) -> OnnxModelOutput:
         """`inputs`: the model's tensors `(batch, seq)` (and `object_positions` `(batch, pairs)` for a packed model, a
-        span classifier's `span_positions` and `span_widths`). Returns `logits` as the PyTorch model's: `(batch,
-        num_labels)`, `(batch, pairs, num_labels)`, `(batch, spans, num_labels)` or `(batch, seq, num_labels)`."""
+        span classifier's `span_rows`, `span_starts`, `span_ends`, `span_widths` `(n_spans,)`). Returns `logits` as the
+        PyTorch model's: `(batch, num_labels)`, `(batch, pairs, num_labels)`, `(n_spans, num_labels)` or `(batch, seq,
+        num_labels)`."""
         shape = inputs["input_ids"].shape
         feed = {
             name: (inputs[name] if name in inputs else torch.zeros(shape, dtype=torch.long)).numpy()
@@ -172,18 +167,11 @@ def relation_pipeline(
     return pipeline("relation-classification", model=model, trust_remote_code=True, **pipeline_kwargs)
 
 
-def entity_recognizer(
-    folder: str | Path, precision: str = "fp32", threads: int | None = None
-) -> TypedBertTokenClassificationPipeline | TypedBertSpanClassificationPipeline:
-    """The entity model's pipeline over its exported graph: a span classifier's own, or a tagger's
-    (`ENTITY_AGGREGATION`, BIO-constrained words)."""
+def entity_recognizer(folder: str | Path, precision: str = "fp32", threads: int | None = None) -> Pipeline:
+    """The entity model's pipeline over its exported graph (`entity_recognizer_for`: a span classifier's own, or a
+    tagger's, `ENTITY_AGGREGATION` and BIO-constrained words)."""
     model = OnnxModel.from_folder(folder, precision, threads)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    if SPAN_CLASSIFIER in (model.config.architectures or []):
-        return TypedBertSpanClassificationPipeline(model=model, tokenizer=tokenizer)
-    return TypedBertTokenClassificationPipeline(
-        model=model, tokenizer=tokenizer, aggregation_strategy=ENTITY_AGGREGATION
-    )
+    return entity_recognizer_for(model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True))
 
 
 def require_onnx(*names: str) -> dict[str, Any]:
