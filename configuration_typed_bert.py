@@ -1,8 +1,4 @@
-"""TypedBert model configuration.
-
-This file is uploaded to the Hugging Face Hub next to the weights and runs on the user's machine under
-`trust_remote_code=True`: it imports only `transformers` (and, through it, torch).
-"""
+"""TypedBert model configuration. Uploaded to the Hub with the weights; imports only transformers."""
 
 from __future__ import annotations
 
@@ -38,10 +34,8 @@ NO_ENTITY_TYPE = "O"
 ENTITY_ROLES = ("none", "subject", "object")
 SUBJECT_ROLE = ENTITY_ROLES.index("subject")
 OBJECT_ROLE = ENTITY_ROLES.index("object")
-# Word shapes (`word_shape_ids`, `encoding_typed_bert.word_shape_ids`): the letter case of the word a token comes from,
-# and whether that word is glued to the one before it (no space between: the "." of "Boise.", the "min" of
-# "Heung-min"), read from the original text through the tokenizer's offsets, for what a (uncased) WordPiece vocabulary
-# throws away. 0 is special tokens and padding.
+# Word shapes (`encoding_typed_bert.word_shape_ids`): the letter case of a token's word and whether the word is glued
+# to the one before it (the "." of "Boise."), which an uncased WordPiece vocabulary throws away. 0: special tokens.
 _CASES = ("lower", "title", "upper", "mixed", "digit", "other")
 WORD_SHAPES = ("none", *_CASES, *(f"glued {case}" for case in _CASES))
 # The label of pairs that hold no relation (TACRED, KLUE-RE, CoNLL04 here): not a relation when scoring or reporting.
@@ -57,45 +51,30 @@ class TypedBertConfig(BertConfig):
 
     Args:
         entity_types (`list[str]`, *optional*, defaults to `["O"]`):
-            The entity type vocabulary. Index 0 is the "no entity" type given to every token outside the subject and
-            object spans; the other names are the types of the data set (`PER`, `ORG`, ...). Saved in config.json
-            so a published model says which types it knows.
+            The entity type vocabulary; index 0 is the "no entity" type of every token outside the entities.
         classifier_pooling (`str`, *optional*, defaults to `"entity_start"`):
-            What [`TypedBertForSequenceClassification`] classifies. `"cls"`: BERT's pooled [CLS] vector.
-            `"entity_start"`: the concatenated hidden states of the first subject token and the first object token
-            (Baldini Soares et al. 2019; Zhou & Chen 2021), found from `entity_role_ids`. BERT's pooler is built
-            only for `"cls"`: a layer that no loss reaches would break DDP and gradient checkpointing.
+            What [`TypedBertForSequenceClassification`] classifies: `"cls"`, BERT's pooled [CLS] vector (the pooler
+            exists only then), or `"entity_start"`, the first subject token's and first object token's states
+            (Baldini Soares et al. 2019; Zhou & Chen 2021), found from `entity_role_ids`.
         input_mode (`str`, *optional*, defaults to `"typed-embeddings"`):
-            What the model is told about the subject and object (`INPUT_MODES`): `"typed-embeddings"` (the entity
-            type table and the entity role table), `"type-only"`, `"role-only"` (one of the two tables),
-            `"typed-markers"` (Zhou & Chen's typed entity markers in the text, "@ * peop * Bill @", no tables),
-            `"markers+embeddings"` (the markers and both tables) or `"plain"` (nothing). Only the tables a mode uses
-            exist. With markers the relation-classification pipeline inserts them before encoding. Every mode still
-            reads `entity_role_ids` to find the entity start tokens for `"entity_start"` pooling.
+            What the model is told about the subject and object (`INPUT_MODES`): both entity tables, one of them
+            (`"type-only"`, `"role-only"`), Zhou & Chen's typed entity markers in the text (`"typed-markers"`), the
+            markers and both tables (`"markers+embeddings"`) or nothing (`"plain"`). Only the tables a mode uses exist.
         pair_encoding (`str`, *optional*, defaults to `"per_pair"`):
-            How the model was trained to encode the pairs of a text: `"per_pair"`, one sequence per (subject, object)
-            pair, or `"per_subject"`, one sequence per subject with each candidate object appended as two marker
-            tokens (PL-Marker's packing, `encoding_typed_bert.SubjectPackedPairs`); the relation-classification pipeline
-            encodes as the model was trained. `"per_subject"` needs `entity_start` pooling and an input mode
-            without markers in the text.
+            How the pairs of a text are encoded: `"per_pair"`, one sequence per (subject, object) pair, or
+            `"per_subject"`, one per subject with its objects appended as marker tokens (PL-Marker's packing; needs
+            `entity_start` pooling and no markers in the text).
         entity_model (`str`, *optional*):
-            The subfolder of the repository that holds the entity model (a standard token classifier, typically
-            `"entities"`): the relation-classification pipeline then extracts from raw text. None: entities must be
-            given with each text.
+            The subfolder holding the entity model (typically `"entities"`) with which the pipeline extracts from raw
+            text. None: entities are given with each text.
         word_shapes (`bool`, *optional*, defaults to `False`):
-            Whether the input embeddings also carry the shape of the word each token comes from (`WORD_SHAPES`: lower,
-            Title, UPPER, mixed, digits, other; each also glued to the word before), a table that starts at zero.
-            For uncased vocabularies, whose tokenizer lowercases the strongest cue of a name, and for any WordPiece
-            one, which drops the spaces; the pipelines compute the ids from the text.
+            Whether the input embeddings also carry the shape of each token's word (`WORD_SHAPES`), a table that
+            starts at zero; the pipelines compute the ids from the text.
         position_id_offset (`int`, *optional*, defaults to 0):
-            The position id of the first token when no `position_ids` are given. BERT and ELECTRA count from 0;
-            RoBERTa, XLM-RoBERTa and CamemBERT start after their padding index (`pad_token_id + 1`, so 2), which a
-            checkpoint converted from them keeps, together with their own `type_vocab_size` (1) and
-            `layer_norm_eps` (1e-5).
+            The position id of the first token when no `position_ids` are given: 0 for BERT, 2 for a checkpoint
+            converted from RoBERTa's family (`pad_token_id + 1`).
         max_span_width (`int`, *optional*, defaults to 14):
-            The longest candidate entity of [`TypedBertForSpanClassification`], in words (as the tokenizer's
-            pre-tokenizer splits them): the rows of its width table. 14 reaches every CoNLL04 training entity and all
-            but 20 of SciERC's 5,598.
+            The longest candidate entity of [`TypedBertForSpanClassification`], in words: the rows of its width table.
     """
 
     model_type = "typed_bert"
@@ -141,8 +120,7 @@ class TypedBertConfig(BertConfig):
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        """Read config.json; a plain BERT's is read as a TypedBert one (BERT's fields, no entity types yet), so that
-        loading a BERT checkpoint into a TypedBert class gives one warning, the load report of the new weights."""
+        """Read config.json, a plain BERT's as a TypedBert one (BERT's fields, no entity types yet)."""
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         if config_dict.get("model_type") == "bert":
             config_dict = {**config_dict, "model_type": cls.model_type}

@@ -1,12 +1,9 @@
-"""Text + typed entity spans → TypedBert inputs.
+"""Text + typed entity spans → TypedBert inputs. Uploaded to the Hub with the model; imports only torch, transformers
+and `configuration_typed_bert`.
 
-This file is uploaded to the Hugging Face Hub with the model (the relation-classification pipeline uses it), so it
-imports only torch, transformers and `configuration_typed_bert`.
-
-A relation example is a `text` with two character spans, `subject` and `object`, each
-`{"start": int, "end": int, "type": str}` (end exclusive). A sub-word token belongs to a span when its character
-offsets overlap it; its `entity_type_ids` entry is the index of the span's type in `entity_types` and its
-`entity_role_ids` entry is 1 (subject) or 2 (object). Every other token gets 0 for both.
+An entity is a character span of a text, `{"start": int, "end": int, "type": str}` (end exclusive). A token belongs
+to it when their character offsets overlap: its `entity_type_ids` entry is the index of the type in `entity_types`,
+its `entity_role_ids` entry 1 (subject) or 2 (object); every other token gets 0 for both.
 """
 
 from __future__ import annotations
@@ -26,9 +23,8 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, WORD_SHAPES
 
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "entity_type_ids", "entity_role_ids")
-# The inputs of a subject-packed sequence (`SubjectPackedPairs`): the five above, the
-# position of every token (object markers sit at their object's first and last token), which object's markers each
-# token is (0: a text token), and where each object's start marker is.
+# A subject-packed sequence's inputs (`SubjectPackedPairs`): the five above, each token's position (object markers
+# take their object's first and last token's), its object marker group (0: text) and each object's start marker.
 PACKED_INPUT_NAMES = (*MODEL_INPUT_NAMES, "position_ids", "marker_groups", "object_positions")
 # PL-Marker packs 16-40 objects per sequence; texts with more candidate objects per subject take several sequences.
 DEFAULT_OBJECTS_PER_SEQUENCE = 32
@@ -39,15 +35,13 @@ OBJECT_MARKERS = ("#", "^")
 
 
 class UnencodablePairError(ValueError):
-    """A well-formed pair that the model cannot read: training skips such pairs and evaluation scores them as
-    `no_relation`, counted under `reason`."""
+    """A well-formed pair that the model cannot read (training skips it, evaluation scores it `no_relation`)."""
 
     reason = "unencodable"
 
 
 class EntityOverlapError(UnencodablePairError):
-    """The subject and object overlap (nested mentions such as "the [[BERT] encoder]") or share a token: the pair
-    cannot be encoded, since every token has one role."""
+    """The subject and object overlap ("the [[BERT] encoder]") or share a token: every token has one role."""
 
     reason = "overlapping"
 
@@ -59,9 +53,8 @@ class EntitiesTooFarApartError(UnencodablePairError):
 
 
 def check_span(name: str, span: Any, text: str, entity_types: Sequence[str] | None = None) -> tuple[int, int, str]:
-    """`(start, end, type)` of an entity span of `text`, or a `ValueError` naming `name` and what is wrong: not a
-    mapping with integer `start` < `end` inside the text and a type (one of `entity_types[1:]` when given, else any
-    non-empty string)."""
+    """`(start, end, type)` of an entity span of `text`, or a `ValueError` naming `name` and what is wrong (integer
+    `start` < `end` inside the text; a type of `entity_types[1:]` when given, else any non-empty string)."""
     if not isinstance(span, Mapping) or not {"start", "end", "type"} <= set(span):
         raise ValueError(f"{name} must be a mapping with 'start', 'end' and 'type', got {span!r}.")
     start, end, entity_type = span["start"], span["end"], span["type"]
@@ -97,9 +90,8 @@ def word_shape(word: str, glued: bool = False) -> int:
 
 
 def word_shape_ids(text: str, offsets: Sequence[Sequence[int]]) -> list[int]:
-    """The shape of the word each token comes from (words as BERT pre-tokenizes: `_WORDS`), one id per `(start, end)`
-    character offset of the tokenizer (0 for a token with no characters: special tokens and padding). Only the words
-    the offsets reach are read, so the windows of a long document cost what their own text does."""
+    """The shape of the word (as BERT pre-tokenizes: `_WORDS`) that each token comes from, one id per `(start, end)`
+    character offset (0 for special tokens and padding). Only the words the offsets reach are read."""
     offsets = [(int(start), int(end)) for start, end in offsets]
     reached = [start for start, end in offsets if end > start]
     if not reached:
@@ -129,9 +121,8 @@ class SpanCandidates:
 def span_candidates(
     word_ids: Sequence[int | None], offsets: Sequence[Sequence[int]], text: str, max_width: int
 ) -> SpanCandidates:
-    """Every run of up to `max_width` words of one tokenized sequence of `text` (a window of a long one): its
-    tokens' `word_ids` and `(start, end)` character `offsets`, as a fast tokenizer gives them. Words are the
-    tokenizer's pre-tokenized words, so a candidate never starts or ends inside one."""
+    """Every run of up to `max_width` words of one tokenized sequence of `text` (a window of a long one), from its
+    tokens' `word_ids` and `(start, end)` character `offsets` as a fast tokenizer gives them."""
     words: list[list[int]] = []
     previous = None
     for position, word in enumerate(word_ids):
@@ -152,9 +143,8 @@ def span_candidates(
 
 
 def span_inputs(candidates: Sequence[SpanCandidates]) -> dict[str, torch.Tensor]:
-    """The span inputs of a batch of sequences (one `SpanCandidates` each), every candidate of the batch in one row
-    `(n_spans,)`: `span_rows` (its sequence), `span_starts` and `span_ends` (its first and last token) and
-    `span_widths` (its width in words minus one). A model gives one row of logits per candidate, in this order."""
+    """The span inputs of a batch of sequences (one `SpanCandidates` each), `(n_spans,)` each: `span_rows` (the
+    sequence), `span_starts` and `span_ends` (first and last token) and `span_widths` (words minus one)."""
     columns = {"span_rows": [], "span_starts": [], "span_ends": [], "span_widths": []}
     for row, candidate in enumerate(candidates):
         columns["span_rows"] += [row] * len(candidate.first)
@@ -165,9 +155,8 @@ def span_inputs(candidates: Sequence[SpanCandidates]) -> dict[str, torch.Tensor]
 
 
 def max_sequence_length(tokenizer: PreTrainedTokenizerBase, model_limit: int, max_length: int | None = None) -> int:
-    """The most tokens a sequence may have, special tokens included: `max_length` when given, else the tokenizer's
-    `model_max_length`, never more than the model's position table allows (`model_limit`, the config's
-    `max_sequence_length`). A `max_length` above `model_limit` is a `ValueError`; so is one below 3."""
+    """The most tokens a sequence may have, special tokens included: `max_length` (from 3 to `model_limit`, the
+    config's `max_sequence_length`, else a `ValueError`), by default `model_max_length` within `model_limit`."""
     if max_length is None:
         return min(tokenizer.model_max_length, model_limit)
     if not isinstance(max_length, int) or isinstance(max_length, bool) or not 3 <= max_length <= model_limit:
@@ -187,13 +176,10 @@ def encode_relation(
     max_length: int | None = None,
     entity_markers: bool = False,
 ) -> dict[str, list[int]]:
-    """The five model inputs (`MODEL_INPUT_NAMES`, lists of equal length) of one relation example: `subject` and
-    `object` are `{"start", "end", "type"}` character spans of `text` (end exclusive), with types from the model's
-    `config.entity_types` (index 0 is "no entity"). The text is cut to a window of `max_length` tokens (default the
-    tokenizer's `model_max_length`; `max_sequence_length` gives the model's) around both entities, never through
-    them; `entity_markers` first inserts typed entity markers (`add_typed_entity_markers`; the marker input modes).
-    A bad span is a `ValueError` naming it; spans that overlap or that no window holds together raise the
-    `UnencodablePairError` that says so."""
+    """The five model inputs (`MODEL_INPUT_NAMES`) of one relation example, cut to a window of `max_length` tokens
+    (default `model_max_length`) around both entities; `entity_markers` first inserts typed entity markers (the
+    marker input modes). A bad span is a `ValueError` naming it; a pair that cannot be read raises the
+    `UnencodablePairError` that says why."""
     encoded = PerPairEncoding(entity_markers).encode(
         tokenizer, text, [subject, object], entity_types, max_length, [(0, 1)], ["subject", "object"]
     )
@@ -217,9 +203,8 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> BatchEncoding:
 
 
 def entity_tokens(encoding: BatchEncoding, text: str, spans: Sequence[tuple[str, int, int]]) -> list[list[int]]:
-    """For each `(name, start, end)` span, the positions of the tokens whose character offsets overlap `[start, end)`;
-    a `ValueError` names `name` when a span covers none (only whitespace or characters the tokenizer drops). One pass
-    over the tokens, then a binary search per span, so a document's thousands of entities cost little."""
+    """For each `(name, start, end)` span, the positions of the tokens whose character offsets overlap it (a binary
+    search per span); a `ValueError` names a span that covers no token."""
     content = [
         (position, token_start, token_end)
         for position, ((token_start, token_end), is_special) in enumerate(
@@ -303,8 +288,8 @@ def _content_bounds(special: list[int]) -> tuple[int, int]:
 
 
 def _window(content: tuple[int, int], length: int, first: int, last: int, limit: int) -> list[int]:
-    """Positions to keep of a sequence of `length` whose text tokens run from `content[0]` to `content[1]`: the
-    special tokens before and after them, and `limit` minus those around the tokens `first` to `last`."""
+    """Positions to keep of a sequence of `length` whose text runs from `content[0]` to `content[1]`: the special
+    tokens around it, and `limit` minus those around the tokens `first` to `last`."""
     first_content, last_content = content
     prefix = list(range(first_content))
     suffix = list(range(last_content + 1, length))
@@ -341,8 +326,8 @@ def encode_text(
     entity_types: Sequence[str],
     names: Sequence[str] | None = None,
 ) -> EncodedText:
-    """The text and its entities (`{"start", "end", "type"}` spans, which may overlap), tokenized once; a
-    `ValueError` names a bad entity (as `names[i]`, default `entity i`)."""
+    """The text and its entities (spans, which may overlap) tokenized once; a `ValueError` names a bad entity (as
+    `names[i]`, default `entity i`)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}.")
     if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Sequence):
@@ -355,9 +340,8 @@ def encode_text(
 
 
 def pairs_within_reach(tokens: Sequence[Sequence[int]], reach: int) -> list[tuple[int, int]]:
-    """The ordered pairs `(i, j)` of distinct entities, in order, whose token positions (`tokens[i]`, ascending)
-    lie within `reach` consecutive tokens together: the pairs some window holds. Entities are sorted by their first
-    token, so a document's thousands of entities cost about (entities x entities in reach), not entities squared."""
+    """The ordered pairs `(i, j)` of distinct entities whose token positions (`tokens[i]`, ascending) lie within
+    `reach` consecutive tokens together: the pairs some window holds (found by bisection, not all pairs)."""
     order = sorted(range(len(tokens)), key=lambda index: tokens[index][0])
     firsts = [tokens[index][0] for index in order]
     pairs = []
@@ -375,13 +359,9 @@ class EncodedPairs:
 
     Args:
         sequences: the model inputs of each sequence (`PairEncoding.input_names`, lists of ints).
-        pairs: for each sequence, the `(subject, object)` entity index pairs it classifies, in the order of its rows
-            of logits (`pair_logits`).
-        skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`: overlapping entities, or
-            too far apart for `max_length`).
-        beyond_reach: how many ordered pairs of distinct entities were not tried because their tokens lie further
-            apart than a window of `max_length` holds (only when the pairs were not given: every pair within reach
-            is tried; a document's far pairs are counted, not listed).
+        pairs: for each sequence, the `(subject, object)` pairs of its rows of logits (`pair_logits`).
+        skipped: `(i, j, error)` for each pair no sequence holds (`UnencodablePairError`).
+        beyond_reach: the ordered pairs not tried because no window holds them (counted, not listed).
         window: the window, in tokens, that the pairs were sought in (`max_length`, or `document_window`).
     """
 
@@ -393,9 +373,8 @@ class EncodedPairs:
 
 
 class PairEncoding:
-    """How the (subject, object) pairs of a text become model sequences: the one interface that the pipeline,
-    training and evaluation use (`pair_encoding_for(config)` gives the model's). A new encoding is a subclass that
-    says which inputs its sequences have and implements `encode_pairs`."""
+    """How the (subject, object) pairs of a text become model sequences: the one interface of the pipeline, training
+    and evaluation (`pair_encoding_for(config)`). An encoding names its inputs and implements `encode_pairs`."""
 
     input_names: tuple[str, ...] = MODEL_INPUT_NAMES
     # Tokens a pair needs besides the text and the special tokens (the packed encoding's two object markers).
@@ -417,12 +396,10 @@ class PairEncoding:
         names: Sequence[str] | None = None,
         document_window: int | None = None,
     ) -> EncodedPairs:
-        """The sequences of `pairs` of a text's entities (`{"start", "end", "type"}` spans, which may overlap; the
-        first of a pair is the subject); `names` are what errors call the entities; `max_length` as for
-        `encode_relation`. By default every ordered pair of distinct entities whose tokens one window of `max_length`
-        holds (`pairs_within_reach`); the others are counted in `beyond_reach`. A text longer than `max_length` (a
-        document) is read in windows of `document_window` tokens when that is given and smaller. A bad entity raises
-        a `ValueError` naming it; a pair that cannot be encoded is `skipped`."""
+        """The sequences of `pairs` (subject, object) of a text's entities, by default every ordered pair that one
+        window of `max_length` tokens holds (`pairs_within_reach`); a document (a text longer than `max_length`) is
+        read in windows of `document_window` tokens when given and smaller. `names` are what errors call the
+        entities. A bad entity raises a `ValueError`; a pair that cannot be encoded is `skipped`."""
         encoded = encode_text(tokenizer, text, entities, entity_types, names)
         limit = tokenizer.model_max_length if max_length is None else max_length
         if document_window and len(encoded.encoding["input_ids"]) > limit:
@@ -449,9 +426,8 @@ class PairEncoding:
 
 
 class PerPairEncoding(PairEncoding):
-    """One sequence per pair (`pair_encoding="per_pair"`): the text with the subject's and the object's tokens
-    typed, cut to a window around both; with typed entity markers in the text for the marker input modes
-    (`entity_markers`, `add_typed_entity_markers`)."""
+    """One sequence per pair (`pair_encoding="per_pair"`): the text with the subject's and object's tokens typed, cut
+    to a window around both; for the marker input modes with typed entity markers in the text."""
 
     def __init__(self, entity_markers: bool = False) -> None:
         self.entity_markers = entity_markers
@@ -481,20 +457,13 @@ class PerPairEncoding(PairEncoding):
 
 
 class SubjectPackedPairs(PairEncoding):
-    """One sequence per subject with its objects packed (`pair_encoding="per_subject"`, PL-Marker's subject-oriented
-    packing).
+    """One sequence per subject with its objects packed (`pair_encoding="per_subject"`, PL-Marker's packing).
 
-    The text is encoded once per subject, as a per-pair sequence is, except that every entity's tokens carry its type
-    and only the subject's tokens a role. Each candidate object is appended as two marker tokens (the mask token) with
-    the object's type, the object role and the position ids of the object's first and last token. Text tokens attend
-    only to text tokens, so the text is the same whichever objects share the sequence; an object's two markers attend
-    to the text and to each other, never to another object's markers (`marker_groups`). A sequence holds at most
-    `objects_per_sequence` objects. A pair is classified when one window of `max_length` tokens holds both entities
-    and the object's markers, as for one sequence per pair; the others are skipped. A text that one window holds is
-    read whole, each sequence at most `max_length`; in a longer text (a document) a subject's objects share its
-    sequences up to the model's own limit (`sequence_limit`, else the tokenizer's), so that the subject is read once
-    with all its objects within reach on both sides: the text is cut to the span of the subject and its objects (at
-    least `max_length` tokens, context around them).
+    Every entity's tokens carry its type, only the subject's a role. Each object is appended as two marker tokens
+    (the mask token) with its type, the object role and the positions of its first and last token. Text tokens attend
+    to text tokens only, markers to the text and their own pair (`marker_groups`). A sequence holds at most
+    `objects_per_sequence` objects; a pair is classified when one window of `max_length` tokens holds both entities.
+    In a document a subject's objects share sequences up to `sequence_limit` tokens (the text cut around them).
     The sequences hold `PACKED_INPUT_NAMES`; `position_ids` count from 0.
     """
 
@@ -549,8 +518,7 @@ def _marker_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 class _SubjectPacking:
-    """The subject-packed sequences of one encoded text (`SubjectPackedPairs`): pairs within a window of `limit`
-    tokens, sequences of at most `cap`."""
+    """The subject-packed sequences of one encoded text: pairs within `limit` tokens, sequences of at most `cap`."""
 
     def __init__(self, text: EncodedText, limit: int, cap: int, marker_id: int) -> None:
         # The encoding's lists, read once rather than through a `BatchEncoding` lookup per token (a Python call each).
@@ -565,9 +533,8 @@ class _SubjectPacking:
                 self.text_type_ids[position] = text.type_ids[index]
 
     def chunks(self, subject: int, objects: list[int], per_sequence: int, skipped: list) -> list[list[int]]:
-        """The subject's objects within reach, in text order, in chunks that fill a sequence while it holds at most
-        `per_sequence` of them and `cap` tokens (their markers included); an object that no window of `limit` holds
-        with the subject is added to `skipped`."""
+        """The subject's objects in text order, in chunks of at most `per_sequence` objects and `cap` tokens; an object
+        that no window of `limit` holds with the subject is added to `skipped`."""
         chunks, chunk = [], []
         for j in sorted(objects, key=lambda index: self.tokens[index][0]):
             if self._text_tokens(subject, [j]) + 2 > self.limit:
@@ -583,8 +550,7 @@ class _SubjectPacking:
         return [*chunks, chunk] if chunk else chunks
 
     def _text_tokens(self, subject: int, objects: list[int]) -> int:
-        """The text tokens (special tokens included) a sequence of the subject and `objects` needs: the whole text,
-        or the span from the first to the last of their tokens."""
+        """The text tokens (special tokens included) that the subject and `objects` need together."""
         positions = [p for index in (subject, *objects) for p in (self.tokens[index][0], self.tokens[index][-1])]
         return min(len(self.input_ids), max(positions) - min(positions) + 1 + self.special_tokens)
 
@@ -620,8 +586,7 @@ class _SubjectPacking:
 
 
 def pair_logits(logits: torch.Tensor) -> torch.Tensor:
-    """A relation model's logits as one row per pair of each sequence, `(batch, pairs, num_labels)`, whichever encoding
-    it reads (one pair per sequence gives `(batch, num_labels)`)."""
+    """A relation model's logits as `(batch, pairs, num_labels)`, whichever encoding it reads."""
     return logits if logits.dim() == 3 else logits.unsqueeze(1)
 
 
@@ -635,12 +600,8 @@ def add_typed_entity_markers(
     subject: Mapping[str, Any],
     object: Mapping[str, Any],  # noqa: A002
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """Insert Zhou & Chen's typed entity markers in punctuation form around both entities.
-
-    "Bill founded Microsoft" → "@ * peop * Bill @ founded # ^ org ^ Microsoft #". Returns the new text and the new
-    spans, which cover the whole marked entity (markers included), so the first subject token is "@" and the first
-    object token is "#".
-    """
+    """Zhou & Chen's typed entity markers around both entities: "Bill founded Microsoft" → "@ * peop * Bill @ founded
+    # ^ org ^ Microsoft #"; the new text and spans (markers included: the first subject token is "@")."""
     insertions = []
     for span, (outer, inner) in ((subject, SUBJECT_MARKERS), (object, OBJECT_MARKERS)):
         before = f"{outer} {inner} {str(span['type']).lower()} {inner} "

@@ -1,15 +1,9 @@
-"""PyTorch TypedBert: BERT with entity type and entity role embeddings, for relation extraction.
+"""PyTorch TypedBert: BERT whose input embeddings also carry each token's entity type and entity role.
 
-This file is uploaded to the Hugging Face Hub next to the weights and runs on the user's machine under
-`trust_remote_code=True`: it imports only torch, transformers and the other uploaded files, makes no network calls,
-evaluates no code and registers nothing at import (the installed package's `typed_bert.register_typed_bert()`
-does, when a local user asks).
-
-BERT's embedding layer sums word, segment (token type) and position embeddings. TypedBert adds, per token, the
-vector of the entity type the token belongs to (`entity_type_ids`, 0 = no entity) and the vector of its role
-(`entity_role_ids`: 0 = none, 1 = subject, 2 = object). Both tables live in `bert.embeddings` next to BERT's own,
-start at zero and keep row 0 at zero, so a TypedBert built from BERT weights computes exactly what BERT computes
-until it is trained, and only entity tokens need a vector.
+Uploaded to the Hub with the weights and run under `trust_remote_code=True`: it imports only torch, transformers and
+the other uploaded files, and registers nothing at import (`typed_bert.register_typed_bert()` does, on request). The
+entity tables start at zero with row 0 fixed at zero, so a TypedBert built from BERT weights computes what BERT does
+until it is trained (docs/model.md).
 """
 
 import os
@@ -28,10 +22,8 @@ from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, logging
 
-# Every uploaded file is imported here, directly, and only here: transformers copies a model file's relative imports
-# into each saved folder and Hub download (so every checkpoint is complete), and 4.57 follows only direct ones. The
-# encoding file and the pipeline class are not used by this file; the pipeline is announced in config.json's
-# custom_pipelines.
+# Every uploaded file is imported here, directly: transformers copies a model file's relative imports into each saved
+# folder and Hub download, and 4.57 follows only direct ones. The pipeline is announced in config.json.
 try:
     from .configuration_typed_bert import OBJECT_ROLE, SUBJECT_ROLE, TypedBertConfig
     from .encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
@@ -41,7 +33,7 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
     from encoding_typed_bert import MODEL_INPUT_NAMES  # noqa: F401
     from pipeline_typed_bert import RelationClassificationPipeline, entity_model_source, load_entity_model  # noqa: F401
 
-# Written into every saved config.json, whichever class saves it, so that a checkpoint loads through each Auto class.
+# Written into every saved config.json, so that a checkpoint loads through each Auto class.
 TYPED_BERT_AUTO_MAP = {
     "AutoConfig": "configuration_typed_bert.TypedBertConfig",
     "AutoModel": "modeling_typed_bert.TypedBertModel",
@@ -53,9 +45,15 @@ ENTITY_TASK = "token-classification"
 logger = logging.get_logger(__name__)
 
 
+def _announced_pipeline(task: str, pipeline_class: str, auto_class: str) -> dict[str, dict]:
+    """The `custom_pipelines` entry of config.json that makes `pipeline(task, trust_remote_code=True)` run
+    `pipeline_class` of the uploaded pipeline file."""
+    return {task: {"impl": f"pipeline_typed_bert.{pipeline_class}", "pt": [auto_class], "tf": [], "type": "text"}}
+
+
 def _check_ids(ids: torch.Tensor, name: str, shape: torch.Size) -> None:
-    """Raise a `ValueError` naming the problem when `ids` does not have `shape` or an integer dtype. (Their range is
-    checked where they are made, in `encoding_typed_bert`: a check here would cost a device-to-host sync.)"""
+    """A `ValueError` unless `ids` has `shape` and an integer dtype (the range is checked in the encoding: a check
+    here would cost a device-to-host sync)."""
     if ids.shape != shape:
         raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids/inputs_embeds have shape {tuple(shape)}.")
     if ids.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
@@ -73,49 +71,35 @@ class TypedBertEntityEmbedding(nn.Embedding):
 
 
 class TypedBertEmbeddings(BertEmbeddings):
-    """BERT's embeddings plus the entity type table and the entity role table (those of the two the input mode uses:
-    `entity_type_embeddings` or `entity_role_embeddings` is None when it has none), and the word shape table with
-    `config.word_shapes` (`word_shape_embeddings`, else None)."""
+    """BERT's embeddings plus the tables the config asks for (each None otherwise): `entity_type_embeddings` and
+    `entity_role_embeddings` (by `input_mode`), `word_shape_embeddings` (`word_shapes`)."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
-        self.entity_type_embeddings = (
-            TypedBertEntityEmbedding(config.num_entity_types, config.hidden_size)
-            if config.use_entity_type_embeddings
-            else None
+        rows = (
+            (config.num_entity_types, config.use_entity_type_embeddings),
+            (config.num_entity_roles, config.use_entity_role_embeddings),
+            (config.num_word_shapes, config.word_shapes),
         )
-        self.entity_role_embeddings = (
-            TypedBertEntityEmbedding(config.num_entity_roles, config.hidden_size)
-            if config.use_entity_role_embeddings
-            else None
-        )
-        self.word_shape_embeddings = (
-            TypedBertEntityEmbedding(config.num_word_shapes, config.hidden_size) if config.word_shapes else None
+        self.entity_type_embeddings, self.entity_role_embeddings, self.word_shape_embeddings = (
+            TypedBertEntityEmbedding(count, config.hidden_size) if used else None for count, used in rows
         )
 
     def entity_tables(self) -> list[TypedBertEntityEmbedding]:
-        """The tables this model has."""
+        """The entity tables this model has."""
         return [table for table in (self.entity_type_embeddings, self.entity_role_embeddings) if table is not None]
-
-    def add_word_shape_embeddings(
-        self, inputs_embeds: torch.Tensor, word_shape_ids: torch.LongTensor | None
-    ) -> torch.Tensor:
-        """Word vectors `(batch, seq, hidden)` plus the vector of each token's word shape (ids `(batch, seq)`; None,
-        or a model without the table: unchanged). Most tokens have a shape, so every token is looked up."""
-        if self.word_shape_embeddings is None or word_shape_ids is None:
-            return inputs_embeds
-        return inputs_embeds + self.word_shape_embeddings(word_shape_ids)
 
     def add_entity_embeddings(
         self,
         inputs_embeds: torch.Tensor,
         entity_type_ids: torch.LongTensor | None,
         entity_role_ids: torch.LongTensor | None,
+        word_shape_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """Word vectors `(batch, seq, hidden)` plus the entity vectors of each token (ids `(batch, seq)`, None for all
-        0); the ids of a table the model does not have are ignored. Row 0 of every table is zero."""
-        tables = (self.entity_type_embeddings, self.entity_role_embeddings)
-        for table, ids in zip(tables, (entity_type_ids, entity_role_ids), strict=True):
+        """Word vectors `(batch, seq, hidden)` plus the rows that the ids `(batch, seq)` name in each table (ids None,
+        or a table the model lacks: nothing added). Every token is looked up; row 0 of every table is zero."""
+        tables = (self.entity_type_embeddings, self.entity_role_embeddings, self.word_shape_embeddings)
+        for table, ids in zip(tables, (entity_type_ids, entity_role_ids, word_shape_ids), strict=True):
             if table is not None and ids is not None:
                 inputs_embeds = inputs_embeds + table(ids)
         return inputs_embeds
@@ -146,14 +130,12 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
-    # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (classifiers only).
+    # The pipeline a saved checkpoint announces in config.json's `custom_pipelines` (`_announced_pipeline`).
     _custom_pipelines: dict | None = None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained` (and so `push_to_hub` and `Trainer`), with all three Auto classes in
-        config.json's `auto_map` and the entity model that `config.entity_model` names. transformers copies this file
-        and everything it imports relatively: the configuration, encoding and pipeline files, so every saved folder is
-        a complete Hub repo."""
+        """`PreTrainedModel.save_pretrained` (and so `push_to_hub` and the `Trainer`), with every Auto class in
+        config.json's `auto_map`, the announced pipeline and the entity model that `config.entity_model` names."""
         self.config.auto_map = {**TYPED_BERT_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         if self._custom_pipelines is not None:
             self.config.custom_pipelines = self._custom_pipelines
@@ -163,9 +145,8 @@ class TypedBertPreTrainedModel(BertPreTrainedModel):
         return saved
 
     def _save_entity_model(self, save_directory) -> None:
-        """Write the entity model into `config.entity_model`'s subfolder of `save_directory`, so that a saved or pushed
-        folder extracts from raw text as its source did: copied as it is from the folder this model was loaded from,
-        or read through transformers from its Hub repo (at the same commit) and saved."""
+        """Write the entity model into `config.entity_model`'s subfolder of `save_directory`: copied from the folder
+        this model was loaded from, or read from its Hub repo at the same commit and saved."""
         if not getattr(self.config, "entity_model", None):
             return
         source, load = entity_model_source(self)
@@ -213,23 +194,18 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple[torch.Tensor, ...]:
         r"""
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch, seq)`): token ids, as for `BertModel`.
-            inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): word vectors instead of `input_ids`.
             entity_type_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 Index into `config.entity_types` of the entity each token belongs to; 0 (no entity) when absent.
             entity_role_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
                 0 = outside both entities, 1 = subject, 2 = object; all 0 when absent.
             word_shape_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*):
-                Index into `WORD_SHAPES` of the word each token comes from (`encoding_typed_bert.word_shape_ids`);
-                read only with `config.word_shapes`.
-            position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): rows of the position table; by
-                default 0, 1, ... as in BERT, or with `config.position_id_offset` (RoBERTa's family) the real tokens
-                counted from the offset, as RoBERTa counts them.
-            attention_mask, token_type_ids and the other keyword arguments are those of `BertModel`.
+                Index into `WORD_SHAPES` of each token's word (`encoding_typed_bert.word_shape_ids`).
+            position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): by default 0, 1, ... as in BERT;
+                with `config.position_id_offset` (RoBERTa's family) the real tokens counted from the offset.
+            The other arguments are those of `BertModel`.
 
         Returns:
-            `BaseModelOutputWithPoolingAndCrossAttentions`: `last_hidden_state` `(batch, seq, hidden)`,
-            `pooler_output` `(batch, hidden)` (None without a pooling layer).
+            `BaseModelOutputWithPoolingAndCrossAttentions` (`pooler_output` None without a pooling layer).
         """
         inputs_embeds = self.typed_inputs_embeds(input_ids, inputs_embeds, entity_type_ids, entity_role_ids,
                                                  word_shape_ids)  # fmt: skip
@@ -238,14 +214,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
                 attention_mask, inputs_embeds.shape[:-1], self.config.position_id_offset, inputs_embeds.device
             )
         return_dict = kwargs.pop("return_dict", None)
-        outputs = super().forward(
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            return_dict=True,
-            **kwargs,
-        )
+        outputs = super().forward(attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                  position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True,
+                                  **kwargs)  # fmt: skip
         # The tuple form without the absent pooler output, on every transformers version (4.57's keeps a None).
         return outputs if (return_dict if return_dict is not None else self.config.return_dict) else outputs.to_tuple()
 
@@ -257,9 +228,8 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
         entity_role_ids: torch.LongTensor | None,
         word_shape_ids: torch.LongTensor | None,
     ) -> torch.Tensor:
-        """The input embeddings `(batch, seq, hidden)` that BERT's embedding layer adds positions and segments to:
-        the word vectors of `input_ids` (or `inputs_embeds` as given) plus the rows of the entity and word-shape
-        tables the ids `(batch, seq)` name."""
+        """The word vectors of `input_ids` (or `inputs_embeds`) plus the entity and word-shape rows the ids name,
+        `(batch, seq, hidden)`: what BERT's embedding layer adds positions and segments to."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if input_ids is not None:
@@ -270,8 +240,9 @@ class TypedBertModel(TypedBertPreTrainedModel, BertModel):
             if ids is not None:
                 _check_ids(ids, name, inputs_embeds.shape[:-1])
         if isinstance(self.embeddings, TypedBertEmbeddings):
-            inputs_embeds = self.embeddings.add_entity_embeddings(inputs_embeds, entity_type_ids, entity_role_ids)
-            inputs_embeds = self.embeddings.add_word_shape_embeddings(inputs_embeds, word_shape_ids)
+            inputs_embeds = self.embeddings.add_entity_embeddings(
+                inputs_embeds, entity_type_ids, entity_role_ids, word_shape_ids
+            )
         return inputs_embeds
 
 
@@ -286,16 +257,21 @@ def _counted_positions(
     return torch.cumsum(mask, dim=1) * mask + (offset - 1)
 
 
+def _classifier_dropout(config: TypedBertConfig) -> nn.Dropout:
+    """The dropout of a head, as BERT's heads take it: `classifier_dropout`, else `hidden_dropout_prob`."""
+    rate = config.classifier_dropout
+    return nn.Dropout(rate if rate is not None else config.hidden_dropout_prob)
+
+
 class TypedBertEntityStartHead(nn.Module):
     """Classifies the concatenated hidden states of a subject token and an object token (Zhou & Chen 2021): the first
     token of each entity, or for a packed object its start marker."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dense = nn.Linear(2 * config.hidden_size, config.hidden_size)
         self.activation = nn.ReLU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = _classifier_dropout(config)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(
@@ -342,29 +318,22 @@ def _packed_attention_mask(
 class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
     """TypedBert with a relation classifier over the [CLS] vector or the subject and object start tokens.
 
-    The head is named `classifier` for both poolings, as in `BertForSequenceClassification`: a fine-tuned BERT
-    classifier converts without loss, and PEFT's `task_type="SEQ_CLS"` trains and saves it. With `marker_groups` and
-    `object_positions` (`encoding_typed_bert.SubjectPackedPairs`) it reads a subject-packed sequence, PL-Marker's
-    packing (Ye et al. 2022): one subject marked in the text, each of its objects appended as two marker tokens, one
-    row of logits per object; the weights are the same either way.
+    The head is named `classifier` for both poolings, as in `BertForSequenceClassification` (a fine-tuned BERT
+    classifier converts without loss; PEFT's `task_type="SEQ_CLS"` saves it). With `marker_groups` and
+    `object_positions` it reads a subject-packed sequence (PL-Marker's packing, `SubjectPackedPairs` of the encoding
+    file) with the same weights: one row of logits per packed object.
     """
 
-    _custom_pipelines = {
-        RELATION_TASK: {
-            "impl": "pipeline_typed_bert.RelationClassificationPipeline",
-            "pt": ["AutoModelForSequenceClassification"],
-            "tf": [],
-            "type": "text",
-        }
-    }
+    _custom_pipelines = _announced_pipeline(
+        RELATION_TASK, "RelationClassificationPipeline", "AutoModelForSequenceClassification"
+    )
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = TypedBertModel(config)
         if config.classifier_pooling == "cls":
-            dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-            self.dropout = nn.Dropout(dropout)
+            self.dropout = _classifier_dropout(config)
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         else:
             self.classifier = TypedBertEntityStartHead(config)
@@ -457,26 +426,19 @@ class TypedBertForSequenceClassification(TypedBertPreTrainedModel):
 
 
 class TypedBertForTokenClassification(TypedBertPreTrainedModel):
-    """TypedBert with a token classifier, as `BertForTokenClassification`: the entity model of text-in extraction
-    (BIO tags). With `config.word_shapes` its input embeddings also carry the shape of each token's word, which an
-    uncased tokenizer throws away; its checkpoint announces `TypedBertTokenClassificationPipeline`, which computes
-    `word_shape_ids` from the text, as `pipeline("token-classification", trust_remote_code=True)`."""
+    """TypedBert with a token classifier (BIO tags), as `BertForTokenClassification`: an entity model of text-in
+    extraction. With `config.word_shapes` its inputs also carry each word's shape, which an uncased tokenizer throws
+    away; its checkpoint announces `TypedBertTokenClassificationPipeline`, which computes them from the text."""
 
-    _custom_pipelines = {
-        ENTITY_TASK: {
-            "impl": "pipeline_typed_bert.TypedBertTokenClassificationPipeline",
-            "pt": ["AutoModelForTokenClassification"],
-            "tf": [],
-            "type": "text",
-        }
-    }
+    _custom_pipelines = _announced_pipeline(
+        ENTITY_TASK, "TypedBertTokenClassificationPipeline", "AutoModelForTokenClassification"
+    )
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = TypedBertModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -501,35 +463,27 @@ class TypedBertForTokenClassification(TypedBertPreTrainedModel):
             `TokenClassifierOutput` with `logits` `(batch, seq, num_labels)`, and `loss` when `labels` is given.
         """
         return_dict = kwargs.pop("return_dict", None)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            word_shape_ids=word_shape_ids,
-            return_dict=True,
-            **kwargs,
-        )
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, inputs_embeds=inputs_embeds, word_shape_ids=word_shape_ids,
+                            return_dict=True, **kwargs)  # fmt: skip
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-        return _token_classifier_output(loss, logits, outputs, return_dict)
+        return _token_classifier_output(loss, logits, outputs, return_dict, self.config)
 
 
 def _token_classifier_output(
-    loss: torch.Tensor | None, logits: torch.Tensor, outputs: BaseModelOutputWithPoolingAndCrossAttentions,
-    return_dict: bool,
+    loss: torch.Tensor | None,
+    logits: torch.Tensor,
+    outputs: BaseModelOutputWithPoolingAndCrossAttentions,
+    return_dict: bool | None,
+    config: TypedBertConfig,
 ) -> TokenClassifierOutput | tuple[torch.Tensor, ...]:
-    """An entity model's output, as `BertForTokenClassification` returns it."""
-    if not return_dict:
-        output = tuple(value for value in (logits, outputs.hidden_states, outputs.attentions) if value is not None)
-        return ((loss,) + output) if loss is not None else output
-    return TokenClassifierOutput(
-        loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-    )
+    """An entity model's output, as `BertForTokenClassification` returns it (`return_dict` None: the config's)."""
+    output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                   attentions=outputs.attentions)  # fmt: skip
+    return output if (return_dict if return_dict is not None else config.return_dict) else output.to_tuple()
 
 
 # The size of the span classifier's width vectors (PURE's and SpERT's width embeddings are 150 and 25).
@@ -537,17 +491,15 @@ SPAN_WIDTH_SIZE = 64
 
 
 class TypedBertSpanHead(nn.Module):
-    """Scores candidate spans from the encoder's states, as PURE's and SpERT's entity models do: each span is read as
-    [its first token's state; its last token's; the max over its tokens; a vector of its width in words], then a
-    two-layer feed-forward network gives a score per label. The max over a span is read from a sparse table (the
-    running maxima over 1, 2, 4, ... tokens), two lookups a span however long: no per-span loop or window, and no
-    data-dependent shape."""
+    """Scores candidate spans as PURE's and SpERT's entity models do: [first token's state; last token's; the max over
+    its tokens; a vector of its width in words] → a two-layer feed-forward network → a score per label. The max is
+    read from a sparse table (the running maxima over 1, 2, 4, ... tokens), two lookups a span: no per-span loop and
+    no data-dependent shape."""
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__()
         self.width_embeddings = nn.Embedding(config.max_span_width, SPAN_WIDTH_SIZE)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = _classifier_dropout(config)
         self.dense = nn.Linear(3 * config.hidden_size + SPAN_WIDTH_SIZE, config.hidden_size)
         self.activation = nn.GELU()
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -591,22 +543,14 @@ class TypedBertSpanHead(nn.Module):
 
 
 class TypedBertForSpanClassification(TypedBertPreTrainedModel):
-    """TypedBert with a span classifier (`TypedBertSpanHead`): an entity model that types whole candidate spans (runs of
-    up to `config.max_span_width` words) as `config.id2label[0]` ("O", no entity) or an entity type, instead of
-    tagging tokens; it can see where a span ends before typing it. With `config.word_shapes` its input embeddings
-    also carry each word's shape. Its checkpoint loads with `AutoModelForTokenClassification` (`auto_map`) and
-    announces `TypedBertSpanClassificationPipeline` for `pipeline("token-classification", trust_remote_code=True)`,
-    which makes the candidates, decodes the most probable ones that do not overlap, and returns entities as
-    transformers' aggregated token classification does."""
+    """TypedBert with a span classifier (`TypedBertSpanHead`): an entity model that types every run of up to
+    `config.max_span_width` words as `config.id2label[0]` ("O") or an entity type, seeing where a span ends before
+    typing it. Its checkpoint loads with `AutoModelForTokenClassification` and announces
+    `TypedBertSpanClassificationPipeline` for `pipeline("token-classification", trust_remote_code=True)`."""
 
-    _custom_pipelines = {
-        ENTITY_TASK: {
-            "impl": "pipeline_typed_bert.TypedBertSpanClassificationPipeline",
-            "pt": ["AutoModelForTokenClassification"],
-            "tf": [],
-            "type": "text",
-        }
-    }
+    _custom_pipelines = _announced_pipeline(
+        ENTITY_TASK, "TypedBertSpanClassificationPipeline", "AutoModelForTokenClassification"
+    )
 
     def __init__(self, config: TypedBertConfig) -> None:
         super().__init__(config)
@@ -648,24 +592,18 @@ class TypedBertForSpanClassification(TypedBertPreTrainedModel):
             raise ValueError("TypedBertForSpanClassification needs span_rows, span_starts, span_ends and span_widths "
                              "(encoding_typed_bert.span_inputs).")  # fmt: skip
         return_dict = kwargs.pop("return_dict", None)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            word_shape_ids=word_shape_ids,
-            return_dict=True,
-            **kwargs,
-        )
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, inputs_embeds=inputs_embeds, word_shape_ids=word_shape_ids,
+                            return_dict=True, **kwargs)  # fmt: skip
         logits = self.span_head(outputs.last_hidden_state, *spans)
-        loss = None
-        if labels is not None:
-            first = torch.searchsorted(span_rows, span_rows)  # each span's place in its row (rows in order)
-            targets = labels[span_rows, torch.arange(len(span_rows), device=logits.device) - first]
-            loss = CrossEntropyLoss()(logits.float(), targets)
-        return _token_classifier_output(loss, logits, outputs, return_dict)
+        loss = None if labels is None else CrossEntropyLoss()(logits.float(), _span_targets(labels, span_rows))
+        return _token_classifier_output(loss, logits, outputs, return_dict, self.config)
+
+
+def _span_targets(labels: torch.LongTensor, span_rows: torch.LongTensor) -> torch.LongTensor:
+    """Each span's label `(n_spans,)` from the labels of each row's spans `(batch, spans)` (rows in order)."""
+    first = torch.searchsorted(span_rows, span_rows)  # where each span's row starts
+    return labels[span_rows, torch.arange(len(span_rows), device=labels.device) - first]
 
 
 TypedBertModel.register_for_auto_class("AutoModel")

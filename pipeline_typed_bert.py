@@ -48,23 +48,17 @@ except ImportError:  # imported as a top-level module from a checkout, not as pa
 
 # Pairs per forward pass when the caller gives no batch_size: pairs are never run one at a time.
 DEFAULT_BATCH_SIZE = 32
-# How the entity model's token labels become entities: a word's token scores averaged, so an entity never starts or
-# ends inside a word (CoNLL04 dev entity micro-F1 0.750 with "simple", 0.758 with "average"; docs/results).
+# How a tagger's token labels become entities: a word's token scores averaged, so that no entity starts or ends
+# inside a word (docs/results/entities).
 ENTITY_AGGREGATION = "average"
-
-
 # The architecture of an entity model that types whole spans (`TypedBertForSpanClassification`), not tokens.
 SPAN_CLASSIFIER = "TypedBertForSpanClassification"
-
-# The windows of a document (a text longer than the models' limit) when the caller gives no max_length: 48 tokens,
-# which hold every gold relation of CoNLL04 and SciERC dev but one in each; models trained on sentences read longer
-# windows worse, and a longer window classifies more pairs (docs/documents.md).
+# The windows of a document (a text longer than the models' limit) when the caller gives no max_length: they hold
+# every gold relation of CoNLL04 and SciERC dev but one in each (docs/documents.md).
 DOCUMENT_MAX_LENGTH = 48
-
-# The texts of a list are run in groups of similar token length (a group's longest at most this factor, plus two
-# tokens, times its shortest), so that a larger batch does not pad more (docs/serving.md).
+# The texts of a list run in groups of similar token length (the longest at most this factor times the shortest, plus
+# two tokens), so that a larger batch does not pad more (docs/serving.md).
 LENGTH_SPREAD = 1.125
-
 # The keywords a call takes (besides batch_size), all checked in `_sanitize_parameters`.
 CALL_KEYWORDS = (
     "top_k", "threshold", "keep_no_relation", "max_length", "stride", "entity_type_map", "unknown_entity_types"
@@ -77,19 +71,16 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     - one pair, `{"text", "subject": {"start", "end", "type"}, "object": {...}}` → `{"label", "score"}` (with
       `top_k` or `threshold`: a list of the best labels);
-    - a text and its entities, `{"text", "entities": [...]}` → a list of `{"subject", "object", "label", "score"}`, one
-      per ordered pair of distinct entities whose best label is not `no_relation` (all with `keep_no_relation=True`);
-      a pair that cannot be encoded is reported with `"label": None, "score": None, "skipped": <why>`. Entities may be
-      any NER's output (`entity_group` or `entity`; `entity_type_map`, `unknown_entity_types`);
-    - raw text, a string or `{"text"}`, for a model with an entity model (`config.entity_model`, a subfolder) →
+    - a text and its entities, `{"text", "entities": [...]}` → `[{"subject", "object", "label", "score"}]` for each
+      ordered pair whose best label is not `no_relation` (all with `keep_no_relation=True`), and `"label": None,
+      "skipped": <why>` for a pair that cannot be encoded. Entities may be any NER's output (`entity_type_map`);
+    - raw text, a string or `{"text"}`, for a model with an entity model (`config.entity_model`) →
       `{"entities": [{"start", "end", "type", "text", "score"}], "relations": [...]}`.
 
-    A text longer than the models' limit (a document) is read in overlapping windows of `max_length` tokens (default
-    `DOCUMENT_MAX_LENGTH`; `stride` tokens shared, default a quarter), each entity reported once and every pair that
-    one window holds classified; the pairs further apart are counted in `"pairs_beyond_reach"` for raw text, and
-    reported skipped for an entity list (docs/documents.md). Pairs are encoded as the model was trained
-    (`pair_encoding_for(config)`) and run `batch_size` sequences at a time across inputs, a list's in groups of texts
-    of similar length (`length_groups`): each pair gets the label and score the single-pair call gives it.
+    A document (a text longer than the models' limit) is read in windows of `max_length` tokens (default
+    `DOCUMENT_MAX_LENGTH`) that share `stride` tokens; pairs that no window holds are counted in
+    `"pairs_beyond_reach"` for raw text, reported skipped for an entity list (docs/documents.md). Pairs are encoded as
+    the model was trained (`pair_encoding_for(config)`) and run `batch_size` sequences at a time, across inputs.
     """
 
     def __init__(self, *args, batch_size: int | None = None, entity_recognizer=None, **kwargs) -> None:
@@ -100,9 +91,8 @@ class RelationClassificationPipeline(ChunkPipeline):
         self._recognizer = entity_recognizer
 
     def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
-        """Classify one input, a list of inputs or a generator of them (see the class docstring). The keywords are
-        checked in `_sanitize_parameters`, the same for every kind of input; the texts of a list that have no
-        entities go through the entity model first, all together in batches (a generator's, one at a time)."""
+        """Classify one input, a list or a generator of them. The texts of a list that have no entities go through the
+        entity model first, together in batches (a generator's in `preprocess`, one at a time)."""
         batch_size = _checked_batch_size(batch_size)
         unknown = sorted(set(kwargs) - set(CALL_KEYWORDS))
         if unknown:
@@ -127,16 +117,14 @@ class RelationClassificationPipeline(ChunkPipeline):
         return outputs
 
     def _sequence_lengths(self, inputs: list) -> list[int]:
-        """About how many tokens each input's sequences take: its text's, and the markers of the objects that the
-        pair encoding packs beside a subject."""
+        """About how many tokens each input's sequences take: its text's, plus the markers of packed objects."""
         lengths = _token_lengths(self.tokenizer, [_text_of(item) for item in inputs])
         entities = [len(item.get("entities") or ()) if isinstance(item, dict) else 0 for item in inputs]
         return [length + self.pair_encoding.marker_tokens * max(count - 1, 0)
                 for length, count in zip(lengths, entities, strict=True)]  # fmt: skip
 
     def _with_recognized_entities(self, items: list, batch_size: int | None, **windows) -> list:
-        """`items` with each text-only item replaced by its text and the entities the entity model finds in it
-        (`windows`: `stride` and `max_length`, as for `recognize`)."""
+        """`items` with each text-only item replaced by its text and the entities the entity model finds in it."""
         text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
         if not text_only:
             return items
@@ -155,11 +143,9 @@ class RelationClassificationPipeline(ChunkPipeline):
         stride: int | None = None,
         max_length: int | None = None,
     ) -> list[list[dict[str, Any]]]:
-        """The entities the model's entity model finds in each text: `{"start", "end", "type", "text", "score"}`.
-        A text longer than the entity model's limit (a document) is read in windows of `max_length` tokens (default
-        `DOCUMENT_MAX_LENGTH`) that overlap by `stride` tokens (default a quarter of the window); a shorter one in
-        one window, as the model was trained. An error names the text by `indices` (its place in the caller's list;
-        by default its place in `texts`)."""
+        """The entities the entity model finds in each text, `{"start", "end", "type", "text", "score"}`: a document
+        in windows (`entity_windows`), a shorter text whole. An error names a text by `indices` (its place in the
+        caller's list)."""
         recognizer = self.entity_recognizer
         for index, text in zip(indices or range(len(texts)), texts, strict=True):
             if not isinstance(text, str) or not text.strip():
@@ -182,10 +168,8 @@ class RelationClassificationPipeline(ChunkPipeline):
     def entity_windows(
         self, stride: int | None = None, max_length: int | None = None, document: bool = False
     ) -> tuple[int, int]:
-        """The entity model's `(window, stride)` in tokens for a call's `stride` and `max_length`: the window is
-        `max_length`, at most the entity model's limit; by default the limit, or `DOCUMENT_MAX_LENGTH` for a
-        `document` (the entity model, trained on sentences, finds fewer entities in longer windows: docs/documents.md).
-        The stride defaults to a quarter of the window; one that leaves a window no new token is a `ValueError`."""
+        """The entity model's `(window, stride)` in tokens: `max_length` (at most the entity model's limit; by default
+        the limit, or `DOCUMENT_MAX_LENGTH` for a `document`) and `stride` (by default a quarter of the window)."""
         recognizer = self.entity_recognizer
         limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
         window = min(limit, max_length or (DOCUMENT_MAX_LENGTH if document else limit))
@@ -200,9 +184,8 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     @property
     def entity_recognizer(self) -> Pipeline:
-        """The pipeline that finds the entities of raw text: the one given at construction, else the repository's
-        entity model's (`load_entity_recognizer`: a span classifier's, or a tagger's aggregated as
-        `ENTITY_AGGREGATION`), loaded at first use."""
+        """The pipeline that finds the entities of raw text: the one given at construction, else that of the
+        repository's entity model (`load_entity_recognizer`), loaded at first use."""
         if self._recognizer is None:
             subfolder = getattr(self.model.config, "entity_model", None)
             if not subfolder:
@@ -227,8 +210,8 @@ class RelationClassificationPipeline(ChunkPipeline):
         unknown_entity_types: str | None = None,
         **loading_options,
     ):
-        """Every keyword of a call, checked here once for every kind of input (`__call__` refuses names that are not
-        `CALL_KEYWORDS`; at construction, transformers passes its loading options too, which are not ours)."""
+        """Every keyword of a call, checked once for every kind of input (at construction, transformers passes its
+        loading options too, which are not ours)."""
         _check_optional_int("top_k", top_k, "the number of best labels to return")
         _check_optional_int("max_length", max_length, "tokens a window may take")
         if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 0):
@@ -255,8 +238,8 @@ class RelationClassificationPipeline(ChunkPipeline):
         entity_type_map: Mapping[str, str] | None = None,
         unknown_entity_types: str = "error",
     ) -> Iterator[dict[str, Any]]:
-        """One chunk per sequence: the model inputs `(1, seq)` and which pairs of which input it holds. A text
-        without entities (a generator's) goes through the entity model here; foreign entity types are mapped."""
+        """One chunk per sequence: its model inputs `(1, seq)` and which pairs it holds. A text without entities (a
+        generator's) goes through the entity model here; foreign entity types are mapped."""
         if _is_text_only(inputs):
             text = inputs if isinstance(inputs, str) else inputs["text"]
             found = self.recognize([text], stride=stride, max_length=max_length)[0]
@@ -268,8 +251,7 @@ class RelationClassificationPipeline(ChunkPipeline):
             yield chunk
 
     def _chunks(self, inputs: dict[str, Any], max_length: int | None, text_only: bool) -> Iterator[dict[str, Any]]:
-        """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities. Pairs
-        beyond the reach of a window are counted for raw text, and each reported skipped for an entity list."""
+        """One chunk per sequence of the model's pair encoding; a single pair is a text with two entities."""
         config = self.model.config
         window = max_sequence_length(self.tokenizer, config.max_sequence_length, max_length)
         document_window = DOCUMENT_MAX_LENGTH if max_length is None else None
@@ -306,9 +288,8 @@ class RelationClassificationPipeline(ChunkPipeline):
 
     @staticmethod
     def _chunk(features, entities, pairs, skipped, is_last, beyond_reach) -> dict[str, Any]:
-        """One sequence's model inputs, each `(1, length)` (the inputs of one length are rows of one `int64` tensor:
-        eight tensors of inferred dtype took a quarter of the relation stage's preprocessing), and which pairs of which
-        input it holds."""
+        """One sequence's model inputs, each `(1, length)` (those of one length are rows of one `int64` tensor, which
+        is faster than one tensor each), and which pairs of which input it holds."""
         names_of: dict[int, list[str]] = {}
         for name, values in features.items():
             names_of.setdefault(len(values), []).append(name)
@@ -363,10 +344,9 @@ class RelationClassificationPipeline(ChunkPipeline):
 
 @dataclass
 class ChunkPairs:
-    """What one chunk's logits rows belong to, kept apart from the tensors that transformers pads and moves: the
-    input's entities (None for a single pair), the `(subject, object)` pair of each row, and on the input's last
-    chunk the pairs skipped (`(i, j, {"skipped": why})`) and the count beyond reach; whether the input was text
-    alone."""
+    """What one chunk's rows of logits belong to, apart from the tensors that transformers pads: the input's entities
+    (None for one pair), each row's `(subject, object)`, on the last chunk the pairs skipped and the count beyond
+    reach, and whether the input was text alone."""
 
     entities: list | None
     pairs: list[tuple[int, int]]
@@ -376,12 +356,10 @@ class ChunkPairs:
 
 
 class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
-    """transformers' token-classification pipeline, with two additions for entity models: `preprocess` adds each
-    window's `word_shape_ids` for a model with a word shape table (`config.word_shapes`), read from the text through
-    the tokenizer's offsets; and with a word-level aggregation strategy (`first`, `average`, `max`) the words get the
-    most probable tag sequence that BIO allows (`constrained_bio_path`) instead of each word's own best tag, so an
-    entity is never cut in two by a word of another type (CoNLL04 dev entity micro-F1 +1.3, SciERC dev +4.4; see
-    docs/results/entities). The rest is transformers' own."""
+    """transformers' token-classification pipeline with two additions for taggers: each window's `word_shape_ids`
+    (with `config.word_shapes`), read from the text through the tokenizer's offsets; and with a word-level
+    aggregation strategy (`first`, `average`, `max`), the most probable tag sequence that BIO allows
+    (`constrained_bio_path`) instead of each word's own best tag (docs/results/entities)."""
 
     def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
         uses_shapes = getattr(self.model.config, "word_shapes", False)
@@ -393,8 +371,7 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
             yield model_inputs
 
     def _sanitize_parameters(self, max_length: int | None = None, **kwargs):
-        """transformers' parameters, plus `max_length`: the tokens of one window (default the tokenizer's
-        `model_max_length`), with `stride` the tokens two windows share."""
+        """transformers' parameters, plus `max_length`: the tokens of one window (default `model_max_length`)."""
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(**kwargs)
         if max_length is not None:
             preprocess_params["tokenizer_params"] = {**preprocess_params.get("tokenizer_params", {}),
@@ -402,17 +379,16 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         return preprocess_params, forward_params, postprocess_params
 
     def check_model_type(self, supported_models) -> None:
-        """transformers' check, which knows only its own classes (and logs an error for any other), for models whose
-        config does not name a token classifier (TypedBert's, or an exported graph's)."""
+        """transformers' check (which logs an error for classes it does not know) unless the config names a token
+        classifier (TypedBert's, or an exported graph's)."""
         architectures = getattr(self.model.config, "architectures", None) or []
         if not any(name.endswith("ForTokenClassification") for name in architectures):
             super().check_model_type(supported_models)
 
     def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
-        """transformers' postprocess, except that with a word-level strategy (`first`, `average`, `max`) the words of
-        each window get the most probable tag sequence that BIO allows (`window_words`), read from the window's
-        tensors at once rather than from a dict per token, and are grouped into entities as transformers groups
-        them (`group_words`)."""
+        """transformers' postprocess, except that with a word-level strategy the words of each window are tagged along
+        the most probable path that BIO allows (`window_words`, from the window's tensors at once rather than a dict
+        per token) and grouped as transformers groups them (`group_words`)."""
         if aggregation_strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE):
             return super().postprocess(all_outputs, aggregation_strategy, ignore_labels)
         ignore_labels = ["O"] if ignore_labels is None else ignore_labels
@@ -422,10 +398,9 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
         return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
 
     def window_words(self, output: dict[str, Any], first: dict[str, Any], strategy: AggregationStrategy) -> list:
-        """The words of one window (`output`: its logits `(1, seq, labels)` and inputs; `first`: the first window's,
-        which holds the sentence) as transformers' `gather_pre_entities` and `aggregate_words` find them (a token that
-        is not a subword and the subwords after it; an unknown token is a word of its text): `(tag, probability,
-        tokens, start, end)` each, tagged along `constrained_bio_path` over their tag probabilities."""
+        """The words of one window (`output`: its logits `(1, seq, labels)` and inputs; `first`: the first window's)
+        as transformers' `gather_pre_entities` and `aggregate_words` find them, each `(tag, probability, tokens,
+        start, end)`, tagged along `constrained_bio_path`."""
         sentence, keep = first["sentence"], ~output["special_tokens_mask"][0].bool()
         ids, offsets = output["input_ids"][0][keep].tolist(), output["offset_mapping"][0]
         if output.get("word_ids") is not None and first.get("word_to_chars_map") is not None:
@@ -453,8 +428,7 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
 
     def group_words(self, words: list, ignore_labels: Sequence[str]) -> list[dict]:
         """transformers' `group_entities` over tagged words (`window_words`): a word joins the group before it when its
-        tag has the group's type and does not begin an entity (`B-`); a group is an entity of the first word's type
-        with the mean of its words' scores, unless that type is in `ignore_labels`."""
+        tag has the group's type and is not `B-`; a group is an entity with the mean of its words' scores."""
         labels, groups = self.model.config.id2label, []
         tags = {tag: self.get_tag(label) for tag, label in labels.items()}
         for word in words:
@@ -486,11 +460,9 @@ class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):
 
 class TypedBertSpanClassificationPipeline(ChunkPipeline):
     """The entity recognizer of a span classifier (`TypedBertForSpanClassification`), called as transformers'
-    token-classification pipeline with aggregation is: a text, a list or a generator of texts →
-    `[{"entity_group", "score", "word", "start", "end"}, ...]` per text. Each window of `max_length` tokens (default
-    the model's limit; `stride` tokens shared between windows) gives every run of up to `config.max_span_width`
-    words as a candidate; the most probable candidates that are not "O" are kept first, each unless it overlaps one
-    already kept (`decode_spans`), over all windows of a text together."""
+    aggregated token classification is: a text, a list or a generator → `[{"entity_group", "score", "word", "start",
+    "end"}]` per text. Each window of `max_length` tokens (`stride` shared) gives every run of up to
+    `config.max_span_width` words as a candidate; `decode_spans` picks the entities over all windows of a text."""
 
     def _sanitize_parameters(self, stride: int | None = None, max_length: int | None = None, **kwargs):
         if kwargs:
@@ -524,8 +496,7 @@ class TypedBertSpanClassificationPipeline(ChunkPipeline):
             yield {**inputs, "candidates": candidates, "is_last": row == windows - 1}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """The label probabilities `(batch, spans, num_labels)` of a batch of windows' candidates (a row per window,
-        padded to the most candidates)."""
+        """The label probabilities `(batch, spans, num_labels)` of a batch of windows' candidates (padded)."""
         candidates, is_last = model_inputs.pop("candidates"), model_inputs.pop("is_last")
         batch = [candidates] if isinstance(candidates, SpanCandidates) else candidates
         spans = {name: tensor.to(self.device) for name, tensor in span_inputs(batch).items()}
@@ -547,8 +518,8 @@ class TypedBertSpanClassificationPipeline(ChunkPipeline):
 
 
 def _whole_words(encoding) -> list[list[int | None]]:
-    """The `word_ids` of each window of `encoding`, None for the tokens of a word the window cuts (its other tokens are
-    in the window before or after): no candidate starts or ends in part of a word."""
+    """The `word_ids` of each window of `encoding`, None for the tokens of a word the window cuts, so that no
+    candidate starts or ends in part of a word."""
     rows = [_word_reach(encoding.word_ids(row), offsets) for row, offsets in enumerate(encoding["offset_mapping"])]
     full: dict[int, tuple[int, int]] = {}
     for reach in rows:
@@ -571,10 +542,9 @@ def _word_reach(word_ids: Sequence[int | None], offsets: Sequence[Sequence[int]]
 def decode_spans(
     characters: Sequence[tuple[int, int]], probabilities: torch.Tensor, id2label: Mapping[int, str]
 ) -> list[dict[str, Any]]:
-    """The entities among candidate spans (`characters`, their label `probabilities` `(spans, num_labels)`, label 0
-    "no entity"): the most probable candidates whose best label is an entity type first, each kept unless it overlaps
-    one already kept; `{"entity_group", "score", "start", "end"}` in text order. The same span found in two windows
-    is kept once."""
+    """The entities among candidate spans (`characters`, label `probabilities` `(spans, num_labels)`, label 0 "no
+    entity"): most probable first, each candidate whose best label is a type kept unless it overlaps one kept;
+    `{"entity_group", "score", "start", "end"}` in text order."""
     scores, labels = probabilities.max(-1)
     found = [(score, start, end, label) for score, (start, end), label
              in zip(scores.tolist(), characters, labels.tolist(), strict=True) if label != 0]  # fmt: skip
@@ -587,10 +557,8 @@ def decode_spans(
 
 
 def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: AggregationStrategy) -> torch.Tensor:
-    """`(words, tags)`: the tag probabilities of each word, from its tokens' `scores` `(tokens, tags)` (a word's
-    tokens run from `starts[w]` to the next start), as transformers' aggregation reads them: its first token's
-    (`first`), those of its token with the highest probability (`max`), or the mean over its tokens (`average`); NaN
-    scores are left out."""
+    """The tag probabilities of each word `(words, tags)` from its tokens' `scores` `(tokens, tags)` (word w's tokens
+    start at `starts[w]`), as transformers' `first`, `max` or `average` aggregation reads them; NaN left out."""
     scores = scores.double()
     word = torch.zeros(len(scores), dtype=torch.long)
     word[starts[1:]] = 1
@@ -609,8 +577,7 @@ def word_probabilities(scores: torch.Tensor, starts: list[int], strategy: Aggreg
 
 @functools.lru_cache(maxsize=16)
 def _bio_sources(labels: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[tuple[int, ...], ...]]:
-    """For each tag of `labels`: whether it is an `I-` tag, and the tags that BIO allows right before it (tuples: the
-    result is cached and shared)."""
+    """For each tag of `labels`: whether it is an `I-` tag, and the tags that BIO allows right before it."""
     inside = tuple(label.startswith("I-") for label in labels)
     sources = tuple(tuple(frm for frm in range(len(labels)) if not inside[to] or (labels[frm] != "O" and
                     labels[frm][2:] == labels[to][2:])) for to in range(len(labels)))  # fmt: skip
@@ -619,10 +586,8 @@ def _bio_sources(labels: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[tuple
 
 def constrained_bio_path(probabilities: torch.Tensor, labels: Sequence[str]) -> list[tuple[int, float]]:
     """The most probable tag sequence of words with tag probabilities `(words, tags)` under BIO's rule (`I-T` only
-    right after `B-T` or `I-T`; never first), by Viterbi on the log probabilities: `(tag, its probability)` per word.
-    Tags without a `B-`/`I-` prefix are unconstrained. When each word's own best tag makes an allowed sequence, that
-    is the path; otherwise Viterbi in Python floats (a sentence's few words and tags cost less than one tensor
-    operation per word), the best previous tag found once per distinct set of allowed ones."""
+    right after `B-T` or `I-T`), `(tag, its probability)` per word: each word's own best tag when that is allowed,
+    else Viterbi on the log probabilities in Python floats (cheaper than tensors for a sentence's few words)."""
     inside, sources = _bio_sources(tuple(labels))
     rows = probabilities.double().tolist()
     own = probabilities.argmax(-1).tolist()  # each word's best tag: the path itself when BIO allows it (most texts)
@@ -646,18 +611,16 @@ def constrained_bio_path(probabilities: torch.Tensor, labels: Sequence[str]) -> 
 
 
 def _repository_commit(config) -> str | None:
-    """The commit the relation model was loaded from, for loading its entity model at the same one: 4.57 records it
-    on the config; 5.x does not, but imports this file from a folder named for that commit (the code and the weights
-    of a Hub load come from one resolved commit). None for a local folder."""
+    """The commit the relation model was loaded from (None for a local folder): 4.57 records it on the config; 5.x
+    imports this file from a folder named for it."""
     commit = getattr(config, "_commit_hash", None)
     package = __name__.rpartition(".")[0].rpartition(".")[2]
     return commit or (package if re.fullmatch(r"[0-9a-f]{40}", package) else None)
 
 
 def entity_model_source(model) -> tuple[str, dict[str, str]]:
-    """Where the entity model that `model.config.entity_model` names is read from, as `(source, load_kwargs)`: that
-    subfolder of the folder `model` was loaded from, or of its Hub repo at the commit `model` came from (a Hub
-    download records it), so that both models match."""
+    """Where the entity model that `model.config.entity_model` names is read from, `(source, load_kwargs)`: that
+    subfolder of the folder `model` was loaded from, or of its Hub repo at the commit `model` came from."""
     source, subfolder = model.name_or_path, model.config.entity_model
     if os.path.isdir(source):
         return os.path.join(source, subfolder), {}
@@ -674,8 +637,7 @@ def load_entity_model(source: str, dtype=None, **load_kwargs) -> tuple[torch.nn.
 
 
 def load_entity_recognizer(source: str, device=None, dtype=None, **load_kwargs) -> Pipeline:
-    """The entity recognizer over an entity model (`load_entity_model`): `TypedBertSpanClassificationPipeline` for a
-    span classifier, else `TypedBertTokenClassificationPipeline` aggregated as `ENTITY_AGGREGATION`."""
+    """The entity recognizer (`entity_recognizer_for`) of the entity model in `source` (`load_entity_model`)."""
     return entity_recognizer_for(*load_entity_model(source, dtype, **load_kwargs), device=device)
 
 
@@ -691,8 +653,8 @@ def entity_recognizer_for(model, tokenizer, device=None) -> Pipeline:
 
 
 def _token_classifier_class(source: str, **load_kwargs) -> type:
-    """The class of the entity model in `source`: TypedBert's span or token classifier for a TypedBert checkpoint
-    (read from this repository's own code), transformers' Auto class for any other."""
+    """The class of the entity model in `source`: this code's span or token classifier for a TypedBert checkpoint,
+    transformers' Auto class for any other."""
     config_dict, _ = PretrainedConfig.get_config_dict(source, **load_kwargs)
     if config_dict.get("model_type") != TypedBertConfig.model_type:
         return AutoModelForTokenClassification
@@ -706,8 +668,7 @@ def _token_classifier_class(source: str, **load_kwargs) -> type:
 
 
 def recognized_entities(texts: list[str], found: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """The output of transformers' token-classification pipeline (with aggregation) on `texts` as this
-    pipeline's entities, `{"start", "end", "type", "text", "score"}`."""
+    """Aggregated token-classification output on `texts` as `{"start", "end", "type", "text", "score"}` entities."""
     return [
         [
             {
@@ -783,9 +744,9 @@ def _is_text_only(item: Any) -> bool:
 
 
 def _typed_entities(item: Any, entity_types: list[str], type_map: Mapping[str, str] | None, unknown: str) -> Any:
-    """`item` with its entities' types read from a foreign NER's output (`entity_group`, or `entity` without its
-    `B-`/`I-`) and mapped by `type_map`; types the model does not know are an error naming them, or left out
-    with a warning (`unknown="skip"`). Entities with a `type` and no map are left to the encoding's checks."""
+    """`item` with its entities' types read from a foreign NER's output (`entity_group`, or `entity` without `B-`/`I-`)
+    and mapped by `type_map`; types the model does not know are an error, or left out with a warning
+    (`unknown="skip"`). Entities with a `type` and no map are left to the encoding's checks."""
     if not isinstance(item, dict) or not isinstance(item.get("entities"), list) or item.get("text_only"):
         return item
     entities, unknown_types = [], []
@@ -815,8 +776,8 @@ def _typed_entities(item: Any, entity_types: list[str], type_map: Mapping[str, s
 
 
 def _ranked(probabilities: torch.Tensor, id2label: dict[int, str], k: int, threshold: float | None) -> list[list[dict]]:
-    """For each row of label probabilities `(rows, labels)`, the `k` most probable labels `{"label", "score"}`, best
-    first, without those scoring below `threshold`; all rows at once (a chunk's pairs)."""
+    """For each row of label probabilities `(rows, labels)`, the `k` best labels `{"label", "score"}` at or above
+    `threshold`."""
     scores, indices = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
     kept = (scores >= threshold if threshold is not None else torch.ones_like(scores, dtype=torch.bool)).tolist()
     return [
