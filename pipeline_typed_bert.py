@@ -88,7 +88,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         model's own entity model (`config.entity_model`)."""
         super().__init__(*args, batch_size=_checked_batch_size(batch_size) or DEFAULT_BATCH_SIZE, **kwargs)
         self.pair_encoding = pair_encoding_for(self.model.config)
-        self._recognizer = entity_recognizer
+        self.entity_recognition = EntityRecognition(self.model, self.device, entity_recognizer)
 
     def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
         """Classify one input, a list or a generator of them. The texts of a list that have no entities go through the
@@ -103,7 +103,7 @@ class RelationClassificationPipeline(ChunkPipeline):
                 return []
             self._sanitize_parameters(**kwargs)  # before the entity model runs
             windows = {name: kwargs[name] for name in ("stride", "max_length") if name in kwargs}
-            inputs = self._with_recognized_entities(inputs, batch_size, **windows)
+            inputs = self.entity_recognition.fill(inputs, batch_size, **windows)
         elif isinstance(inputs, str):
             inputs = {"text": inputs}
         if batch_size is not None:
@@ -122,82 +122,6 @@ class RelationClassificationPipeline(ChunkPipeline):
         entities = [len(item.get("entities") or ()) if isinstance(item, dict) else 0 for item in inputs]
         return [length + self.pair_encoding.marker_tokens * max(count - 1, 0)
                 for length, count in zip(lengths, entities, strict=True)]  # fmt: skip
-
-    def _with_recognized_entities(self, items: list, batch_size: int | None, **windows) -> list:
-        """`items` with each text-only item replaced by its text and the entities the entity model finds in it."""
-        text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
-        if not text_only:
-            return items
-        texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
-        found = self.recognize(texts, batch_size, indices=text_only, **windows)
-        items = list(items)
-        for index, text, entities in zip(text_only, texts, found, strict=True):
-            items[index] = {"text": text, "entities": entities, "text_only": True}
-        return items
-
-    def recognize(
-        self,
-        texts: list[str],
-        batch_size: int | None = None,
-        indices: list[int] | None = None,
-        stride: int | None = None,
-        max_length: int | None = None,
-    ) -> list[list[dict[str, Any]]]:
-        """The entities the entity model finds in each text, `{"start", "end", "type", "text", "score"}`: a document
-        in windows (`entity_windows`), a shorter text whole. An error names a text by `indices` (its place in the
-        caller's list)."""
-        recognizer = self.entity_recognizer
-        for index, text in zip(indices or range(len(texts)), texts, strict=True):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
-        limit = self.entity_windows(stride, max_length)[0]
-        lengths = _token_lengths(recognizer.tokenizer, texts)
-        documents = [index for index, length in enumerate(lengths) if length > limit]
-        sentences = [index for index, length in enumerate(lengths) if length <= limit]
-        groups = [[sentences[i] for i in group] for group in length_groups([lengths[i] for i in sentences])]
-        found: list = [None] * len(texts)
-        for group in [*groups, documents]:
-            if group:
-                window, overlap = self.entity_windows(stride, max_length, lengths[group[0]] > limit)
-                batch = recognizer([texts[index] for index in group], batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                                   stride=overlap, max_length=window)  # fmt: skip
-                for index, entities in zip(group, batch, strict=True):
-                    found[index] = entities
-        return recognized_entities(texts, found)
-
-    def entity_windows(
-        self, stride: int | None = None, max_length: int | None = None, document: bool = False
-    ) -> tuple[int, int]:
-        """The entity model's `(window, stride)` in tokens: `max_length` (at most the entity model's limit; by default
-        the limit, or `DOCUMENT_MAX_LENGTH` for a `document`) and `stride` (by default a quarter of the window)."""
-        recognizer = self.entity_recognizer
-        limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
-        window = min(limit, max_length or (DOCUMENT_MAX_LENGTH if document else limit))
-        stride = window // 4 if stride is None else stride
-        room = window - recognizer.tokenizer.num_special_tokens_to_add()
-        if stride >= room:
-            raise ValueError(
-                f"stride={stride} must be smaller than the {room} text tokens of a window of {window} (max_length); "
-                "it is how many tokens two windows share."
-            )
-        return window, stride
-
-    @property
-    def entity_recognizer(self) -> Pipeline:
-        """The pipeline that finds the entities of raw text: the one given at construction, else that of the
-        repository's entity model (`load_entity_recognizer`), loaded at first use."""
-        if self._recognizer is None:
-            subfolder = getattr(self.model.config, "entity_model", None)
-            if not subfolder:
-                raise ValueError(
-                    "This relation model has no entity model, so it needs each text's entities: pass "
-                    "{'text': ..., 'entities': [{'start', 'end', 'type'}, ...]}, or add an entity model to its "
-                    "repository (typed-bert train-entities, then typed-bert push --model FOLDER --entity-model "
-                    "NER_FOLDER or typed-bert train ... --entity-model NER_FOLDER)."
-                )
-            source, load = entity_model_source(self.model)
-            self._recognizer = load_entity_recognizer(source, device=self.device, dtype=self.model.dtype, **load)
-        return self._recognizer
 
     def _sanitize_parameters(
         self,
@@ -242,7 +166,7 @@ class RelationClassificationPipeline(ChunkPipeline):
         generator's) goes through the entity model here; foreign entity types are mapped."""
         if _is_text_only(inputs):
             text = inputs if isinstance(inputs, str) else inputs["text"]
-            found = self.recognize([text], stride=stride, max_length=max_length)[0]
+            found = self.entity_recognition([text], stride=stride, max_length=max_length)[0]
             inputs = {"text": text, "entities": found, "text_only": True}
         inputs = _typed_entities(inputs, self.model.config.entity_types, entity_type_map, unknown_entity_types)
         text_only = isinstance(inputs, dict) and inputs.get("text_only", False)
@@ -353,6 +277,90 @@ class ChunkPairs:
     skipped: list[tuple[int, int, dict[str, str]]]
     beyond_reach: int
     text_only: bool = False
+
+
+class EntityRecognition:
+    """The entity step of raw text: the entity recognizer of a relation model's entity model (`config.entity_model`),
+    or one given in its place, run on texts in groups of similar length and on a document in windows."""
+
+    def __init__(self, relation_model, device=None, recognizer: Pipeline | None = None) -> None:
+        self.relation_model, self.device, self._recognizer = relation_model, device, recognizer
+
+    @property
+    def recognizer(self) -> Pipeline:
+        """The pipeline that finds the entities of raw text: the one given, else the relation model's entity model's
+        (`load_entity_recognizer`), loaded at first use."""
+        if self._recognizer is None:
+            if not getattr(self.relation_model.config, "entity_model", None):
+                raise ValueError(
+                    "This relation model has no entity model, so it needs each text's entities: pass "
+                    "{'text': ..., 'entities': [{'start', 'end', 'type'}, ...]}, or add an entity model to its "
+                    "repository (typed-bert train-entities, then typed-bert push --model FOLDER --entity-model "
+                    "NER_FOLDER or typed-bert train ... --entity-model NER_FOLDER)."
+                )
+            source, load = entity_model_source(self.relation_model)
+            dtype = self.relation_model.dtype
+            self._recognizer = load_entity_recognizer(source, device=self.device, dtype=dtype, **load)
+        return self._recognizer
+
+    def fill(self, items: list, batch_size: int | None, **windows) -> list:
+        """`items` with each text-only item replaced by its text and the entities found in it (`windows`: `stride`
+        and `max_length`)."""
+        text_only = [index for index, item in enumerate(items) if _is_text_only(item)]
+        if not text_only:
+            return items
+        texts = [items[index] if isinstance(items[index], str) else items[index]["text"] for index in text_only]
+        found = self(texts, batch_size, indices=text_only, **windows)
+        items = list(items)
+        for index, text, entities in zip(text_only, texts, found, strict=True):
+            items[index] = {"text": text, "entities": entities, "text_only": True}
+        return items
+
+    def __call__(
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        indices: list[int] | None = None,
+        stride: int | None = None,
+        max_length: int | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """The entities found in each text, `{"start", "end", "type", "text", "score"}`: a document in windows
+        (`windows`), a shorter text whole. An error names a text by `indices` (its place in the caller's list)."""
+        recognizer = self.recognizer
+        for index, text in zip(indices or range(len(texts)), texts, strict=True):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"text {index} is {text!r}; expected a non-empty string to extract relations from.")
+        limit = self.windows(stride, max_length)[0]
+        lengths = _token_lengths(recognizer.tokenizer, texts)
+        documents = [index for index, length in enumerate(lengths) if length > limit]
+        sentences = [index for index, length in enumerate(lengths) if length <= limit]
+        groups = [[sentences[i] for i in group] for group in length_groups([lengths[i] for i in sentences])]
+        found: list = [None] * len(texts)
+        for group in [*groups, documents]:
+            if group:
+                window, overlap = self.windows(stride, max_length, lengths[group[0]] > limit)
+                batch = recognizer([texts[index] for index in group], batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                                   stride=overlap, max_length=window)  # fmt: skip
+                for index, entities in zip(group, batch, strict=True):
+                    found[index] = entities
+        return recognized_entities(texts, found)
+
+    def windows(
+        self, stride: int | None = None, max_length: int | None = None, document: bool = False
+    ) -> tuple[int, int]:
+        """The entity model's `(window, stride)` in tokens: `max_length` (at most the entity model's limit; by default
+        the limit, or `DOCUMENT_MAX_LENGTH` for a `document`) and `stride` (by default a quarter of the window)."""
+        recognizer = self.recognizer
+        limit = min(recognizer.tokenizer.model_max_length, recognizer.model.config.max_position_embeddings)
+        window = min(limit, max_length or (DOCUMENT_MAX_LENGTH if document else limit))
+        stride = window // 4 if stride is None else stride
+        room = window - recognizer.tokenizer.num_special_tokens_to_add()
+        if stride >= room:
+            raise ValueError(
+                f"stride={stride} must be smaller than the {room} text tokens of a window of {window} (max_length); "
+                "it is how many tokens two windows share."
+            )
+        return window, stride
 
 
 class TypedBertTokenClassificationPipeline(TokenClassificationPipeline):

@@ -211,7 +211,7 @@ def test_a_relation_model_bundles_a_span_entity_model_and_extracts_from_raw_text
         classify = pipeline("relation-classification", model={str(relations)!r}, trust_remote_code=True)
         out = classify({TEXT!r})
         document = classify(" ".join([{TEXT!r}] * 8))
-        print(json.dumps({{"recognizer": type(classify.entity_recognizer).__name__,
+        print(json.dumps({{"recognizer": type(classify.entity_recognition.recognizer).__name__,
                           "entities": [[e["type"], e["start"], e["end"]] for e in out["entities"]],
                           "relations": len(out["relations"]), "document": len(document["entities"])}}))
         """,
@@ -239,7 +239,8 @@ def test_onnx_export_of_a_span_entity_model_extracts_as_pytorch_does(tmp_path):
     texts = [TEXT, document, "Bill Gates."]
     expected = pipeline("relation-classification", model=str(relations), trust_remote_code=True)(texts)
     got = onnx_pipeline(tmp_path / "onnx")(texts)
-    assert type(onnx_pipeline(tmp_path / "onnx").entity_recognizer).__name__ == "TypedBertSpanClassificationPipeline"
+    recognizer = onnx_pipeline(tmp_path / "onnx").entity_recognition.recognizer
+    assert type(recognizer).__name__ == "TypedBertSpanClassificationPipeline"
     assert [[(e["start"], e["end"], e["type"]) for e in out["entities"]] for out in got] == [
         [(e["start"], e["end"], e["type"]) for e in out["entities"]] for out in expected
     ]

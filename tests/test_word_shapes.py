@@ -201,8 +201,8 @@ def test_train_entities_word_shapes_bundled_in_a_relation_model_extracts_from_ra
         from transformers import pipeline
         classify = pipeline("relation-classification", model={str(relations)!r}, trust_remote_code=True)
         out = classify({TEXT!r})
-        print(json.dumps({{"recognizer": type(classify.entity_recognizer).__name__,
-                          "model": type(classify.entity_recognizer.model).__name__, "keys": sorted(out)}}))
+        print(json.dumps({{"recognizer": type(classify.entity_recognition.recognizer).__name__,
+                          "model": type(classify.entity_recognition.recognizer.model).__name__, "keys": sorted(out)}}))
         """,
         tmp_path,
     )
