@@ -116,6 +116,21 @@ class RelationClassificationPipeline(ChunkPipeline):
                 outputs[index] = output
         return outputs
 
+    @property
+    def entity_recognizer(self) -> Pipeline:
+        """The pipeline that finds the entities of raw text (`EntityRecognition.recognizer`)."""
+        return self.entity_recognition.recognizer
+
+    def recognize(self, texts: list[str], batch_size: int | None = None, **windows) -> list[list[dict[str, Any]]]:
+        """The entities the entity model finds in each text (`EntityRecognition`; `windows`: `stride`, `max_length`)."""
+        return self.entity_recognition(texts, batch_size, **windows)
+
+    def entity_windows(
+        self, stride: int | None = None, max_length: int | None = None, document: bool = False
+    ) -> tuple[int, int]:
+        """The entity model's `(window, stride)` in tokens (`EntityRecognition.windows`)."""
+        return self.entity_recognition.windows(stride, max_length, document)
+
     def _sequence_lengths(self, inputs: list) -> list[int]:
         """About how many tokens each input's sequences take: its text's, plus the markers of packed objects."""
         lengths = _token_lengths(self.tokenizer, [_text_of(item) for item in inputs])

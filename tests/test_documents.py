@@ -54,7 +54,7 @@ def classify(bundled):
 
 def test_a_document_longer_than_the_entity_model_reads_gives_each_entity_once(classify):
     assert len(classify.tokenizer(DOCUMENT)["input_ids"]) > 512
-    (entities,) = classify.entity_recognition([DOCUMENT])
+    (entities,) = classify.recognize([DOCUMENT])
     assert [(entity["start"], entity["end"]) for entity in entities] == word_spans(DOCUMENT)
     assert all(entity["text"] == DOCUMENT[entity["start"] : entity["end"]] for entity in entities)
 

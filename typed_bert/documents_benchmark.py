@@ -51,9 +51,7 @@ def document_figures(
     return {
         "documents": len(documents),
         "tokens_per_document": tokens,
-        "windows": dict(
-            zip(("max_length", "stride"), classify.entity_recognition.windows(document=True, **windows), strict=True)
-        ),
+        "windows": dict(zip(("max_length", "stride"), classify.entity_windows(document=True, **windows), strict=True)),
         "sentences_s": sentence_seconds,
         "documents_s": document_seconds,
         "time_ratio": document_seconds / sentence_seconds,

@@ -88,7 +88,7 @@ def extraction_speed(
     (PyTorch), the encoders' roof at that precision, measured right after each call (the speed of a shared machine
     drifts), and the call's share of it. The median of `repeats` calls; and the call's outputs."""
     classify(list(texts[:2]), batch_size=batch_size)
-    models = {"entity": classify.entity_recognition.recognizer.model, "relation": classify.model}
+    models = {"entity": classify.entity_recognizer.model, "relation": classify.model}
     rounds = []
     for _ in range(repeats):
         with counted_forwards(models) as counts:

@@ -108,7 +108,7 @@ def check_windows(classify, args) -> None:
         max_sequence_length(classify.tokenizer, classify.model.config.max_sequence_length, args.max_length)
         if getattr(classify.model.config, "entity_model", None):
             for document in (False, True):
-                classify.entity_recognition.windows(args.stride, args.max_length, document)
+                classify.entity_windows(args.stride, args.max_length, document)
 
 
 def main(argv: list[str] | None = None) -> None:
